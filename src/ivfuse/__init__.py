@@ -1,0 +1,42 @@
+"""ivfuse: infrared-visible image fusion - methods, metrics, training and a CLI.
+
+>>> import ivfuse
+>>> fused = ivfuse.fuse("ir.png", "vi.png", method="gff")     # doctest: +SKIP
+>>> fuser = ivfuse.load("didfuse"); fuser.fuse(ir, vi)          # doctest: +SKIP
+>>> ivfuse.evaluate(fused, ir, vi, metrics=["EN", "MI"])        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .api import DEFAULT_METHOD, Pipeline, fuse, load, methods
+from .errors import InputError, IvfuseError, MethodError, TrainingError, WeightsError
+
+try:
+    __version__ = version("ivfuse")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+
+def evaluate(fused, ir=None, vi=None, metrics=None, profile: str = "vifb") -> dict[str, float]:
+    """Quality metrics of a fused image; see :func:`ivfuse.metrics.evaluate`."""
+    from .metrics import evaluate as _evaluate
+
+    return _evaluate(fused, ir, vi, metrics=metrics, profile=profile)
+
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "InputError",
+    "IvfuseError",
+    "MethodError",
+    "Pipeline",
+    "TrainingError",
+    "WeightsError",
+    "__version__",
+    "evaluate",
+    "fuse",
+    "load",
+    "methods",
+]

@@ -1,0 +1,169 @@
+"""The public Python API: ``fuse()``, ``load()`` and the batch helpers the CLI is built on.
+
+Three lines do what ``ivfuse fuse`` does::
+
+    import ivfuse
+    fuser = ivfuse.load("gff")
+    fused = fuser.fuse("ir.png", "vi.jpg")          # float32 in [0, 1], colour if vi is colour
+
+A colour visible image is fused on its luma (Y of BT.601 YCbCr) and its chroma is put back,
+so the result is colour. The result always has the visible image's size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from . import io
+from .data.pairs import Pair
+from .errors import InputError, IvfuseError
+from .methods import registry
+
+#: Method used when none is named (see README, "Choosing a method").
+DEFAULT_METHOD = "gff"
+
+ImageLike = str | os.PathLike | np.ndarray
+
+
+def _load(x: ImageLike, role: str) -> tuple[np.ndarray, str]:
+    if isinstance(x, np.ndarray):
+        return x, f"{role} array"
+    return io.read_image(x), str(x)
+
+
+def _check(arr: np.ndarray, name: str) -> None:
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 3)):
+        raise InputError(f"{name}: expected an HxW or HxWx3 image, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name}: empty image")
+
+
+class Pipeline:
+    """A reusable fuser: a method plus the colour/bit-depth handling around it.
+
+    Args:
+        method: registered method name (``ivfuse methods`` lists them).
+        stretch16: map 16-bit inputs with the percentile stretch of :func:`ivfuse.io.to_unit`
+            (default) instead of a plain ``/ 65535``.
+        **options: method options (e.g. ``rule="l1"`` for didfuse, ``levels=4`` for lp).
+    """
+
+    def __init__(self, method: str = DEFAULT_METHOD, *, stretch16: bool = True, **options: Any):
+        self.info = registry.info(method)
+        self.method = registry.create(method, **options)
+        self.stretch16 = stretch16
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.info.name!r})"
+
+    def fuse(self, ir: ImageLike, vi: ImageLike) -> np.ndarray:
+        """Fuse one pair (arrays of stored values or file paths).
+
+        Returns float32 in [0, 1]: (H, W) for a gray visible image, (H, W, 3) for a colour one.
+        """
+        ir_arr, ir_name = _load(ir, "infrared")
+        vi_arr, vi_name = _load(vi, "visible")
+        _check(ir_arr, ir_name)
+        _check(vi_arr, vi_name)
+        if ir_arr.shape[:2] != vi_arr.shape[:2]:
+            (hi, wi), (hv, wv) = ir_arr.shape[:2], vi_arr.shape[:2]
+            raise InputError(f"{ir_name} is {wi}x{hi} but {vi_name} is {wv}x{hv}: sizes differ")
+        if ir_arr.ndim == 3 and ir_arr.shape[-1] == 1:
+            ir_arr = ir_arr[..., 0]
+        if vi_arr.ndim == 3 and vi_arr.shape[-1] == 1:
+            vi_arr = vi_arr[..., 0]
+        ir_gray = io.to_gray(ir_arr, name=ir_name)
+        ir_unit = io.to_unit(ir_gray, stretch16=self.stretch16)
+        vi_unit = io.to_unit(vi_arr, stretch16=self.stretch16)
+        if vi_unit.ndim == 3 and not io.is_gray_rgb(vi_arr):
+            ycc = io.rgb_to_ycbcr(vi_unit)
+            ycc[..., 0] = self._fuse_planes(ir_unit, np.clip(ycc[..., 0], 0, 1))
+            return io.ycbcr_to_rgb(ycc)
+        vi_plane = vi_unit[..., 0] if vi_unit.ndim == 3 else vi_unit
+        return self._fuse_planes(ir_unit, vi_plane)
+
+    def _fuse_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        out = np.asarray(
+            self.method.fuse(np.ascontiguousarray(ir), np.ascontiguousarray(vi)), dtype=np.float32
+        )
+        if out.shape != ir.shape:
+            raise RuntimeError(f"method {self.info.name} returned shape {out.shape}, expected {ir.shape}")
+        return np.clip(out, 0, 1)
+
+    def fuse_files(
+        self, ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, *, bit_depth: int = 8
+    ) -> Path:
+        """Fuse two files and write the result atomically to ``out``; returns its path."""
+        return io.write_image(out, self.fuse(ir, vi), bit_depth=bit_depth)
+
+
+def load(method: str = DEFAULT_METHOD, **options: Any) -> Pipeline:
+    """A reusable :class:`Pipeline` for ``method`` (weights are loaded once)."""
+    return Pipeline(method, **options)
+
+
+def fuse(ir: ImageLike, vi: ImageLike, method: str = DEFAULT_METHOD, **options: Any) -> np.ndarray:
+    """Fuse one pair with ``method``; see :meth:`Pipeline.fuse`."""
+    return Pipeline(method, **options).fuse(ir, vi)
+
+
+def methods() -> list[registry.MethodInfo]:
+    """Every registered method with its metadata."""
+    return registry.available()
+
+
+# ---------------------------------------------------------------------------------------------
+# batches
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """What happened to one pair of a batch."""
+
+    stem: str
+    status: Literal["fused", "skipped", "failed"]
+    output: Path | None = None
+    reason: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+def fuse_pairs(
+    pipeline: Pipeline,
+    pairs: Iterable[Pair],
+    out_dir: str | os.PathLike,
+    *,
+    ext: str = ".png",
+    bit_depth: int = 8,
+    overwrite: bool = False,
+) -> Iterator[PairResult]:
+    """Fuse many pairs into ``out_dir/<stem><ext>``, one :class:`PairResult` per pair.
+
+    An existing output is skipped unless ``overwrite``. A pair that fails (bad file, sizes that
+    differ, ...) is reported as failed with the reason, and the next pair goes on.
+    """
+    out_root = Path(out_dir)
+    ext = ext if ext.startswith(".") else "." + ext
+    for pair in pairs:
+        target = out_root / f"{pair.stem}{ext}"
+        if target.exists() and not overwrite:
+            yield PairResult(pair.stem, "skipped", target, "output exists (use --overwrite)")
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                pipeline.fuse_files(pair.ir, pair.vi, target, bit_depth=bit_depth)
+            except IvfuseError as exc:
+                yield PairResult(pair.stem, "failed", None, str(exc), _messages(caught))
+                continue
+        yield PairResult(pair.stem, "fused", target, "", _messages(caught))
+
+
+def _messages(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    return tuple(str(w.message) for w in caught)

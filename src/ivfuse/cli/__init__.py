@@ -1,0 +1,235 @@
+"""Command-line interface: a thin typer shell over the Python API.
+
+Every command is a plain typed function; the work happens in the library. Errors a user can
+cause end as one line on stderr and the error's exit code (2 for bad input), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .. import api, io
+from ..errors import InputError, IvfuseError
+
+app = typer.Typer(
+    name="ivfuse",
+    help="Infrared-visible image fusion: fuse, evaluate, train and compare methods.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`IvfuseError` into one red line and its exit code; warnings into yellow lines."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", io.ColourInfraredWarning)
+            try:
+                return fn(*args, **kwargs)
+            except IvfuseError as exc:
+                err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                err.print("[red]interrupted[/red]")
+                raise typer.Exit(130) from None
+            finally:
+                for w in caught:
+                    if issubclass(w.category, io.ColourInfraredWarning):
+                        err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
+
+    return wrapper
+
+
+def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command wrapped by :func:`friendly`."""
+    return lambda fn: app.command(name)(friendly(fn))
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["levels=4", "wavelet=db2"]`` -> ``{"levels": 4, "wavelet": "db2"}`` (ints/floats parsed)."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--param expects KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                params[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            params[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return params
+
+
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `ivfuse methods`).")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Method option KEY=VALUE, repeatable (e.g. -p levels=5)."),
+]
+RuleOpt = Annotated[
+    str | None, typer.Option("--rule", help="Feature fusion rule of deep methods: sum, average or l1.")
+]
+
+
+@command("fuse")
+def fuse_command(
+    ir: Annotated[Path | None, typer.Argument(help="Infrared image (single-pair mode).")] = None,
+    vi: Annotated[Path | None, typer.Argument(help="Visible image (single-pair mode).")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file (one pair) or folder (folders).")
+    ] = ...,
+    method: MethodOpt = api.DEFAULT_METHOD,
+    ir_dir: Annotated[Path | None, typer.Option("--ir", help="Folder of infrared images.")] = None,
+    vi_dir: Annotated[Path | None, typer.Option("--vi", help="Folder of visible images.")] = None,
+    pairs_dir: Annotated[Path | None, typer.Option("--pairs", help="Folder holding ir/ and vi/.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs in folder mode.")] = False,
+    bit_depth: Annotated[int, typer.Option("--bit-depth", help="Output bit depth: 8 or 16.")] = 8,
+    ext: Annotated[str, typer.Option(help="Output format in folder mode.")] = "png",
+    stretch: Annotated[
+        bool,
+        typer.Option(help="Percentile-stretch 16-bit inputs (0.5-99.5 %); --no-stretch divides by 65535."),
+    ] = True,
+    rule: RuleOpt = None,
+    param: ParamOpt = None,
+) -> None:
+    """Fuse one pair (IR VI -o OUT) or folders of pairs matched by file stem (--ir/--vi or --pairs)."""
+    if bit_depth not in (8, 16):
+        raise InputError(f"--bit-depth must be 8 or 16, got {bit_depth}")
+    folder_mode = ir_dir is not None or vi_dir is not None or pairs_dir is not None
+    if folder_mode == (ir is not None or vi is not None):
+        raise InputError("give either IR and VI files, or --ir DIR --vi DIR, or --pairs DIR")
+    options = parse_params(param)
+    if rule is not None:
+        options["rule"] = rule
+    pipeline = api.load(method, stretch16=stretch, **options)
+    if not folder_mode:
+        if ir is None or vi is None:
+            raise InputError("single-pair mode needs both IR and VI files")
+        path = pipeline.fuse_files(ir, vi, output, bit_depth=bit_depth)
+        out.print(
+            f"fused [bold]{ir.name}[/bold] + [bold]{vi.name}[/bold] with {method} -> {path}", highlight=False
+        )
+        return
+    _fuse_folders(pipeline, output, ir_dir, vi_dir, pairs_dir, overwrite, bit_depth, ext)
+
+
+def _fuse_folders(pipeline, output, ir_dir, vi_dir, pairs_dir, overwrite, bit_depth, ext) -> None:
+    from ..data.pairs import find_pairs, scan_pairs_root
+
+    if pairs_dir is not None:
+        if ir_dir is not None or vi_dir is not None:
+            raise InputError("use either --pairs or --ir/--vi, not both")
+        scan = scan_pairs_root(pairs_dir)
+    elif ir_dir is None or vi_dir is None:
+        raise InputError("folder mode needs both --ir and --vi (or --pairs)")
+    else:
+        scan = find_pairs(ir_dir, vi_dir)
+    for line in scan.problems():
+        err.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+    if not scan.pairs:
+        raise InputError("no pairs found (infrared and visible files are matched by file stem)")
+    results = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(f"fusing with {pipeline.info.name}", total=len(scan.pairs))
+        for res in api.fuse_pairs(
+            pipeline, scan.pairs, output, ext=ext, bit_depth=bit_depth, overwrite=overwrite
+        ):
+            results.append(res)
+            for w in res.warnings:
+                progress.console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+            if res.status == "failed":
+                progress.console.print(
+                    f"[red]failed:[/red] {res.stem}: {res.reason}", highlight=False, soft_wrap=True
+                )
+            progress.advance(task)
+    counts = {s: sum(r.status == s for r in results) for s in ("fused", "skipped", "failed")}
+    counts["skipped"] += len(scan.problems())
+    out.print(
+        f"{counts['fused']} fused, {counts['skipped']} skipped, {counts['failed']} failed -> {output}",
+        highlight=False,
+    )
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@command("methods")
+def methods_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List every fusion method: family, paper, and whether trained weights are shipped."""
+    infos = api.methods()
+    if as_json:
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    table = Table(title="ivfuse methods")
+    for col in ("name", "family", "paper", "weights"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        shipped = "shipped" if i.weights_shipped else ("missing: train it" if i.trainable else "not needed")
+        table.add_row(
+            i.name + (" (default)" if i.name == api.DEFAULT_METHOD else ""), i.family, i.paper, shipped
+        )
+    out.print(table)
+
+
+@command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo images.")] = Path(
+        "ivfuse-demo"
+    ),
+    method: MethodOpt = api.DEFAULT_METHOD,
+    height: Annotated[int, typer.Option(help="Scene height in pixels.")] = 360,
+    width: Annotated[int, typer.Option(help="Scene width in pixels.")] = 480,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic scene.")] = 0,
+) -> None:
+    """Fuse the built-in synthetic night scene; write ir/vi/fused PNGs and a side-by-side figure."""
+    from ..demo import run_demo
+
+    result = run_demo(output, method=method, height=height, width=width, seed=seed)
+    out.print(f"wrote {', '.join(p.name for p in result.files)} to {output}", highlight=False)
+    table = Table(title=f"{method} on the synthetic night scene")
+    table.add_column("metric")
+    table.add_column("IR", justify="right")
+    table.add_column("VI", justify="right")
+    table.add_column("fused", justify="right")
+    for name, row in result.metrics.items():
+        table.add_row(name, *(f"{row[k]:.3f}" for k in ("ir", "vi", "fused")))
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+def _register_optional() -> None:
+    # Commands that live in their own modules.
+    for module, attr, name in (("eval", "eval_command", "eval"), ("train", "train_command", "train")):
+        try:
+            mod = __import__(f"{__name__}.{module}", fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{module}":
+                raise
+            continue
+        app.command(name)(friendly(getattr(mod, attr)))
+
+
+_register_optional()

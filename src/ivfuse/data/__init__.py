@@ -1,0 +1,1 @@
+"""Data handling: pair discovery, training datasets, the synthetic demo scene."""

@@ -1,0 +1,127 @@
+"""Method registry: one name -> one factory, plus the metadata users see in ``ivfuse methods``.
+
+Modelled on timm's registry: a method module decorates its factory with :func:`register`;
+:func:`create` builds a ready-to-use fuser by name. The registry imports the method modules
+lazily on first use so that ``import ivfuse`` stays cheap.
+
+A *fuser* is any object with ``fuse(ir, vi) -> fused`` that takes two float32 2-D arrays in
+[0, 1] of equal shape (luma planes) and returns one float32 2-D array of that shape in [0, 1].
+Colour handling, bit depths and file I/O happen outside methods (see :mod:`ivfuse.api`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import MethodError
+
+#: Modules that register methods when imported. Add a new method module here.
+METHOD_MODULES: tuple[str, ...] = (
+    "ivfuse.methods.classical",
+    "ivfuse.methods.didfuse",
+)
+
+
+class Fuser(Protocol):
+    """What :func:`create` returns."""
+
+    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Metadata of one registered method."""
+
+    name: str
+    family: str  # "classical" or "self-supervised"
+    paper: str  # short citation: authors, title, venue year
+    summary: str = ""
+    trainable: bool = False
+    weights: str | None = None  # file name under ivfuse/weights/, None for classical methods
+
+    @property
+    def weights_shipped(self) -> bool:
+        """True when the package carries trained weights for this method."""
+        return self.weights is not None and weights_path(self.weights).is_file()
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["weights_shipped"] = self.weights_shipped
+        return d
+
+
+_REGISTRY: dict[str, tuple[MethodInfo, Callable[..., Fuser]]] = {}
+_loaded = False
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    paper: str,
+    summary: str = "",
+    trainable: bool = False,
+    weights: str | None = None,
+) -> Callable[[Callable[..., Fuser]], Callable[..., Fuser]]:
+    """Class/function decorator registering a fuser factory under ``name`` (lowercase)."""
+    if name != name.lower():
+        raise ValueError(f"method names are lowercase, got {name!r}")
+    if family not in ("classical", "self-supervised"):
+        raise ValueError(f"unknown family {family!r}")
+
+    def deco(factory: Callable[..., Fuser]) -> Callable[..., Fuser]:
+        if name in _REGISTRY and _REGISTRY[name][1] is not factory:
+            raise ValueError(f"method {name!r} registered twice")
+        _REGISTRY[name] = (
+            MethodInfo(name, family, paper, summary or _first_line(factory), trainable, weights),
+            factory,
+        )
+        return factory
+
+    return deco
+
+
+def _first_line(obj: object) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for mod in METHOD_MODULES:
+            importlib.import_module(mod)
+
+
+def available() -> list[MethodInfo]:
+    """All registered methods, classical first, then by name."""
+    _ensure_loaded()
+    return sorted((i for i, _ in _REGISTRY.values()), key=lambda i: (i.family != "classical", i.name))
+
+
+def info(name: str) -> MethodInfo:
+    """Metadata of one method; :class:`MethodError` for an unknown name."""
+    _ensure_loaded()
+    key = name.lower()
+    if key not in _REGISTRY:
+        names = ", ".join(i.name for i in available())
+        raise MethodError(f"unknown method {name!r}; available: {names}")
+    return _REGISTRY[key][0]
+
+
+def create(name: str, **kwargs: Any) -> Fuser:
+    """Build the fuser registered under ``name``; ``kwargs`` go to its factory."""
+    info(name)
+    return _REGISTRY[name.lower()][1](**kwargs)
+
+
+def weights_path(filename: str):
+    """Path of a shipped weight file inside the installed package."""
+    return resources.files("ivfuse") / "weights" / filename
