@@ -173,7 +173,7 @@ def to_unit(arr: np.ndarray, *, stretch16: bool = True, low: float = 0.5, high: 
         lo, hi = np.percentile(x, [low, high])
         if hi - lo < 1:  # (nearly) constant image: keep its absolute level
             return x / np.float32(65535)
-        return np.clip((x - lo) / np.float32(hi - lo), 0, 1)
+        return np.clip((x - np.float32(lo)) / np.float32(hi - lo), 0, 1).astype(np.float32)
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
     if arr.dtype.kind in "iu":

@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests that need ../shared/data skip cleanly when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: The shared data folder (override with IVFUSE_SHARED_DATA).
+SHARED_DATA = Path(os.environ.get("IVFUSE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of ``../shared/data/<name>``, or skip the test when it is not there."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"shared data set {name!r} not available at {path}")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,166 @@
+"""End-to-end tests of the CLI: fuse (one pair and folders), methods, demo, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ivfuse import io
+from ivfuse.cli import app
+from ivfuse.data.synthetic import night_scene
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def pair(tmp_path):
+    s = night_scene(48, 65)  # odd width on purpose
+    ir = io.write_image(tmp_path / "ir.png", s.ir)
+    vi = io.write_image(tmp_path / "vi.jpg", s.vi)
+    return ir, vi
+
+
+def test_fuse_one_pair_colour(tmp_path, pair):
+    r = run("fuse", *pair, "-o", tmp_path / "f.png", "-m", "average")
+    assert r.exit_code == 0, r.output
+    out = io.read_image(tmp_path / "f.png")
+    assert out.shape == (48, 65, 3) and out.dtype == np.uint8
+
+
+def test_fuse_sixteen_bit_in_and_out(tmp_path):
+    rng = np.random.default_rng(0)
+    io.write_image(
+        tmp_path / "ir.tif", (7000 + rng.integers(0, 900, (21, 33))).astype(np.uint16), bit_depth=16
+    )
+    io.write_image(tmp_path / "vi.png", rng.integers(0, 256, (21, 33), dtype=np.uint8))
+    r = run(
+        "fuse",
+        tmp_path / "ir.tif",
+        tmp_path / "vi.png",
+        "-o",
+        tmp_path / "f.png",
+        "-m",
+        "max",
+        "--bit-depth",
+        "16",
+    )
+    assert r.exit_code == 0, r.output
+    out = io.read_image(tmp_path / "f.png")
+    assert out.dtype == np.uint16 and out.shape == (21, 33) and out.max() > 60000
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "file not found"),
+        ("corrupt", "cannot decode"),
+        ("empty", "empty file"),
+        ("size", "sizes differ"),
+    ],
+)
+def test_fuse_bad_input_one_line_exit_2_no_output(tmp_path, pair, case, message):
+    ir, vi = pair
+    bad = tmp_path / f"bad_{case}.png"
+    if case == "corrupt":
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    elif case == "empty":
+        bad.write_bytes(b"")
+    elif case == "size":
+        io.write_image(bad, np.zeros((40, 65), np.float32))
+    r = run("fuse", bad, vi, "-o", tmp_path / "f.png", "-m", "average")
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0] and bad.name in lines[0], r.output
+    if case == "size":
+        assert "65x40" in lines[0] and "65x48" in lines[0]
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_colour_infrared_is_converted_with_a_warning(tmp_path, pair):
+    _, vi = pair
+    rgb = np.zeros((48, 65, 3), np.uint8)
+    rgb[..., 0] = 200
+    rgb[..., 2] = 50
+    Image.fromarray(rgb).save(tmp_path / "ir_colour.png")
+    r = run("fuse", tmp_path / "ir_colour.png", vi, "-o", tmp_path / "f.png", "-m", "average")
+    assert r.exit_code == 0
+    assert "warning" in r.output and "colour" in r.output and "ir_colour.png" in r.output
+    assert (tmp_path / "f.png").exists()
+
+
+def _folders(tmp_path, n=3):
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        io.write_image(tmp_path / "ir" / f"p{i}.png", rng.random((16, 19)))
+        io.write_image(tmp_path / "vi" / f"p{i}.jpg", rng.random((16, 19, 3)))
+    return tmp_path / "ir", tmp_path / "vi"
+
+
+def test_fuse_folders_with_one_bad_pair(tmp_path):
+    ir_dir, vi_dir = _folders(tmp_path)
+    (ir_dir / "p1.png").write_bytes(b"broken")  # one corrupt file
+    io.write_image(ir_dir / "lonely.png", np.zeros((4, 4)))  # no partner
+    r = run("fuse", "--ir", ir_dir, "--vi", vi_dir, "-o", tmp_path / "out", "-m", "average")
+    assert r.exit_code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p2.png"]
+    assert "2 fused, 1 skipped, 1 failed" in r.output
+    assert "p1" in r.output and "cannot decode" in r.output and "lonely.png" in r.output
+
+
+def test_fuse_pairs_folder_skips_existing_unless_overwrite(tmp_path):
+    _folders(tmp_path, 2)
+    out = tmp_path / "out"
+    assert run("fuse", "--pairs", tmp_path, "-o", out, "-m", "average").exit_code == 0
+    stamp = (out / "p0.png").stat().st_mtime_ns
+    r = run("fuse", "--pairs", tmp_path, "-o", out, "-m", "average")
+    assert r.exit_code == 0 and "0 fused, 2 skipped, 0 failed" in r.output
+    assert (out / "p0.png").stat().st_mtime_ns == stamp
+    r = run("fuse", "--pairs", tmp_path, "-o", out, "-m", "max", "--overwrite")
+    assert r.exit_code == 0 and "2 fused, 0 skipped, 0 failed" in r.output
+
+
+def test_fuse_argument_errors(tmp_path, pair):
+    r = run("fuse", "-o", tmp_path / "x.png")
+    assert r.exit_code == 2 and "give either" in r.output
+    r = run("fuse", *pair, "-o", tmp_path / "x.png", "-m", "nope")
+    assert r.exit_code == 2 and "unknown method 'nope'" in r.output
+    r = run("fuse", "--pairs", tmp_path / "nothing", "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "folder not found" in r.output
+
+
+def test_methods_table_and_json():
+    r = run("methods", "--json")
+    assert r.exit_code == 0
+    rows = {m["name"]: m for m in json.loads(r.output)}
+    assert {"average", "max", "lp", "dwt", "dtcwt", "gff", "gtf"} <= rows.keys()
+    assert all({"family", "paper", "weights_shipped"} <= m.keys() for m in rows.values())
+    r = run("methods")
+    assert r.exit_code == 0 and "gff" in r.output
+
+
+def test_demo_writes_images_and_prints_metrics(tmp_path):
+    r = run("demo", "-o", tmp_path / "demo", "--height", "96", "--width", "128", "-m", "lp")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert names == ["figure.png", "fused.png", "ir.png", "vi.png"]
+    fig = io.read_image(tmp_path / "demo" / "figure.png")
+    assert fig.shape[1] > 3 * 128 and fig.ndim == 3
+    assert "target contrast" in r.output and "texture detail" in r.output
+
+
+def test_console_script_and_python_m():
+    r = subprocess.run(
+        [sys.executable, "-m", "ivfuse", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and "fuse" in r.stdout
