@@ -1,0 +1,101 @@
+"""``ivfuse train METHOD --data DIR --out RUN``: train a method with the generic trainer."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import MethodError, TrainingError
+
+#: options that map onto the method's Config fields of the same name
+_OVERRIDES = ("epochs", "batch_size", "lr", "crop")
+
+
+def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
+    """The method's TrainSpec with ``overrides`` applied (on resume, on top of the checkpoint)."""
+    from ..methods import registry
+    from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    info = registry.info(method)
+    if not info.trainable:
+        raise MethodError(f"method {info.name!r} is not trainable")
+    mod = importlib.import_module(f"ivfuse.methods.{info.name}")
+    config_cls = mod.Config
+    ck_path = out / CHECKPOINT_NAME
+    seed = None
+    if resume and ck_path.is_file():
+        ck = load_checkpoint(ck_path, info.name)
+        base = ck["config"]
+        seed = ck["seed"]
+        for k, v in overrides.items():
+            if k != "epochs" and k in base and base[k] != v:
+                raise TrainingError(
+                    f"--{k.replace('_', '-')} {v} differs from the checkpoint's {base[k]}; "
+                    "a resumed run keeps its settings (only --epochs may change)"
+                )
+        cfg = config_cls.from_dict({**base, **overrides})
+    else:
+        cfg = config_cls(**overrides)
+    return mod.training_spec(cfg), seed
+
+
+def train_command(
+    method: Annotated[str, typer.Argument(help="Method to train, e.g. didfuse.")],
+    data: Annotated[Path, typer.Option(help="Training pairs folder with ir/ and vi/ (same stems).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint, losses.csv, weights, card.")],
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the paper's).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
+    crop: Annotated[int | None, typer.Option(help="Centre-crop size of training images.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (weights init, sampling).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test pairs folder: metrics in the card.")] = None,
+    stop_after: Annotated[
+        int | None, typer.Option(help="Stop after this many epochs in total (resume later).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train METHOD on a pairs folder (resumable, distributed under torchrun); export weights + card."""
+    from rich.console import Console
+
+    from ..train.trainer import RunOptions, train
+
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop": crop}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    for k, v in overrides.items():
+        if v <= 0:
+            raise TrainingError(f"--{k.replace('_', '-')} must be positive, got {v}")
+    spec, ck_seed = build_spec(method, overrides, out, resume)
+    if ck_seed is not None and seed not in (0, ck_seed):
+        raise TrainingError(f"--seed {seed} differs from the checkpoint's seed {ck_seed}")
+    opts = RunOptions(
+        data=data,
+        out=out,
+        seed=ck_seed if ck_seed is not None else seed,
+        device=device,
+        resume=resume,
+        threads=threads,
+        progress=progress,
+        test_data=test,
+        stop_after=stop_after,
+    )
+    result = train(spec, opts)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        console = Console(stderr=True)
+        if "stopped_at" in result:
+            console.print(
+                f"stopped after epoch {result['stopped_at']}; continue with --resume", highlight=False
+            )
+        else:
+            console.print(
+                f"{spec.method}: {result['epochs']} epochs in {result['wall_time_s']:.0f} s; "
+                f"weights in {out / 'weights.safetensors'}",
+                highlight=False,
+            )

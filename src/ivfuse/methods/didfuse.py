@@ -1,0 +1,416 @@
+"""DIDFuse: Deep Image Decomposition for Infrared and Visible Image Fusion.
+
+Z. Zhao, S. Xu, C. Zhang, J. Liu, J. Zhang, P. Li. IJCAI 2020, pp. 970-976.
+
+The idea (paper Sec. 3): an auto-encoder whose encoder splits an image into a *background*
+feature map B (low frequencies, shared by infrared and visible) and a *detail* feature map D
+(high frequencies, modality specific). Training is self-supervised: each modality is
+reconstructed from its own features while B of the two modalities is pulled together and D is
+pushed apart (Eq. 1-4). At test time both sources are encoded, the feature maps are fused by a
+simple rule (Eq. 5) and decoded once.
+
+Where the paper and the authors' official code disagree, this file follows the code (it produced
+the published numbers) and exposes the paper's variant in :class:`Config`. The facts from the
+code are recorded in ``shared/design/didfuse.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, WeightsError
+from ..nn.fusion import RULES
+from ..nn.losses import dssim, gradient_l1
+from .registry import register, weights_path
+
+PAPER = (
+    "Z. Zhao, S. Xu, C. Zhang, J. Liu, J. Zhang, P. Li, DIDFuse: Deep Image Decomposition "
+    "for Infrared and Visible Image Fusion, IJCAI 2020"
+)
+WEIGHTS_FILE = "didfuse.safetensors"
+
+
+# --------------------------------------------------------------------------------------------
+# Hyper-parameters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """DIDFuse hyper-parameters; defaults are the official code's (= paper Sec. 4 unless noted).
+
+    Loss, Eq. (4) of the paper, in the official code's form::
+
+        L = alpha3 [MSE(V, V^) + lam DSSIM(V, V^)] + alpha2 [MSE(I, I^) + lam DSSIM(I, I^)]
+            + tanh(mean|B_I - B_V|) - alpha1 tanh(mean|D_I - D_V|)
+            + alpha4 mean|Sobel(V) - Sobel(V^)|
+
+    Paper vs code (both available):
+
+    * ``alpha1`` - detail weight of Eq. (1): the paper prints 0.05, the code uses 0.5 (default).
+    * ``feature_gap`` - Eq. (1) applies tanh to squared L2 norms ``||B_V - B_I||_2^2``
+      (``"sq_l2"``); the code applies it to the mean absolute difference (``"mean_abs"``,
+      default). Over a batch of 24 x 64 x 128 x 128 features the squared norm saturates tanh.
+    * ``pixel_term`` - f(X, X^) of Eq. (3) uses ``||X - X^||_2^2`` (``"sq_l2"``); the code uses
+      the mean squared error (``"mse"``, default).
+    * ``ssim_padding`` - DSSIM as kornia 0.2-0.4's ``SSIM(11)`` loss (reflect border, default);
+      kornia 0.1.x padded with zeros (``"zeros"``).
+
+    Choices the paper leaves open, taken from the code: channel width 64, reflection padding in
+    the first and last layer only, BN after every convolution including the output one, one
+    shared PReLU slope per layer, PyTorch default initialisation.
+
+    Training recipe (paper Sec. 4 "Hyperparameters setting" and the code): Adam (lr 1e-3,
+    betas 0.9/0.999, no weight decay), lr x0.1 after epochs 40 and 80, 120 epochs, batch 24,
+    128 x 128 centre crops (no resize) of 180 FLIR pairs in gray, loader not shuffled.
+    """
+
+    channels: int = 64
+    alpha1: float = 0.5  # detail term, Eq. (1); paper text: 0.05
+    alpha2: float = 2.0  # infrared reconstruction, Eq. (2)
+    alpha3: float = 2.0  # visible reconstruction, Eq. (2)
+    alpha4: float = 10.0  # visible gradient term, Eq. (2)
+    lam: float = 5.0  # SSIM weight inside f(X, X^), Eq. (3)
+    feature_gap: str = "mean_abs"  # "mean_abs" (code) | "sq_l2" (paper Eq. 1)
+    pixel_term: str = "mse"  # "mse" (code) | "sq_l2" (paper Eq. 3)
+    ssim_window: int = 11
+    ssim_padding: str = "reflect"  # kornia 0.2-0.4; "zeros" for kornia 0.1
+    # optimisation (Sec. 4)
+    epochs: int = 120
+    batch_size: int = 24
+    lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = (40, 80)
+    lr_gamma: float = 0.1
+    crop: int = 128
+    shuffle: bool = False  # official loader order: the same 8 batches every epoch
+    # inference
+    rule: str = "sum"  # fusion strategy of Sec. 3.4: "sum" (code default) | "average" | "l1"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        if self.feature_gap not in ("mean_abs", "sq_l2"):
+            raise ValueError(f"feature_gap must be 'mean_abs' or 'sq_l2', got {self.feature_gap!r}")
+        if self.pixel_term not in ("mse", "sq_l2"):
+            raise ValueError(f"pixel_term must be 'mse' or 'sq_l2', got {self.pixel_term!r}")
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {sorted(RULES)}, got {self.rule!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lr_milestones"] = list(self.lr_milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------
+# Network (Sec. 3.2, Table 1 of the paper; layer table in design/didfuse.md)
+# --------------------------------------------------------------------------------------------
+
+
+class ConvBNAct(nn.Module):
+    """pad 1 px -> 3x3 conv (stride 1, bias) -> BatchNorm -> activation."""
+
+    def __init__(self, cin: int, cout: int, act: str, reflect: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect" if reflect else "zeros")
+        self.bn = nn.BatchNorm2d(cout)
+        if act == "prelu":
+            self.act: nn.Module = nn.PReLU()  # one shared slope, init 0.25
+        elif act == "tanh":
+            self.act = nn.Tanh()
+        elif act == "sigmoid":
+            self.act = nn.Sigmoid()
+        else:
+            raise ValueError(f"unknown activation {act!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Encoder(nn.Module):
+    """conv1 -> conv2 -> {conv3 = background B, conv4 = detail D}; also returns f1, f2 skips."""
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        c = channels
+        self.conv1 = ConvBNAct(1, c, "prelu", reflect=True)
+        self.conv2 = ConvBNAct(c, c, "prelu")
+        self.conv3 = ConvBNAct(c, c, "tanh")  # background, in (-1, 1)
+        self.conv4 = ConvBNAct(c, c, "tanh")  # detail, in (-1, 1)
+
+    def forward(self, x: torch.Tensor):
+        f1 = self.conv1(x)
+        f2 = self.conv2(f1)
+        return f1, f2, self.conv3(f2), self.conv4(f2)
+
+
+class Decoder(nn.Module):
+    """conv5 on [B, D] -> conv6 on [., f2] -> conv7 on [., f1] -> image in (0, 1)."""
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        c = channels
+        self.conv5 = ConvBNAct(2 * c, c, "prelu")
+        self.conv6 = ConvBNAct(2 * c, c, "prelu")
+        self.conv7 = ConvBNAct(2 * c, 1, "sigmoid", reflect=True)
+
+    def forward(self, f1, f2, b, d) -> torch.Tensor:
+        x = self.conv5(torch.cat([b, d], dim=1))
+        x = self.conv6(torch.cat([x, f2], dim=1))
+        return self.conv7(torch.cat([x, f1], dim=1))
+
+
+class DIDFuseNet(nn.Module):
+    """Encoder + decoder. ``forward(vi, ir)`` is the training pass (Fig. 1a of the paper)."""
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        self.encoder = Encoder(channels)
+        self.decoder = Decoder(channels)
+
+    def forward(self, vi: torch.Tensor, ir: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Two separate encoder passes, as in the official code: BatchNorm sees each modality's
+        # batch statistics on their own.
+        f1v, f2v, bv, dv = self.encoder(vi)
+        f1i, f2i, bi, di = self.encoder(ir)
+        return {
+            "vi_hat": self.decoder(f1v, f2v, bv, dv),
+            "ir_hat": self.decoder(f1i, f2i, bi, di),
+            "B_vi": bv,
+            "D_vi": dv,
+            "B_ir": bi,
+            "D_ir": di,
+        }
+
+    def fuse(self, ir: torch.Tensor, vi: torch.Tensor, rule: str = "sum") -> torch.Tensor:
+        """Test pass (Fig. 1b): encode both, fuse f1, f2, B and D with ``rule``, decode once."""
+        fuse = RULES[rule]
+        feats_i = self.encoder(ir)
+        feats_v = self.encoder(vi)
+        return self.decoder(*(fuse(a, b) for a, b in zip(feats_i, feats_v, strict=True)))
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Number of trainable parameters (BN running statistics not counted)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Loss (Eq. 1-4)
+# --------------------------------------------------------------------------------------------
+
+
+def _pixel(x: torch.Tensor, y: torch.Tensor, form: str) -> torch.Tensor:
+    d = (x - y) ** 2
+    return d.mean() if form == "mse" else d.sum()
+
+
+def _gap(a: torch.Tensor, b: torch.Tensor, form: str) -> torch.Tensor:
+    return torch.tanh((a - b).abs().mean() if form == "mean_abs" else ((a - b) ** 2).sum())
+
+
+def didfuse_loss(
+    cfg: Config, vi: torch.Tensor, ir: torch.Tensor, out: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """All loss terms of Eq. (4) (unweighted) plus the weighted ``"total"``.
+
+    Terms: ``pixel_vi``/``pixel_ir`` (MSE or squared norm), ``dssim_vi``/``dssim_ir``,
+    ``gap_background`` = tanh(gap of B), ``gap_detail`` = tanh(gap of D), ``gradient``.
+    """
+    vi_hat, ir_hat = out["vi_hat"], out["ir_hat"]
+    t = {
+        "pixel_vi": _pixel(vi, vi_hat, cfg.pixel_term),
+        "dssim_vi": dssim(vi, vi_hat, window_size=cfg.ssim_window, padding=cfg.ssim_padding),
+        "pixel_ir": _pixel(ir, ir_hat, cfg.pixel_term),
+        "dssim_ir": dssim(ir, ir_hat, window_size=cfg.ssim_window, padding=cfg.ssim_padding),
+        "gap_background": _gap(out["B_ir"], out["B_vi"], cfg.feature_gap),
+        "gap_detail": _gap(out["D_ir"], out["D_vi"], cfg.feature_gap),
+        "gradient": gradient_l1(vi, vi_hat),
+    }
+    t["total"] = (
+        cfg.alpha3 * (t["pixel_vi"] + cfg.lam * t["dssim_vi"])  # alpha3 f(V, V^), Eq. (3)
+        + cfg.alpha2 * (t["pixel_ir"] + cfg.lam * t["dssim_ir"])  # alpha2 f(I, I^)
+        + t["gap_background"]  # Phi(||B_V - B_I||), Eq. (1)
+        - cfg.alpha1 * t["gap_detail"]  # - alpha1 Phi(||D_V - D_I||)
+        + cfg.alpha4 * t["gradient"]  # alpha4 ||grad V - grad V^||_1, Eq. (2)
+    )
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Training spec for ivfuse.train
+# --------------------------------------------------------------------------------------------
+
+
+def training_spec(config: Config | None = None):
+    """The official training recipe as a :class:`ivfuse.train.spec.TrainSpec`."""
+    from ..data.training import CenterCropPairs
+    from ..train.spec import Stage, TrainSpec
+
+    cfg = config or Config()
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return didfuse_loss(cfg, batch["vi"], batch["ir"], model(batch["vi"], batch["ir"]))
+
+    stage = Stage(
+        name="autoencoder",
+        epochs=cfg.epochs,
+        loss=loss,
+        optimizer=lambda params: torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8),
+        scheduler=lambda opt: torch.optim.lr_scheduler.MultiStepLR(
+            opt, milestones=list(cfg.lr_milestones), gamma=cfg.lr_gamma
+        ),
+    )
+    return TrainSpec(
+        method="didfuse",
+        config=cfg,
+        default_config=Config(),
+        build_model=lambda: DIDFuseNet(cfg.channels),
+        dataset=lambda root: CenterCropPairs(root, crop=cfg.crop),
+        stages=[stage],
+        batch_size=cfg.batch_size,
+        shuffle=cfg.shuffle,
+        fuser=lambda model: DIDFuse(model, rule=cfg.rule),
+        paper=PAPER,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+#: receptive-field radius of the fusion network: 6 padded 3x3 convolutions (+1 for the L1 box)
+HALO = 8
+
+
+class DIDFuse:
+    """Fuser: ``fuse(ir, vi)`` on float32 (H, W) luma planes in [0, 1] -> fused (H, W) in [0, 1].
+
+    Large images are fused in overlapping tiles: every tile is extended by a margin larger than
+    the network's receptive-field radius, so the cropped tile centres equal the untiled result
+    (no seams) while memory stays bounded by the tile size.
+    """
+
+    def __init__(
+        self,
+        net: DIDFuseNet,
+        rule: str = "sum",
+        device: str | torch.device = "cpu",
+        tile: int | None = 768,
+        margin: int = 16,
+    ):
+        if rule not in RULES:
+            raise InputError(f"unknown DIDFuse fusion rule {rule!r}; choose one of {sorted(RULES)}")
+        if margin < HALO:
+            raise ValueError(f"margin must be >= {HALO}, got {margin}")
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.rule = rule
+        self.tile = tile
+        self.margin = margin
+
+    def _run(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        return self.net.fuse(ir, vi, self.rule)
+
+    def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W), tiled when large."""
+        h, w = ir.shape[-2:]
+        t, m = self.tile, self.margin
+        if t is None or (h <= t and w <= t):
+            return self._run(ir, vi)
+        out = torch.empty_like(ir)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                ya, xa = max(y0 - m, 0), max(x0 - m, 0)
+                yb, xb = min(y1 + m, h), min(x1 + m, w)
+                r = self._run(ir[..., ya:yb, xa:xb], vi[..., ya:yb, xa:xb])
+                out[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        return out
+
+    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        ir = np.asarray(ir, dtype=np.float32)
+        vi = np.asarray(vi, dtype=np.float32)
+        if ir.ndim != 2 or vi.ndim != 2:
+            raise InputError(f"DIDFuse fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
+        if ir.shape != vi.shape:
+            raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
+        if min(ir.shape) < 2:
+            raise InputError(f"image too small for DIDFuse: {ir.shape}")
+        with torch.inference_mode():
+            ti = torch.from_numpy(ir)[None, None].to(self.device)
+            tv = torch.from_numpy(vi)[None, None].to(self.device)
+            out = self.fuse_tensor(ti, tv)
+        return np.clip(out[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DIDFuseNet, dict]:
+    """Build a :class:`DIDFuseNet` from a safetensors file (no pickle). Returns (net, metadata)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"no DIDFuse weights at {path}; train them with `ivfuse train didfuse --data DIR "
+            f"--out RUN` and pass weights=RUN/weights.safetensors"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("method", "didfuse") != "didfuse":
+        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not didfuse")
+    channels = 64
+    if "config" in meta:
+        channels = int(json.loads(meta["config"]).get("channels", 64))
+    net = DIDFuseNet(channels)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "key mismatch"
+        raise WeightsError(f"{path}: does not match the DIDFuse network ({first})") from e
+    return net.to(device).eval(), meta
+
+
+@register(
+    "didfuse",
+    family="self-supervised",
+    paper=PAPER,
+    summary="DIDFuse: auto-encoder splitting background/detail features (IJCAI 2020)",
+    trainable=True,
+    weights=WEIGHTS_FILE,
+)
+def create_didfuse(
+    rule: str = "sum",
+    device: str = "cpu",
+    weights: str | Path | None = None,
+    tile: int | None = 768,
+) -> DIDFuse:
+    """DIDFuse with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
+    if weights is None:
+        ref = weights_path(WEIGHTS_FILE)
+        if not ref.is_file():
+            raise WeightsError(
+                "DIDFuse weights are not installed (ivfuse/weights/didfuse.safetensors); train "
+                "them with `ivfuse train didfuse --data DIR --out RUN` and pass "
+                "weights=RUN/weights.safetensors"
+            )
+        weights = Path(str(ref))
+    net, _ = load_weights(weights, device=device)
+    return DIDFuse(net, rule=rule, device=device, tile=tile)

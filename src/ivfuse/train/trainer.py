@@ -1,0 +1,536 @@
+"""The generic trainer: seeding, devices, DistributedDataParallel, loop, checkpoints, logs, export.
+
+A method supplies a :class:`~ivfuse.train.spec.TrainSpec` (model, data set, loss terms, stages);
+:func:`train` does the rest:
+
+* deterministic for a given seed on CPU (seeded before the model is built, sequential or
+  per-epoch seeded sampling, single-process data loading);
+* an atomic checkpoint after every epoch (model, optimiser, scheduler, RNG states, epoch,
+  history, wall time) so that ``resume=True`` continues exactly where a killed run stopped;
+* a rich progress bar with the loss terms and ETA, ``losses.csv`` per epoch (and TensorBoard
+  when installed);
+* distribution when started by ``torchrun`` (``WORLD_SIZE`` > 1): DDP with gloo on CPU and
+  nccl on GPU, data sharded by a ``DistributedSampler``; rank 0 writes all files;
+* at the end ``weights.safetensors`` + ``card.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+
+from ..errors import TrainingError
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    atomic_write_text,
+    export_safetensors,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .spec import TrainSpec, stage_at
+
+WEIGHTS_NAME = "weights.safetensors"
+CARD_NAME = "card.json"
+CSV_NAME = "losses.csv"
+
+
+@dataclass
+class RunOptions:
+    """Run-level options (the method's own hyper-parameters live in its Config)."""
+
+    data: Path
+    out: Path
+    seed: int = 0
+    device: str = "cpu"
+    resume: bool = False
+    threads: int | None = None
+    progress: bool = True
+    test_data: Path | None = None
+    #: stop after this many epochs in total without exporting, as if killed (tests, time slots)
+    stop_after: int | None = None
+
+
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    if hasattr(cfg, "to_dict"):
+        return cfg.to_dict()
+    if is_dataclass(cfg):
+        return asdict(cfg)
+    return dict(cfg)
+
+
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ivfuse")
+    except Exception:
+        return "unknown"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seed the legacy global RNG too)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# distribution
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dist:
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def _setup_distributed(device: str) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA device is available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise TrainingError(f"unknown device {device!r}; use cpu or cuda")
+    if world <= 1:
+        return _Dist(), torch.device(device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+        backend = "nccl"
+    else:
+        dev = torch.device("cpu")
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return _Dist(dist.get_world_size(), dist.get_rank(), local_rank), dev
+
+
+# --------------------------------------------------------------------------------------------
+# output folder
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"output {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise TrainingError(f"output folder {out} is not writable ({e.strerror or e})") from e
+
+
+def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    if not history:
+        return
+    keys: list[str] = []
+    for row in history:
+        for k in row:
+            if k not in keys:
+                keys.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+class _TensorBoard:
+    def __init__(self, out: Path, start: int, enabled: bool):
+        self.w = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed
+            return
+        self.w = SummaryWriter(str(out / "tensorboard"), purge_step=start + 1)
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.w is None:
+            return
+        for k, v in row.items():
+            if k not in ("epoch", "stage") and isinstance(v, (int, float)):
+                self.w.add_scalar(k, v, row["epoch"])
+        self.w.flush()
+
+    def close(self) -> None:
+        if self.w is not None:
+            self.w.close()
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Rich progress bar over all remaining iterations, with the running loss terms and ETA."""
+
+    def __init__(self, enabled: bool, total_steps: int, description: str):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[terms]}"),
+                console=self.console,
+                transient=False,
+            )
+            self.task = self.bar.add_task(description, total=total_steps, terms="")
+            self.bar.start()
+
+    def step(self, description: str, terms: dict[str, float]) -> None:
+        if self.bar is not None:
+            text = " ".join(f"{k}={v:.4g}" for k, v in terms.items())
+            self.bar.update(self.task, advance=1, description=description, terms=text)
+
+    def log(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(msg, highlight=False)
+        else:
+            self.console.print(msg, highlight=False)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------
+
+
+def _loader(spec: TrainSpec, dataset, epoch: int, seed: int, d: _Dist) -> DataLoader:
+    if d.enabled:
+        sampler: Any = DistributedSampler(
+            dataset,
+            num_replicas=d.world,
+            rank=d.rank,
+            shuffle=spec.shuffle,
+            seed=seed,
+            drop_last=spec.drop_last,
+        )
+        sampler.set_epoch(epoch)
+    elif spec.shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed + epoch))
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(
+        dataset, batch_size=spec.batch_size, sampler=sampler, drop_last=spec.drop_last, num_workers=0
+    )
+
+
+def _steps_per_epoch(spec: TrainSpec, n: int, d: _Dist) -> int:
+    per_rank = n // d.world if (d.enabled and spec.drop_last) else math.ceil(n / d.world)
+    if spec.drop_last:
+        return per_rank // spec.batch_size
+    return math.ceil(per_rank / spec.batch_size)
+
+
+def train(spec: TrainSpec, opts: RunOptions) -> dict[str, Any]:
+    """Run (or resume) training; returns the card (also written to ``out/card.json``).
+
+    With ``opts.stop_after`` the run stops after that many epochs in total, leaving a
+    checkpoint to resume from and returning ``{"stopped_at": epoch}`` instead of a card.
+    """
+    t_start = time.perf_counter()
+    out = Path(opts.out)
+    if opts.threads:
+        torch.set_num_threads(int(opts.threads))
+    d, device = _setup_distributed(opts.device)
+    try:
+        return _train(spec, opts, out, d, device, t_start)
+    finally:
+        if d.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(
+    spec: TrainSpec, opts: RunOptions, out: Path, d: _Dist, device: torch.device, t_start: float
+) -> dict[str, Any]:
+    _prepare_out(out)
+    ck_path = out / CHECKPOINT_NAME
+    total = spec.total_epochs
+    ck = None
+    if ck_path.exists():
+        ck = load_checkpoint(ck_path, spec.method)
+        if not opts.resume:
+            raise TrainingError(
+                f"{out} already holds a {spec.method} checkpoint (epoch {ck['epoch']} of "
+                f"{ck['total_epochs']}); pass --resume to continue it or choose another --out"
+            )
+        if ck["world_size"] != d.world:
+            raise TrainingError(
+                f"{ck_path}: saved by {ck['world_size']} process(es), resumed with {d.world}; "
+                "use the same number of processes"
+            )
+    dataset = spec.dataset(Path(opts.data))
+    n_data = len(dataset)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+    seed_everything(opts.seed)  # identical initial weights on every rank
+    model = spec.build_model().to(device)
+    seed_everything(opts.seed + d.rank)  # per-rank stream for anything random in the loop
+
+    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    wall_before = 0.0
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        start_epoch = int(ck["epoch"])
+        history = list(ck["history"])
+        wall_before = float(ck["wall_time_s"])
+        set_rng_state(ck["rng"][d.rank])
+
+    steps = _steps_per_epoch(spec, n_data, d)
+    log = _Progress(opts.progress and d.main, steps * max(total - start_epoch, 0), spec.method)
+    if start_epoch:
+        log.log(f"resuming {spec.method} from {ck_path} at epoch {start_epoch}/{total}")
+    tb = _TensorBoard(out, start_epoch, d.main)
+    stage_idx = -1
+    opt = sched = None
+    ddp_model: nn.Module = model
+    t_session = time.perf_counter()
+    try:
+        for epoch in range(start_epoch, total):
+            si, _ = stage_at(spec.stages, epoch)
+            stage = spec.stages[si]
+            if si != stage_idx:
+                stage_idx = si
+                params = list(stage.parameters(model) if stage.parameters else model.parameters())
+                opt = stage.optimizer(params)
+                sched = stage.scheduler(opt) if stage.scheduler else None
+                if ck is not None and int(ck["stage"]) == si and int(ck["epoch"]) == epoch:
+                    opt.load_state_dict(ck["optimizer"])
+                    if sched is not None and ck.get("scheduler") is not None:
+                        sched.load_state_dict(ck["scheduler"])
+                if d.enabled:
+                    ddp_model = nn.parallel.DistributedDataParallel(
+                        model,
+                        device_ids=[device.index] if device.type == "cuda" else None,
+                        find_unused_parameters=stage.parameters is not None,
+                    )
+            lr = opt.param_groups[0]["lr"]
+            t_epoch = time.perf_counter()
+            model.train()
+            sums: dict[str, float] = {}
+            n_steps = 0
+            for batch in _loader(spec, dataset, epoch, opts.seed, d):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                terms = stage.loss(ddp_model, batch)
+                opt.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                opt.step()
+                vals = {k: float(v.detach()) for k, v in terms.items()}
+                if not math.isfinite(vals["total"]):
+                    raise TrainingError(f"loss became {vals['total']} at epoch {epoch + 1}; stopping")
+                for k, v in vals.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_steps += 1
+                log.step(
+                    f"{spec.method} {stage.name} epoch {epoch + 1}/{total}",
+                    {k: sums[k] / n_steps for k in sums},
+                )
+            if sched is not None:
+                sched.step()
+            means = _reduce_means(sums, n_steps, d, device)
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "stage": stage.name,
+                "lr": lr,
+                "seconds": round(time.perf_counter() - t_epoch, 3),
+                **means,
+            }
+            history.append(row)
+            rngs = _gather_rng(d)
+            wall = wall_before + time.perf_counter() - t_session
+            if d.main:
+                save_checkpoint(
+                    out / CHECKPOINT_NAME,
+                    {
+                        "method": spec.method,
+                        "epoch": epoch + 1,
+                        "total_epochs": total,
+                        "stage": si,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict() if sched is not None else None,
+                        "rng": rngs,
+                        "seed": opts.seed,
+                        "world_size": d.world,
+                        "config": _config_dict(spec.config),
+                        "history": history,
+                        "wall_time_s": wall,
+                        "data": str(opts.data),
+                    },
+                )
+                _write_csv(out / CSV_NAME, history)
+                tb.log(row)
+                terms_txt = " ".join(f"{k}={v:.5g}" for k, v in means.items())
+                log.log(
+                    f"epoch {epoch + 1}/{total} [{stage.name}] lr={lr:.3g} {row['seconds']:.1f}s {terms_txt}"
+                )
+            d.barrier()
+            if opts.stop_after is not None and epoch + 1 >= opts.stop_after and epoch + 1 < total:
+                return {"stopped_at": epoch + 1}
+    finally:
+        log.stop()
+        tb.close()
+
+    wall = wall_before + time.perf_counter() - t_session
+    card = _card(spec, opts, n_data, total, history, wall, device, d)
+    if d.main:
+        if opts.test_data is not None:
+            card["metrics"] = evaluate_on(spec, model, Path(opts.test_data))
+        tensors = spec.export(model) if spec.export else dict(model.state_dict())
+        export_safetensors(
+            out / WEIGHTS_NAME,
+            tensors,
+            {"method": spec.method, "config": _config_dict(spec.config), "format": "ivfuse-1"},
+        )
+        atomic_write_text(out / CARD_NAME, json.dumps(card, indent=2) + "\n")
+        log.log(f"wrote {out / WEIGHTS_NAME} and {out / CARD_NAME}")
+    d.barrier()
+    return card
+
+
+def _reduce_means(sums: dict[str, float], n: int, d: _Dist, device: torch.device) -> dict[str, float]:
+    keys = list(sums)  # the method's order of terms (identical on every rank)
+    if d.enabled:
+        t = torch.tensor([sums[k] for k in keys] + [float(n)], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        vals = t.tolist()
+        return {k: vals[i] / max(vals[-1], 1.0) for i, k in enumerate(keys)}
+    return {k: sums[k] / max(n, 1) for k in keys}
+
+
+def _gather_rng(d: _Dist) -> list[Any]:
+    state = rng_state()
+    if not d.enabled:
+        return [state]
+    states: list[Any] = [None] * d.world
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]:
+    cfg = _config_dict(spec.config)
+    default = _config_dict(spec.default_config)
+    deviations = {k: {"used": v, "recipe": default.get(k)} for k, v in cfg.items() if default.get(k) != v}
+    done = history[-1]["epoch"] if history else 0
+    return {
+        "method": spec.method,
+        "paper": spec.paper,
+        "config": cfg,
+        "data": {"path": str(opts.data), "name": Path(opts.data).name, "pairs": n_data},
+        "epochs": done,
+        "epochs_planned": total,
+        "reduced_scale": bool(deviations) or done < total,
+        "deviations_from_recipe": deviations,
+        "seed": opts.seed,
+        "wall_time_s": round(wall, 1),
+        "device": _device_name(device),
+        "world_size": d.world,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "ivfuse": package_version(),
+        "final_losses": {
+            k: v
+            for k, v in (history[-1] if history else {}).items()
+            if k not in ("epoch", "stage", "seconds")
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
+        "metrics": None,
+        **spec.extra_card,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def evaluate_on(spec: TrainSpec, model: nn.Module, test_dir: Path) -> dict[str, Any] | None:
+    """Fuse every pair of ``test_dir`` with the trained model and average the metrics.
+
+    Uses :mod:`ivfuse.metrics` (``evaluate(fused, ir, vi) -> {name: value}``) when that module
+    provides it; returns ``None`` otherwise or when the method has no fuser.
+    """
+    if spec.fuser is None:
+        return None
+    try:
+        from ..metrics import evaluate  # type: ignore[attr-defined]
+    except Exception:
+        return {"note": "ivfuse.metrics.evaluate not available; no test metrics computed"}
+    from ..data.training import load_gray_crop, training_pairs
+
+    fuser = spec.fuser(model)
+    rows: list[dict[str, float]] = []
+    for p in training_pairs(test_dir):
+        ir = load_gray_crop(p.ir, None)
+        vi = load_gray_crop(p.vi, None)
+        fused = fuser.fuse(ir, vi)
+        rows.append({k: float(v) for k, v in evaluate(fused, ir, vi).items()})
+    keys = rows[0].keys() if rows else []
+    return {
+        "test_set": str(test_dir),
+        "pairs": len(rows),
+        **{k: float(np.mean([r[k] for r in rows])) for k in keys},
+    }
