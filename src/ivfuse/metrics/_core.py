@@ -1,0 +1,346 @@
+"""Shared machinery of the metrics: input validation, colour handling, filters, cached planes.
+
+Value scale
+    Every metric works on intensities on the **8-bit scale 0..255**, exactly as VIFB's MATLAB
+    code does after ``double(imread(...))``: there is no rescaling to [0, 1].
+
+    * ``uint8`` arrays are used as they are;
+    * ``uint16`` arrays are mapped with ``v / 257`` (65535 -> 255);
+    * float arrays are taken to be on the 0..255 scale already (a network output in [0, 1] must
+      be multiplied by 255 first);
+    * histogram-based metrics quantise to the 256 integer levels (round half away from zero,
+      clip to 0..255), which leaves 8-bit data unchanged.
+
+Colour (the ``vifb`` rule, section 1 of ``design/metrics.md``)
+    With a 3-channel fused image every two-source metric is ``mean_k metric(VI_k, IR_k, F_k)``
+    where ``IR_k`` is the single infrared channel when the infrared image is gray (and ``VI_k``
+    the visible image itself when that is gray). With a gray fused image, colour sources are
+    converted with MATLAB's ``rgb2gray``. The ``gray`` rule (profile ``ma2019``) converts every
+    colour image with ``rgb2gray`` and evaluates once.
+
+Caching
+    :class:`Plane` holds one 2-D channel and memoises what several metrics need (histograms,
+    Gaussian moments, gradients, FFTs), so :func:`ivfuse.metrics.evaluate` computes each of them
+    once however many metrics ask for it. The public metric functions build fresh planes, so
+    they stay pure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+
+T = TypeVar("T")
+
+#: MATLAB ``rgb2gray`` weights (the exact ones it uses: the inverse of the NTSC YIQ matrix row).
+RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+
+# --------------------------------------------------------------------------------------------
+# validation and conversion
+
+
+def check_image(x: Any, role: str) -> np.ndarray:
+    """Validate one input array; return it as a C-contiguous array (dtype preserved).
+
+    Accepts (H, W), (H, W, 1) and (H, W, 3) arrays of an integer, bool-free numeric or float
+    dtype with finite values. Raises :class:`InputError` otherwise.
+    """
+    if x is None:
+        raise InputError(f"{role} image is missing")
+    arr = np.asarray(x)
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise InputError(f"{role} image has unsupported dtype {arr.dtype} (use uint8, uint16 or float)")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise InputError(
+            f"{role} image must be (H, W) gray or (H, W, 3) RGB, got shape {tuple(np.shape(x))}"
+        )
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise InputError(f"{role} image is too small ({arr.shape[1]}x{arr.shape[0]} pixels)")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise InputError(f"{role} image contains NaN or infinite values")
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+        raise InputError(f"{role} image has negative values")
+    return np.ascontiguousarray(arr)
+
+
+def check_same_size(fused: np.ndarray, other: np.ndarray, role: str) -> None:
+    """Raise :class:`InputError` unless ``other`` has the height and width of ``fused``."""
+    if fused.shape[:2] != other.shape[:2]:
+        raise InputError(
+            f"{role} image is {other.shape[1]}x{other.shape[0]} but the fused image is "
+            f"{fused.shape[1]}x{fused.shape[0]}; metrics need images of equal size"
+        )
+
+
+def to_scale255(arr: np.ndarray) -> np.ndarray:
+    """float64 copy of ``arr`` on the 0..255 scale (see the module docstring)."""
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float64) / 257.0
+    return arr.astype(np.float64)
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """MATLAB ``round``: halves go away from zero (numpy's ``round`` goes to even)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def rgb2gray(arr: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2gray``: weighted sum of R, G, B; integer inputs are rounded back to integers.
+
+    Gray (2-D) input is returned unchanged. The result keeps the input's dtype for uint8/uint16.
+    """
+    if arr.ndim == 2:
+        return arr
+    w = np.asarray(RGB2GRAY)
+    gray = arr.astype(np.float64) @ w
+    if np.issubdtype(arr.dtype, np.integer):
+        return round_half_away(gray).astype(arr.dtype)
+    return gray
+
+
+def levels(x: np.ndarray) -> np.ndarray:
+    """Integer grey levels 0..255 of a 0..255-scale image (round half away, clip)."""
+    q = np.floor(x + 0.5)
+    np.clip(q, 0, 255, out=q)
+    return q.astype(np.intp)
+
+
+# --------------------------------------------------------------------------------------------
+# filters (all separable, C-implemented through scipy.ndimage)
+
+
+def fspecial_gaussian_1d(size: int, sigma: float) -> np.ndarray:
+    """1-D factor of MATLAB ``fspecial('gaussian', size, sigma)`` (normalised to sum 1).
+
+    MATLAB's 2-D kernel is the outer product of this vector with itself: its ``eps * max``
+    cut-off removes nothing for the windows used here (size <= 4*sigma + 1 ... 11/1.5, 7/1.5,
+    17/3.4, ...), and the separable product is normalised exactly as the 2-D one.
+    """
+    r = (size - 1) / 2.0
+    t = np.arange(size, dtype=np.float64) - r
+    g = np.exp(-(t * t) / (2.0 * sigma * sigma))
+    g2 = np.outer(g, g)
+    if (g2 < np.finfo(float).eps * g2.max()).any():  # pragma: no cover - not hit by our windows
+        raise ValueError("non-separable fspecial window requested")
+    return g / g.sum()
+
+
+def filter_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``filter2(k ⊗ k, x, 'valid')`` for a symmetric separable 1-D kernel ``k``."""
+    n = k.size
+    m0, m1 = x.shape
+    if m0 < n or m1 < n:
+        raise InputError(f"image of {m1}x{m0} pixels is smaller than the {n}x{n} metric window")
+    # correlate over the whole array then drop the border: the centre part is the 'valid' part
+    y = ndimage.correlate1d(x, k, axis=0, mode="constant")
+    y = ndimage.correlate1d(y, k, axis=1, mode="constant")
+    h = n // 2
+    return y[h : m0 - (n - 1 - h), h : m1 - (n - 1 - h)]
+
+
+def filter_same(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, mode: str = "constant") -> np.ndarray:
+    """Correlation with the separable kernel ``kr[:, None] * kc[None, :]``, output of x's size.
+
+    ``mode='constant'`` is MATLAB ``filter2(..., 'same')`` (zero padding); ``'nearest'`` is
+    ``imfilter(..., 'replicate')``. Odd-sized kernels only.
+    """
+    y = ndimage.correlate1d(x, kr, axis=0, mode=mode)
+    return ndimage.correlate1d(y, kc, axis=1, mode=mode)
+
+
+def box_sum(x: np.ndarray, n: int, mode: str = "constant") -> np.ndarray:
+    """Sum over an ``n x n`` window centred on each pixel ('same' size)."""
+    k = np.ones(n)
+    return filter_same(x, k, k, mode)
+
+
+def minmax_round255(x: np.ndarray) -> np.ndarray:
+    """``round(255 * (x - min) / (max - min))`` with round half away; a constant image -> zeros.
+
+    Used by VIFB's Mutinf (then cast to levels) and by Z. Liu's Qcb/Qcv ``normalize1``.
+    """
+    lo = float(x.min())
+    hi = float(x.max())
+    if hi == lo:
+        return np.zeros_like(x)
+    return np.floor((x - lo) / (hi - lo) * 255.0 + 0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# cached planes
+
+
+class Plane:
+    """One 2-D channel (float64, 0..255 scale) with a memo of derived quantities."""
+
+    __slots__ = ("x", "_memo")
+
+    def __init__(self, x: np.ndarray):
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        self._memo: dict[Hashable, Any] = {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.x.shape  # type: ignore[return-value]
+
+    def cached(self, key: Hashable, fn: Callable[[], T]) -> T:
+        """Return ``fn()`` computed once per plane and key."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            val = fn()
+            self._memo[key] = val
+            return val
+
+    # ---- quantities shared by several metrics
+
+    def levels(self) -> np.ndarray:
+        return self.cached("levels", lambda: levels(self.x))
+
+    def hist(self) -> np.ndarray:
+        """256-bin probability histogram of the integer levels."""
+        return self.cached(
+            "hist", lambda: np.bincount(self.levels().ravel(), minlength=256)[:256] / self.x.size
+        )
+
+    def stretched_levels(self) -> np.ndarray:
+        """VIFB Mutinf quantisation: own min-max stretch, round(255 *) (int16 cast)."""
+        return self.cached("stretched", lambda: minmax_round255(self.x).astype(np.intp))
+
+    def norm255(self) -> np.ndarray:
+        """Z. Liu's ``normalize1``: min-max to 0..255, rounded; an all-zero image unchanged."""
+        return self.cached("norm255", lambda: minmax_round255(self.x))
+
+    def gauss_moments(self, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """'valid' Gaussian-window mean and mean of squares."""
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            k = fspecial_gaussian_1d(size, sigma)
+            return filter_valid(self.x, k), filter_valid(self.x * self.x, k)
+
+        return self.cached(("gauss", size, sigma), compute)
+
+
+@dataclass
+class Triple:
+    """Fused channel with the two source channels it is compared with (A = visible, B = IR).
+
+    ``pair`` memoises quantities of (source, fused) pairs, keyed by the source plane identity,
+    so that pair statistics shared by several metrics are computed once.
+    """
+
+    fused: Plane
+    vi: Plane | None
+    ir: Plane | None
+    memo: dict[Hashable, Any] = field(default_factory=dict)
+
+    def sources(self, metric: str) -> tuple[Plane, Plane]:
+        """(A, B) = (visible, infrared); raise if a source is missing."""
+        if self.vi is None or self.ir is None:
+            missing = " and ".join(n for n, p in (("infrared", self.ir), ("visible", self.vi)) if p is None)
+            raise InputError(f"{metric} needs the source images; the {missing} image is missing")
+        return self.vi, self.ir
+
+    def cached(self, key: Hashable, fn: Callable[[], T]) -> T:
+        try:
+            return self.memo[key]
+        except KeyError:
+            val = fn()
+            self.memo[key] = val
+            return val
+
+
+# --------------------------------------------------------------------------------------------
+# building planes from user input
+
+
+@dataclass
+class Prepared:
+    """Validated inputs split into channel triples according to a colour rule."""
+
+    triples: list[Triple]
+    fused_channels: list[Plane]  # the fused planes in channel order (for whole-image metrics)
+    reference: list[Plane] | None = None  # ground-truth channels (reference-based metrics)
+
+
+def _plane_list(arr: np.ndarray) -> list[Plane]:
+    x = to_scale255(arr)
+    if x.ndim == 2:
+        return [Plane(x)]
+    return [Plane(x[:, :, k]) for k in range(x.shape[2])]
+
+
+def prepare(
+    fused: Any,
+    ir: Any = None,
+    vi: Any = None,
+    *,
+    color: str = "vifb",
+    reference: Any = None,
+    need_sources: bool = False,
+    metric: str = "metric",
+) -> Prepared:
+    """Validate inputs and split them into :class:`Triple` objects under a colour rule.
+
+    ``color='vifb'``: per-channel triples for a colour fused image (mean over them later);
+    ``color='gray'``: everything converted with ``rgb2gray``, one triple.
+    """
+    if color not in ("vifb", "gray"):
+        raise InputError(f"unknown colour rule {color!r} (use 'vifb' or 'gray')")
+    f = check_image(fused, "fused")
+    srcs: dict[str, np.ndarray | None] = {}
+    for role, val in (("infrared", ir), ("visible", vi)):
+        if val is None:
+            srcs[role] = None
+            continue
+        s = check_image(val, role)
+        check_same_size(f, s, role)
+        srcs[role] = s
+    if need_sources and (srcs["infrared"] is None or srcs["visible"] is None):
+        missing = " and ".join(r for r in ("infrared", "visible") if srcs[r] is None)
+        raise InputError(f"{metric} needs the source images; the {missing} image is missing")
+    ref = None
+    if reference is not None:
+        r = check_image(reference, "reference")
+        check_same_size(f, r, "reference")
+        ref = r
+    ir_a, vi_a = srcs["infrared"], srcs["visible"]
+
+    if color == "gray" or f.ndim == 2:
+        f2 = rgb2gray(f)
+        fp = Plane(to_scale255(f2))
+        vip = Plane(to_scale255(rgb2gray(vi_a))) if vi_a is not None else None
+        irp = Plane(to_scale255(rgb2gray(ir_a))) if ir_a is not None else None
+        refp = [Plane(to_scale255(rgb2gray(ref)))] if ref is not None else None
+        return Prepared([Triple(fp, vip, irp)], [fp], refp)
+
+    fps = _plane_list(f)
+    irps = _plane_list(ir_a) if ir_a is not None else None
+    vips = _plane_list(vi_a) if vi_a is not None else None
+    triples = []
+    for k, fp in enumerate(fps):
+        irp = None if irps is None else irps[k if len(irps) == 3 else 0]
+        vip = None if vips is None else vips[k if len(vips) == 3 else 0]
+        triples.append(Triple(fp, vip, irp))
+    refp = None
+    if ref is not None:
+        rps = _plane_list(ref)
+        refp = [rps[k if len(rps) == 3 else 0] for k in range(len(fps))]
+    return Prepared(triples, fps, refp)
+
+
+def channel_mean(values: Sequence[float]) -> float:
+    """Mean of per-channel results (NaN propagates, as in MATLAB's ``mean``)."""
+    return float(math.fsum(values) / len(values)) if values else float("nan")

@@ -1,0 +1,165 @@
+"""Information-theoretic metrics: EN, CE, MI, NMI.
+
+All histograms have 256 bins, one per integer grey level 0..255 (see :mod:`._core` for how
+non-8-bit inputs are quantised), and are built with ``np.bincount``.
+
+Sources: ``A`` is the visible image and ``B`` the infrared image (VIFB's img1/img2 order).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._core import Plane, Triple, channel_mean, prepare
+
+__all__ = ["cross_entropy", "entropy", "mutual_information", "nmi"]
+
+_COMBINE = ("sum", "mean")
+
+
+def _log(p: np.ndarray, base: float) -> np.ndarray:
+    return np.log(p) / math.log(base)
+
+
+def _entropy_of(p: np.ndarray, base: float) -> float:
+    nz = p[p > 0]
+    return float(-(nz * _log(nz, base)).sum())
+
+
+def _check_base(base: float) -> None:
+    if not (base > 0 and base != 1):
+        raise ValueError(f"log base must be positive and not 1, got {base}")
+
+
+def _combine(a: float, b: float, how: str) -> float:
+    if how == "sum":
+        return a + b
+    if how == "mean":
+        return (a + b) / 2.0
+    raise ValueError(f"combine must be one of {_COMBINE}, got {how!r}")
+
+
+# ---------------------------------------------------------------------------- plane-level
+
+
+def _en(p: Plane, base: float = 2.0) -> float:
+    return _entropy_of(p.hist(), base)
+
+
+def _ce_pair(s: Plane, f: Plane, base: float) -> float:
+    ps, pf = s.hist(), f.hist()
+    m = (ps > 0) & (pf > 0)
+    return float((ps[m] * _log(ps[m] / pf[m], base)).sum())
+
+
+def _joint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """256 x 256 joint probability of two level images (``np.bincount`` on a*256+b)."""
+    h = np.bincount((a * 256 + b).ravel(), minlength=65536)
+    return h.reshape(256, 256) / a.size
+
+
+def _mi_pair(s: Plane, f: Plane, base: float, stretch: bool) -> tuple[float, float, float]:
+    """(MI(S;F), H(S), H(F)) in the given base, from one joint histogram."""
+    a = s.stretched_levels() if stretch else s.levels()
+    b = f.stretched_levels() if stretch else f.levels()
+    pj = _joint(a, b)
+    hs = _entropy_of(pj.sum(axis=1), base)
+    hf = _entropy_of(pj.sum(axis=0), base)
+    hj = _entropy_of(pj.ravel(), base)
+    return hs + hf - hj, hs, hf
+
+
+def _mi_cached(t: Triple, src: Plane, base: float, stretch: bool) -> tuple[float, float, float]:
+    # the joint entropy does not depend on the base except by a factor: cache in nats
+    key = ("mi", id(src), stretch)
+    mi, hs, hf = t.cached(key, lambda: _mi_pair(src, t.fused, math.e, stretch))
+    c = 1.0 / math.log(base)
+    return mi * c, hs * c, hf * c
+
+
+def _ce(t: Triple, base: float = 2.0, combine: str = "mean") -> float:
+    a, b = t.sources("CE")
+    return _combine(_ce_pair(a, t.fused, base), _ce_pair(b, t.fused, base), combine)
+
+
+def _mi(t: Triple, base: float = math.e, combine: str = "sum", stretch: bool = True) -> float:
+    a, b = t.sources("MI")
+    return _combine(
+        _mi_cached(t, a, base, stretch)[0], _mi_cached(t, b, base, stretch)[0], combine
+    )
+
+
+def _nmi(t: Triple, stretch: bool = False) -> float:
+    a, b = t.sources("NMI")
+    total = 0.0
+    for s in (a, b):
+        mi, hs, hf = _mi_cached(t, s, math.e, stretch)
+        total += mi / (hs + hf) if hs + hf > 0 else math.nan
+    return 2.0 * total
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def entropy(fused: Any, *, base: float = 2.0) -> float:
+    """Entropy EN of the fused image (Shannon; VIFB ``metricsEntropy``; IFESNet eq. 15).
+
+    ``EN = -sum_i p_i log p_i`` over the 256-bin normalised histogram ``p`` of F; bits by
+    default. Colour: mean over the RGB channels. Range [0, 8] bits; **higher is better**.
+    """
+    _check_base(base)
+    prep = prepare(fused, metric="EN")
+    return channel_mean([_en(p, base) for p in prep.fused_channels])
+
+
+def cross_entropy(
+    fused: Any, ir: Any, vi: Any, *, base: float = 2.0, combine: str = "mean"
+) -> float:
+    """Cross entropy CE as VIFB computes it (``metricsCross_entropy``); **lower is better**.
+
+    Per source S: ``CE(S, F) = sum_{i: p_S(i) > 0, p_F(i) > 0} p_S(i) log2(p_S(i) / p_F(i))``,
+    the Kullback-Leibler divergence D(S || F) restricted to the common support (not the textbook
+    cross entropy). ``CE = (CE(VI, F) + CE(IR, F)) / 2`` (``combine='mean'``), mean over RGB
+    channels. Range [0, inf); 0 when both histograms equal F's.
+    """
+    _check_base(base)
+    prep = prepare(fused, ir, vi, need_sources=True, metric="CE")
+    return channel_mean([_ce(t, base, combine) for t in prep.triples])
+
+
+def mutual_information(
+    fused: Any,
+    ir: Any,
+    vi: Any,
+    *,
+    base: float = math.e,
+    combine: str = "sum",
+    stretch: bool = True,
+) -> float:
+    """Mutual information MI = MI(VI, F) + MI(IR, F) (Qu, Zhang & Yan 2002; VIFB ``metricsMutinf``).
+
+    ``MI(S, F) = H(S) + H(F) - H(S, F)`` from a 256 x 256 joint histogram. VIFB defaults:
+    natural log (nats), **sum** over the two sources, each image min-max stretched to 0..255 and
+    rounded first (``stretch=True``; no effect on 8-bit images). The ``ma2019`` profile uses
+    ``base=2`` (bits), as in IFESNet eqs. 16-17. Colour: mean over RGB channels.
+    Range [0, 2 * 8 ln 2] nats; **higher is better**. With both sources equal to F it is
+    ``2 * EN(F)`` in the chosen base.
+    """
+    _check_base(base)
+    prep = prepare(fused, ir, vi, need_sources=True, metric="MI")
+    return channel_mean([_mi(t, base, combine, stretch) for t in prep.triples])
+
+
+def nmi(fused: Any, ir: Any, vi: Any) -> float:
+    """Normalised mutual information (Hossny, Nahavandi & Creighton, Electronics Letters 2008).
+
+    ``NMI = 2 [MI(A, F) / (H(A) + H(F)) + MI(B, F) / (H(B) + H(F))]`` with 256-bin histograms of
+    the raw grey levels (the log base cancels). Used by SSL-WAEIE. Colour: mean over RGB
+    channels. Range [0, 2]; **higher is better**; 2 when both sources equal F; NaN when a
+    source and F are both constant (0 / 0).
+    """
+    prep = prepare(fused, ir, vi, need_sources=True, metric="NMI")
+    return channel_mean([_nmi(t) for t in prep.triples])
