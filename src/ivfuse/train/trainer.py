@@ -388,6 +388,9 @@ def _train(
                 )
             if sched is not None:
                 sched.step()
+            if d.enabled:  # BN running statistics drift per rank; keep rank 0's, as DDP does
+                for buf in model.buffers():
+                    dist.broadcast(buf, src=0)
             means = _reduce_means(sums, n_steps, d, device)
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -434,6 +437,8 @@ def _train(
 
     wall = wall_before + time.perf_counter() - t_session
     card = _card(spec, opts, n_data, total, history, wall, device, d)
+    if d.enabled:
+        card["ranks_max_abs_diff"] = _rank_divergence(model, d)
     if d.main:
         if opts.test_data is not None:
             card["metrics"] = evaluate_on(spec, model, Path(opts.test_data))
@@ -457,6 +462,16 @@ def _reduce_means(sums: dict[str, float], n: int, d: _Dist, device: torch.device
         vals = t.tolist()
         return {k: vals[i] / max(vals[-1], 1.0) for i, k in enumerate(keys)}
     return {k: sums[k] / max(n, 1) for k in keys}
+
+
+def _rank_divergence(model: nn.Module, d: _Dist) -> float:
+    """Largest absolute difference of any parameter or buffer between a rank and rank 0."""
+    flat = torch.cat([t.detach().double().reshape(-1) for t in model.state_dict().values()])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
 
 
 def _gather_rng(d: _Dist) -> list[Any]:

@@ -1,0 +1,231 @@
+"""DIDFuse: architecture (parameter counts from the official code), loss terms, fusion rules,
+inference fuser (ranges, tiling, errors) and the safetensors weight round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ivfuse.errors import InputError, WeightsError
+from ivfuse.methods import registry
+from ivfuse.methods.didfuse import (
+    Config,
+    DIDFuse,
+    DIDFuseNet,
+    create_didfuse,
+    didfuse_loss,
+    load_weights,
+    parameter_count,
+)
+from ivfuse.nn.fusion import RULES, fuse_l1, l1_activity
+from ivfuse.nn.losses import dssim, gradient_l1
+from ivfuse.train.checkpoint import export_safetensors
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest and avoids fighting other jobs for the 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def net() -> DIDFuseNet:
+    torch.manual_seed(0)
+    n = DIDFuseNet()
+    # non-trivial BN statistics so eval mode differs from the identity normalisation
+    with torch.no_grad():
+        n.train()
+        n(torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24))
+    return n.eval()
+
+
+def test_parameter_counts_match_official_code():
+    n = DIDFuseNet()
+    assert parameter_count(n) == 260_935
+    assert parameter_count(n.encoder) == 111_938
+    assert parameter_count(n.decoder) == 148_997
+    per_layer = {
+        "conv1": 769,
+        "conv2": 37_057,
+        "conv3": 37_056,
+        "conv4": 37_056,
+        "conv5": 73_921,
+        "conv6": 73_921,
+        "conv7": 1_155,
+    }
+    for name, count in per_layer.items():
+        part = n.encoder if hasattr(n.encoder, name) else n.decoder
+        assert parameter_count(getattr(part, name)) == count, name
+    # reflect padding only in the first and last layer; one PReLU slope per layer at 0.25
+    assert n.encoder.conv1.conv.padding_mode == "reflect"
+    assert n.decoder.conv7.conv.padding_mode == "reflect"
+    assert n.encoder.conv2.conv.padding_mode == "zeros"
+    assert n.encoder.conv1.act.weight.shape == (1,)
+    assert float(n.encoder.conv1.act.weight.detach()) == pytest.approx(0.25)
+
+
+def test_training_forward_shapes_and_ranges():
+    torch.manual_seed(1)
+    n = DIDFuseNet().train()
+    vi, ir = torch.rand(3, 1, 20, 17), torch.rand(3, 1, 20, 17)
+    with torch.no_grad():
+        out = n(vi, ir)
+    for k in ("vi_hat", "ir_hat"):
+        assert out[k].shape == (3, 1, 20, 17)
+        assert float(out[k].min()) > 0 and float(out[k].max()) < 1
+    for k in ("B_vi", "D_vi", "B_ir", "D_ir"):
+        assert out[k].shape == (3, 64, 20, 17)
+        assert float(out[k].abs().max()) < 1
+
+
+def test_loss_terms_by_hand():
+    torch.manual_seed(2)
+    n = DIDFuseNet().train()
+    vi, ir = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    out = n(vi, ir)
+    cfg = Config()
+    t = didfuse_loss(cfg, vi, ir, out)
+    mse_v = ((vi - out["vi_hat"]) ** 2).mean()
+    mse_i = ((ir - out["ir_hat"]) ** 2).mean()
+    ds_v, ds_i = dssim(vi, out["vi_hat"]), dssim(ir, out["ir_hat"])
+    gb = torch.tanh((out["B_ir"] - out["B_vi"]).abs().mean())
+    gd = torch.tanh((out["D_ir"] - out["D_vi"]).abs().mean())
+    gr = gradient_l1(vi, out["vi_hat"])
+    expect = 2 * (mse_v + 5 * ds_v) + 2 * (mse_i + 5 * ds_i) + gb - 0.5 * gd + 10 * gr
+    for k, v in {
+        "pixel_vi": mse_v,
+        "pixel_ir": mse_i,
+        "dssim_vi": ds_v,
+        "dssim_ir": ds_i,
+        "gap_background": gb,
+        "gap_detail": gd,
+        "gradient": gr,
+        "total": expect,
+    }.items():
+        assert float(t[k]) == pytest.approx(float(v), rel=1e-6), k
+    # paper variant: alpha1 = 0.05 and squared L2 norms inside tanh / in the pixel term
+    p = didfuse_loss(Config(alpha1=0.05, feature_gap="sq_l2", pixel_term="sq_l2"), vi, ir, out)
+    sq = ((out["B_ir"] - out["B_vi"]) ** 2).sum()
+    assert float(p["gap_background"]) == pytest.approx(float(torch.tanh(sq)), rel=1e-6)
+    assert float(p["pixel_vi"]) == pytest.approx(float(((vi - out["vi_hat"]) ** 2).sum()), rel=1e-6)
+    # the total is differentiable and reaches every parameter
+    t["total"].backward()
+    assert all(p.grad is not None for p in n.parameters())
+    with pytest.raises(ValueError, match="feature_gap"):
+        Config(feature_gap="l2")
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_fusion_rules_are_symmetric(net, rule):
+    torch.manual_seed(3)
+    a, b = torch.rand(1, 1, 21, 18), torch.rand(1, 1, 21, 18)
+    with torch.no_grad():
+        ab, ba = net.fuse(a, b, rule), net.fuse(b, a, rule)
+    torch.testing.assert_close(ab, ba, atol=1e-6, rtol=0)
+    assert ab.shape == (1, 1, 21, 18)
+
+
+def test_rule_formulas():
+    torch.manual_seed(4)
+    a, b = torch.randn(1, 3, 6, 5), torch.randn(1, 3, 6, 5)
+    torch.testing.assert_close(RULES["sum"](a, b), a + b)
+    torch.testing.assert_close(RULES["average"](a, b), (a + b) / 2)
+    # L1: 3x3 box mean (zero padding) of sum_c |x| -> plain ratio weights, same for all channels
+    act = a.abs().sum(1)[0]
+    p = np.pad(act.numpy(), 1)
+    box = np.array([[p[i : i + 3, j : j + 3].sum() / 9 for j in range(5)] for i in range(6)])
+    np.testing.assert_allclose(l1_activity(a)[0, 0].numpy(), box, rtol=1e-5)
+    wa = l1_activity(a) / (l1_activity(a) + l1_activity(b))
+    torch.testing.assert_close(fuse_l1(a, b), wa * a + (1 - wa) * b)
+    z = torch.zeros_like(a)
+    torch.testing.assert_close(fuse_l1(z, z), z)  # undefined ratio -> equal weights, no NaN
+
+
+def test_fuser_output_and_errors(net):
+    f = DIDFuse(net, rule="sum")
+    rng = np.random.default_rng(0)
+    ir = rng.random((23, 31), dtype=np.float32)
+    vi = rng.random((23, 31), dtype=np.float32)
+    out = f.fuse(ir, vi)
+    assert out.dtype == np.float32 and out.shape == (23, 31)
+    assert out.min() >= 0 and out.max() <= 1
+    # the fuser equals the network's own fusion pass
+    with torch.no_grad():
+        ref = net.fuse(torch.from_numpy(ir)[None, None], torch.from_numpy(vi)[None, None])
+    np.testing.assert_allclose(out, ref[0, 0].numpy(), atol=1e-6)
+    with pytest.raises(InputError, match="sizes differ"):
+        f.fuse(ir, vi[:, :30])
+    with pytest.raises(InputError, match="2-D"):
+        f.fuse(ir[None], vi[None])
+    with pytest.raises(InputError, match="rule"):
+        DIDFuse(net, rule="max")
+
+
+@pytest.mark.parametrize("rule", ["sum", "l1"])
+def test_tiled_equals_untiled(rule):
+    torch.manual_seed(7)
+    small = DIDFuseNet(channels=16)  # tiling does not depend on the width; keeps the test fast
+    with torch.no_grad():
+        small(torch.rand(2, 1, 24, 24), torch.rand(2, 1, 24, 24))  # BN statistics
+    small.eval()
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:130, 0:170] / 130.0
+    ir = np.clip(0.5 + 0.3 * np.sin(6 * xx) + 0.1 * rng.random((130, 170)), 0, 1).astype(np.float32)
+    vi = np.clip(0.4 + 0.3 * np.cos(5 * yy) + 0.1 * rng.random((130, 170)), 0, 1).astype(np.float32)
+    whole = DIDFuse(small, rule=rule, tile=None).fuse(ir, vi)
+    tiled = DIDFuse(small, rule=rule, tile=48, margin=16).fuse(ir, vi)
+    assert np.abs(whole - tiled).max() * 255 < 1.0  # within one gray level (in fact ~1e-6)
+    assert np.abs(whole - tiled).max() < 1e-4
+
+
+def test_weights_round_trip_through_safetensors(net, tmp_path):
+    path = tmp_path / "w.safetensors"
+    export_safetensors(path, net.state_dict(), {"method": "didfuse", "config": {"channels": 64}})
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors header, not a pickle
+    loaded, meta = load_weights(path)
+    assert meta["method"] == "didfuse" and json.loads(meta["config"])["channels"] == 64
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    rng = np.random.default_rng(6)
+    ir, vi = rng.random((2, 17, 19), dtype=np.float32)
+    a = DIDFuse(net, rule="l1").fuse(ir, vi)
+    b = registry.create("didfuse", weights=path, rule="l1").fuse(ir, vi)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_weights_errors(tmp_path):
+    with pytest.raises(WeightsError, match="ivfuse train didfuse"):
+        create_didfuse(weights=tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        load_weights(bad)
+    other = tmp_path / "other.safetensors"
+    export_safetensors(other, {"x": torch.zeros(2)}, {"method": "jcae"})
+    with pytest.raises(WeightsError, match="jcae"):
+        load_weights(other)
+    partial = tmp_path / "partial.safetensors"
+    export_safetensors(
+        partial, {"encoder.conv1.conv.weight": torch.zeros(64, 1, 3, 3)}, {"method": "didfuse"}
+    )
+    with pytest.raises(WeightsError, match="does not match"):
+        load_weights(partial)
+
+
+def test_registered_with_metadata():
+    info = registry.info("didfuse")
+    assert info.family == "self-supervised" and info.trainable
+    assert info.weights == "didfuse.safetensors" and "IJCAI 2020" in info.paper
+    if info.weights_shipped:  # the packaged weights load and fuse
+        f = registry.create("didfuse")
+        out = f.fuse(np.full((12, 14), 0.3, np.float32), np.full((12, 14), 0.6, np.float32))
+        assert out.shape == (12, 14) and 0 <= out.min() <= out.max() <= 1
+    else:
+        with pytest.raises(WeightsError, match="ivfuse train didfuse"):
+            registry.create("didfuse")

@@ -1,0 +1,309 @@
+"""The generic trainer with DIDFuse plugged in: determinism, kill-and-resume identity, stages,
+logs, export/card, refusals (one line, non-zero exit) and a 2-process gloo DDP run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from ivfuse.errors import TrainingError
+from ivfuse.methods.didfuse import Config, DIDFuseNet, load_weights, training_spec
+from ivfuse.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ivfuse.train.spec import Stage, TrainSpec
+from ivfuse.train.trainer import RunOptions, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest and avoids fighting other jobs for the 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _write_pairs(root: Path, n: int, size=(30, 26), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for sub in ("ir", "vi"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        h, w = size
+        ir = (rng.random((h, w)) * 255).astype(np.uint8)
+        vi = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        Image.fromarray(ir, "L").save(root / "ir" / f"{i:03d}.png")
+        Image.fromarray(vi, "RGB").save(root / "vi" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return _write_pairs(tmp_path_factory.mktemp("pairs"), 6)
+
+
+def _spec(epochs: int = 3, **kw) -> TrainSpec:
+    cfg = Config(channels=8, epochs=epochs, batch_size=4, crop=16, lr_milestones=(2,), **kw)
+    return training_spec(cfg)
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "weights.safetensors"))
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_dataset_centre_crop_gray(data):
+    from ivfuse.data.training import CenterCropPairs, center_crop_box
+
+    ds = CenterCropPairs(data, crop=16)
+    assert len(ds) == 6
+    item = ds[2]
+    assert item["ir"].shape == (1, 16, 16) and item["vi"].shape == (1, 16, 16)
+    assert item["ir"].dtype == torch.float32
+    left, top, right, bottom = center_crop_box(26, 30, 16)  # width 26, height 30
+    assert (left, top, right, bottom) == (5, 7, 21, 23)
+    vi = Image.open(data / "vi" / "002.png").crop((left, top, right, bottom)).convert("L")
+    np.testing.assert_array_equal(item["vi"][0].numpy(), np.asarray(vi, np.float32) / 255)
+
+
+def test_deterministic_and_seed_sensitive(data, tmp_path):
+    a = train(_spec(2), RunOptions(data, tmp_path / "a", seed=3, progress=False))
+    train(_spec(2), RunOptions(data, tmp_path / "b", seed=3, progress=False))
+    train(_spec(2), RunOptions(data, tmp_path / "c", seed=4, progress=False))
+    wa, wb, wc = (_weights(tmp_path / s) for s in "abc")
+    assert _same(wa, wb)
+    assert not _same(wa, wc)
+    assert a["epochs"] == 2 and a["seed"] == 3 and a["data"]["pairs"] == 6
+
+
+def test_kill_and_resume_is_identical(data, tmp_path):
+    full = tmp_path / "full"
+    train(_spec(3), RunOptions(data, full, seed=1, progress=False))
+
+    # crash in the middle of epoch 3 (after the epoch-2 checkpoint and the lr milestone)
+    spec = _spec(3)
+    inner = spec.stages[0].loss
+    calls = {"n": 0}
+
+    def dying(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 2 steps per epoch: step 1 of epoch 3
+            raise KeyboardInterrupt
+        return inner(model, batch)
+
+    spec.stages[0].loss = dying
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, RunOptions(data, killed, seed=1, progress=False))
+    ck = load_checkpoint(killed / CHECKPOINT_NAME, "didfuse")
+    assert ck["epoch"] == 2 and not (killed / "weights.safetensors").exists()
+    assert not [p for p in killed.iterdir() if p.name.endswith(".tmp")]
+
+    card = train(_spec(3), RunOptions(data, killed, seed=1, progress=False, resume=True))
+    assert _same(_weights(full), _weights(killed))
+    assert card["epochs"] == 3
+    rows_full = list(csv.DictReader(open(full / "losses.csv")))
+    rows_res = list(csv.DictReader(open(killed / "losses.csv")))
+    assert [r["total"] for r in rows_full] == [r["total"] for r in rows_res]
+    assert [float(r["lr"]) for r in rows_res] == pytest.approx([1e-3, 1e-3, 1e-4])
+
+
+def test_multi_stage_resume_across_stage_boundary(data, tmp_path):
+    """A two-stage method (decoder-only warm-up, then everything) resumes exactly too."""
+
+    def spec() -> TrainSpec:
+        s = _spec(2)
+        first = Stage(
+            name="decoder",
+            epochs=1,
+            loss=s.stages[0].loss,
+            optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+            parameters=lambda m: m.decoder.parameters(),
+        )
+        s.stages = [first, s.stages[0]]
+        return s
+
+    train(spec(), RunOptions(data, tmp_path / "full", seed=2, progress=False))
+    r = train(spec(), RunOptions(data, tmp_path / "part", seed=2, progress=False, stop_after=1))
+    assert r == {"stopped_at": 1}
+    train(spec(), RunOptions(data, tmp_path / "part", seed=2, progress=False, resume=True))
+    assert _same(_weights(tmp_path / "full"), _weights(tmp_path / "part"))
+    stages = [row["stage"] for row in csv.DictReader(open(tmp_path / "full" / "losses.csv"))]
+    assert stages == ["decoder", "autoencoder", "autoencoder"]
+
+
+def test_logs_export_and_card(data, tmp_path):
+    out = tmp_path / "run"
+    card = train(_spec(2), RunOptions(data, out, seed=0, progress=True))
+    rows = list(csv.DictReader(open(out / "losses.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for term in (
+        "pixel_vi",
+        "dssim_vi",
+        "pixel_ir",
+        "dssim_ir",
+        "gap_background",
+        "gap_detail",
+        "gradient",
+        "total",
+        "lr",
+        "seconds",
+    ):
+        assert term in rows[0]
+    on_disk = json.loads((out / "card.json").read_text())
+    assert on_disk == json.loads(json.dumps(card))
+    for key in (
+        "method",
+        "config",
+        "data",
+        "epochs",
+        "seed",
+        "wall_time_s",
+        "device",
+        "ivfuse",
+        "reduced_scale",
+        "metrics",
+    ):
+        assert key in on_disk
+    assert on_disk["method"] == "didfuse" and on_disk["data"]["pairs"] == 6
+    assert on_disk["reduced_scale"] is True  # 2 epochs, crop 16, 8 channels: not the recipe
+    assert on_disk["deviations_from_recipe"]["epochs"] == {"used": 2, "recipe": 120}
+    # the exported weights load through the method's safetensors loader
+    net, meta = load_weights(out / "weights.safetensors")
+    assert isinstance(net, DIDFuseNet) and meta["method"] == "didfuse"
+    ck = load_checkpoint(out / CHECKPOINT_NAME, "didfuse")
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in ck["model"].items())
+
+
+# --- refusals through the CLI ---------------------------------------------------------------
+
+
+def _cli(*args: str):
+    from ivfuse.cli import app
+
+    return CliRunner().invoke(app, ["train", "didfuse", *args])
+
+
+def _assert_refused(result, text: str):
+    assert result.exit_code != 0, result.output
+    assert text in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 or "error" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_refuses_empty_and_unpaired_folders(tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "ir").mkdir(parents=True)
+    (empty / "vi").mkdir()
+    _assert_refused(_cli("--data", str(empty), "--out", str(tmp_path / "o1")), "no image pairs")
+    _assert_refused(_cli("--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")), "nope")
+    unpaired = _write_pairs(tmp_path / "unpaired", 2)
+    shutil.copy(unpaired / "ir" / "000.png", unpaired / "ir" / "extra.png")
+    _assert_refused(_cli("--data", str(unpaired), "--out", str(tmp_path / "o3")), "extra.png")
+
+
+def test_refuses_unwritable_output(data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _assert_refused(_cli("--data", str(data), "--out", str(blocker / "run")), "not writable")
+    _assert_refused(_cli("--data", str(data), "--out", str(blocker)), "not a folder")
+
+
+def test_refuses_foreign_or_existing_checkpoint(data, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    save_checkpoint(out / CHECKPOINT_NAME, {"method": "jcae", "epoch": 1, "total_epochs": 5})
+    _assert_refused(_cli("--data", str(data), "--out", str(out), "--resume"), "jcae")
+    with pytest.raises(TrainingError, match="jcae"):
+        train(_spec(1), RunOptions(data, out, resume=True, progress=False))
+    (out / CHECKPOINT_NAME).write_bytes(b"garbage")
+    _assert_refused(_cli("--data", str(data), "--out", str(out), "--resume"), "unreadable checkpoint")
+    own = tmp_path / "own"
+    train(_spec(1), RunOptions(data, own, progress=False))
+    with pytest.raises(TrainingError, match="--resume"):
+        train(_spec(1), RunOptions(data, own, progress=False))
+
+
+def test_cli_trains_and_resume_keeps_settings(data, tmp_path):
+    out = tmp_path / "run"
+    r = _cli(
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--crop",
+        "16",
+        "--batch-size",
+        "3",
+        "--stop-after",
+        "1",
+        "--no-progress",
+    )
+    assert r.exit_code == 0, r.output
+    assert "stopped after epoch 1" in r.output
+    _assert_refused(
+        _cli("--data", str(data), "--out", str(out), "--resume", "--crop", "24"),
+        "differs from the checkpoint",
+    )
+    r = _cli("--data", str(data), "--out", str(out), "--resume", "--no-progress")
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["epochs"] == 2 and card["config"]["crop"] == 16 and card["config"]["batch_size"] == 3
+
+
+# --- distributed ----------------------------------------------------------------------------
+
+
+def test_ddp_two_cpu_processes_stay_identical(data, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "ivfuse",
+        "train",
+        "didfuse",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--crop",
+        "16",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = json.loads((out / "card.json").read_text())
+    assert card["world_size"] == 2
+    assert card["ranks_max_abs_diff"] == 0.0  # every parameter and buffer identical on both ranks
+    rows = list(csv.DictReader(open(out / "losses.csv")))
+    assert len(rows) == 2 and float(rows[1]["total"]) > 0
+    init = DIDFuseNet(64).state_dict()
+    trained = _weights(out)
+    assert not torch.equal(init["encoder.conv1.conv.weight"], trained["encoder.conv1.conv.weight"])
