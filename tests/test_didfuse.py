@@ -158,7 +158,9 @@ def test_fuser_output_and_errors(net):
     # the fuser equals the network's own fusion pass
     with torch.no_grad():
         ref = net.fuse(torch.from_numpy(ir)[None, None], torch.from_numpy(vi)[None, None])
-    np.testing.assert_allclose(out, ref[0, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(out, ref[0, 0].numpy(), atol=1e-5)  # folded BN: same function
+    bf = DIDFuse(net, rule="sum", precision="bf16").fuse(ir, vi)
+    assert np.abs(bf - out).max() * 255 <= 1.5
     with pytest.raises(InputError, match="sizes differ"):
         f.fuse(ir, vi[:, :30])
     with pytest.raises(InputError, match="2-D"):
@@ -229,3 +231,17 @@ def test_registered_with_metadata():
     else:
         with pytest.raises(WeightsError, match="ivfuse train didfuse"):
             registry.create("didfuse")
+
+
+def test_fold_batchnorm_is_the_same_function(net):
+    from ivfuse.methods.didfuse import fold_batchnorm
+
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert parameter_count(folded) == 260_935 - 2 * (6 * 64 + 1)  # BN affine parameters gone
+    torch.manual_seed(8)
+    a, b = torch.rand(1, 1, 19, 22), torch.rand(1, 1, 19, 22)
+    with torch.no_grad():
+        torch.testing.assert_close(folded.fuse(a, b, "l1"), net.fuse(a, b, "l1"), atol=1e-5, rtol=0)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # original intact

@@ -201,6 +201,27 @@ class DIDFuseNet(nn.Module):
         return self.decoder(*(fuse(a, b) for a, b in zip(feats_i, feats_v, strict=True)))
 
 
+def fold_batchnorm(net: DIDFuseNet) -> DIDFuseNet:
+    """Copy of an eval-mode network with every BatchNorm folded into its convolution.
+
+    ``BN(conv(x)) = s * (W x + b - mu) + beta`` with ``s = gamma / sqrt(var + eps)`` becomes
+    one convolution with weights ``s W`` and bias ``s (b - mu) + beta``. Same function at
+    inference (BN uses running statistics), one pass over the feature map fewer per layer.
+    """
+    import copy
+
+    folded = copy.deepcopy(net).eval()
+    for m in folded.modules():
+        if isinstance(m, ConvBNAct) and isinstance(m.bn, nn.BatchNorm2d):
+            bn, conv = m.bn, m.conv
+            with torch.no_grad():
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
+            m.bn = nn.Identity()
+    return folded
+
+
 def parameter_count(module: nn.Module) -> int:
     """Number of trainable parameters (BN running statistics not counted)."""
     return sum(p.numel() for p in module.parameters())
@@ -297,6 +318,12 @@ HALO = 8
 class DIDFuse:
     """Fuser: ``fuse(ir, vi)`` on float32 (H, W) luma planes in [0, 1] -> fused (H, W) in [0, 1].
 
+    Inference runs a copy of the network with BatchNorm folded into the convolutions, in
+    channels-last memory format under ``torch.inference_mode`` (same function as the eval-mode
+    network; see ``benchmarks/bench_didfuse.py``). ``precision="bf16"`` adds bfloat16 autocast
+    (faster on CPUs with AMX/AVX512-BF16, results within about one gray level), and
+    ``compile=True`` wraps the network in ``torch.compile``.
+
     Large images are fused in overlapping tiles: every tile is extended by a margin larger than
     the network's receptive-field radius, so the cropped tile centres equal the untiled result
     (no seams) while memory stays bounded by the tile size.
@@ -309,9 +336,13 @@ class DIDFuse:
         device: str | torch.device = "cpu",
         tile: int | None = 768,
         margin: int = 16,
+        precision: str = "fp32",
+        compile: bool = False,
     ):
         if rule not in RULES:
             raise InputError(f"unknown DIDFuse fusion rule {rule!r}; choose one of {sorted(RULES)}")
+        if precision not in ("fp32", "bf16"):
+            raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         if margin < HALO:
             raise ValueError(f"margin must be >= {HALO}, got {margin}")
         self.device = torch.device(device)
@@ -319,9 +350,24 @@ class DIDFuse:
         self.rule = rule
         self.tile = tile
         self.margin = margin
+        self.precision = precision
+        self._infer = fold_batchnorm(self.net).to(memory_format=torch.channels_last)
+        self._forward = self._fuse_folded
+        if compile:
+            self._forward = torch.compile(self._fuse_folded, dynamic=False)
+
+    def _fuse_folded(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        cl = torch.channels_last
+        n, fuse = self._infer, RULES[self.rule]
+        fi = n.encoder(ir.contiguous(memory_format=cl))
+        fv = n.encoder(vi.contiguous(memory_format=cl))
+        return n.decoder(*(fuse(a, b) for a, b in zip(fi, fv, strict=True)))
 
     def _run(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return self.net.fuse(ir, vi, self.rule)
+        if self.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self._forward(ir, vi).float()
+        return self._forward(ir, vi)
 
     def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W), tiled when large."""
@@ -401,6 +447,8 @@ def create_didfuse(
     device: str = "cpu",
     weights: str | Path | None = None,
     tile: int | None = 768,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> DIDFuse:
     """DIDFuse with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
     if weights is None:
@@ -413,4 +461,4 @@ def create_didfuse(
             )
         weights = Path(str(ref))
     net, _ = load_weights(weights, device=device)
-    return DIDFuse(net, rule=rule, device=device, tile=tile)
+    return DIDFuse(net, rule=rule, device=device, tile=tile, precision=precision, compile=compile)
