@@ -1,0 +1,85 @@
+"""Export a training run (finished, or a snapshot of an unfinished one) as shippable weights.
+
+``export_run(run_dir, weights_out, card_out)`` writes ``weights.safetensors``-style tensors and
+a card. A finished run's own card is reused; for an unfinished run the card is built from the
+checkpoint and says so (``"reduced_scale": true``, epochs done of epochs planned).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import TrainingError
+from .checkpoint import CHECKPOINT_NAME, atomic_write_text, export_safetensors, load_checkpoint
+from .trainer import CARD_NAME, WEIGHTS_NAME, package_version
+
+
+def export_run(
+    run_dir: str | Path,
+    weights_out: str | Path,
+    card_out: str | Path,
+    method: str,
+    *,
+    recipe_epochs: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    paper: str = "",
+) -> dict[str, Any]:
+    """Write the run's model to ``weights_out`` (safetensors) and its card to ``card_out``."""
+    run = Path(run_dir)
+    ck_path = run / CHECKPOINT_NAME
+    if not ck_path.is_file():
+        raise TrainingError(f"{run}: no {CHECKPOINT_NAME} to export")
+    ck = load_checkpoint(ck_path, method)
+    done, planned = int(ck["epoch"]), int(ck["total_epochs"])
+    finished = done >= planned and (run / CARD_NAME).is_file() and (run / WEIGHTS_NAME).is_file()
+    if finished:
+        card = json.loads((run / CARD_NAME).read_text())
+    else:
+        history = ck["history"]
+        card = {
+            "method": method,
+            "paper": paper,
+            "config": ck["config"],
+            "data": {"path": ck.get("data"), "name": Path(str(ck.get("data"))).name},
+            "epochs": done,
+            "epochs_planned": planned,
+            "reduced_scale": True,
+            "note": (
+                f"snapshot of an unfinished run: {done} of {planned} epochs; the run continues "
+                "with `ivfuse train ... --resume`"
+            ),
+            "seed": ck["seed"],
+            "wall_time_s": round(float(ck["wall_time_s"]), 1),
+            "device": f"cpu ({platform.machine()})",
+            "world_size": ck["world_size"],
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+            "ivfuse": package_version(),
+            "final_losses": {
+                k: v
+                for k, v in (history[-1] if history else {}).items()
+                if k not in ("epoch", "stage", "seconds")
+            },
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
+            "metrics": None,
+        }
+    if recipe_epochs is not None:
+        card["recipe_epochs"] = recipe_epochs
+        card["reduced_scale"] = bool(card.get("reduced_scale")) or done < recipe_epochs
+    if metrics is not None:
+        card["metrics"] = metrics
+    card["source_run"] = str(run)
+    export_safetensors(
+        Path(weights_out),
+        ck["model"],
+        {"method": method, "config": ck["config"], "format": "ivfuse-1", "epochs": str(done)},
+    )
+    atomic_write_text(Path(card_out), json.dumps(card, indent=2) + "\n")
+    return card
