@@ -63,9 +63,7 @@ def check_image(x: Any, role: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise InputError(
-            f"{role} image must be (H, W) gray or (H, W, 3) RGB, got shape {tuple(np.shape(x))}"
-        )
+        raise InputError(f"{role} image must be (H, W) gray or (H, W, 3) RGB, got shape {tuple(np.shape(x))}")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise InputError(f"{role} image is too small ({arr.shape[1]}x{arr.shape[0]} pixels)")
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
@@ -118,64 +116,106 @@ def levels(x: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# filters (all separable, C-implemented through scipy.ndimage)
+# filters (separable; OpenCV's SIMD ``sepFilter2D`` when it is installed, scipy.ndimage otherwise;
+# both compute the same sums in float64, equal to ~1e-15)
+
+try:  # optional accelerator
+    import cv2 as _cv2
+except ImportError:  # pragma: no cover - depends on the environment
+    _cv2 = None
+
+#: Name of the filtering backend in use ("opencv" or "scipy").
+BACKEND = "opencv" if _cv2 is not None else "scipy"
+
+_SCIPY_MODE = {"zero": "constant", "replicate": "nearest", "mirror": "mirror", "valid": "constant"}
+
+
+def use_backend(name: str) -> str:
+    """Select the filtering backend ("opencv" or "scipy"); returns the previous one (for tests)."""
+    global BACKEND
+    if name not in ("opencv", "scipy"):
+        raise ValueError(f"unknown backend {name!r}")
+    if name == "opencv" and _cv2 is None:
+        raise ValueError("OpenCV (opencv-python-headless) is not installed")
+    old, BACKEND = BACKEND, name
+    return old
+
+
+def sep_filter(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, border: str = "valid") -> np.ndarray:
+    """Correlate ``x`` with the separable kernel ``kr[:, None] * kc[None, :]`` (odd lengths).
+
+    ``border``: ``'valid'`` (MATLAB ``filter2(..., 'valid')``: only fully covered pixels),
+    ``'zero'`` (``filter2(..., 'same')``, zero padding), ``'replicate'`` (``imfilter(...,
+    'replicate')``) or ``'mirror'`` (reflection without repeating the edge, pyrTools
+    ``'reflect1'``).
+    """
+    hr, hc = kr.size // 2, kc.size // 2
+    m, n = x.shape
+    if border == "valid" and (m < kr.size or n < kc.size):
+        raise InputError(f"image of {n}x{m} pixels is smaller than the {kc.size}x{kr.size} metric window")
+    if BACKEND == "opencv":
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        kx = np.ascontiguousarray(kc, dtype=np.float64)
+        ky = np.ascontiguousarray(kr, dtype=np.float64)
+        if border == "valid":
+            y = _cv2.sepFilter2D(x, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_REFLECT_101)
+            return y[hr : m - hr, hc : n - hc]
+        if border == "zero":
+            p = _cv2.copyMakeBorder(x, hr, hr, hc, hc, _cv2.BORDER_CONSTANT, value=0)
+            y = _cv2.sepFilter2D(p, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_CONSTANT)
+            return y[hr : hr + m, hc : hc + n]
+        if border == "replicate":
+            return _cv2.sepFilter2D(x, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_REPLICATE)
+        if border == "mirror" and m > hr and n > hc:
+            return _cv2.sepFilter2D(x, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_REFLECT_101)
+    mode = _SCIPY_MODE[border]
+    y = ndimage.correlate1d(x, kr, axis=0, mode=mode)
+    y = ndimage.correlate1d(y, kc, axis=1, mode=mode)
+    if border == "valid":
+        return y[hr : m - hr, hc : n - hc]
+    return y
 
 
 def fspecial_gaussian_1d(size: int, sigma: float) -> np.ndarray:
     """1-D factor of MATLAB ``fspecial('gaussian', size, sigma)`` (normalised to sum 1).
 
     MATLAB's 2-D kernel is the outer product of this vector with itself: its ``eps * max``
-    cut-off removes nothing for the windows used here (size <= 4*sigma + 1 ... 11/1.5, 7/1.5,
-    17/3.4, ...), and the separable product is normalised exactly as the 2-D one.
+    cut-off removes nothing for the windows used here (11/1.5, 7/1.5, 17/3.4, 9/1.8, 5/1, 3/0.6),
+    and the separable product is normalised exactly as the 2-D one.
     """
     r = (size - 1) / 2.0
     t = np.arange(size, dtype=np.float64) - r
     g = np.exp(-(t * t) / (2.0 * sigma * sigma))
-    g2 = np.outer(g, g)
-    if (g2 < np.finfo(float).eps * g2.max()).any():  # pragma: no cover - not hit by our windows
-        raise ValueError("non-separable fspecial window requested")
     return g / g.sum()
 
 
 def filter_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """``filter2(k ⊗ k, x, 'valid')`` for a symmetric separable 1-D kernel ``k``."""
-    n = k.size
-    m0, m1 = x.shape
-    if m0 < n or m1 < n:
-        raise InputError(f"image of {m1}x{m0} pixels is smaller than the {n}x{n} metric window")
-    # correlate over the whole array then drop the border: the centre part is the 'valid' part
-    y = ndimage.correlate1d(x, k, axis=0, mode="constant")
-    y = ndimage.correlate1d(y, k, axis=1, mode="constant")
-    h = n // 2
-    return y[h : m0 - (n - 1 - h), h : m1 - (n - 1 - h)]
+    """``filter2(k ⊗ k, x, 'valid')`` for a symmetric 1-D kernel ``k``."""
+    return sep_filter(x, k, k, "valid")
 
 
-def filter_same(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, mode: str = "constant") -> np.ndarray:
-    """Correlation with the separable kernel ``kr[:, None] * kc[None, :]``, output of x's size.
+def filter_same(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, mode: str = "zero") -> np.ndarray:
+    """Same-size correlation with ``kr ⊗ kc``; ``mode`` as the ``border`` of :func:`sep_filter`."""
+    return sep_filter(x, kr, kc, mode)
 
-    ``mode='constant'`` is MATLAB ``filter2(..., 'same')`` (zero padding); ``'nearest'`` is
-    ``imfilter(..., 'replicate')``. Odd-sized kernels only.
+
+def box_downsample(x: np.ndarray, f: int) -> np.ndarray:
+    """``imfilter(x, ones(f)/f^2, 'symmetric', 'same')`` followed by ``x(1:f:end, 1:f:end)``.
+
+    With the stride equal to the window, each kept output is the mean of one f x f block of the
+    symmetrically padded image (MATLAB anchors the window at ``floor((f+1)/2)``).
     """
-    y = ndimage.correlate1d(x, kr, axis=0, mode=mode)
-    return ndimage.correlate1d(y, kc, axis=1, mode=mode)
-
-
-def box_sum(x: np.ndarray, n: int, mode: str = "constant") -> np.ndarray:
-    """Sum over an ``n x n`` window centred on each pixel ('same' size)."""
-    k = np.ones(n)
-    return filter_same(x, k, k, mode)
-
-
-def minmax_round255(x: np.ndarray) -> np.ndarray:
-    """``round(255 * (x - min) / (max - min))`` with round half away; a constant image -> zeros.
-
-    Used by VIFB's Mutinf (then cast to levels) and by Z. Liu's Qcb/Qcv ``normalize1``.
-    """
-    lo = float(x.min())
-    hi = float(x.max())
-    if hi == lo:
-        return np.zeros_like(x)
-    return np.floor((x - lo) / (hi - lo) * 255.0 + 0.5)
+    if f <= 1:
+        return x
+    c = (f + 1) // 2
+    m, n = x.shape
+    om, on = -(-m // f), -(-n // f)
+    before = c - 1
+    pad_m = om * f - m - before
+    pad_n = on * f - n - before
+    p = np.pad(x, ((before, max(pad_m, 0)), (before, max(pad_n, 0))), mode="symmetric")
+    p = p[: om * f, : on * f]
+    return p.reshape(om, f, on, f).mean(axis=(1, 3))
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,11 +225,12 @@ def minmax_round255(x: np.ndarray) -> np.ndarray:
 class Plane:
     """One 2-D channel (float64, 0..255 scale) with a memo of derived quantities."""
 
-    __slots__ = ("x", "_memo")
+    __slots__ = ("x", "_memo", "_u8")
 
-    def __init__(self, x: np.ndarray):
+    def __init__(self, x: np.ndarray, u8: np.ndarray | None = None):
         self.x = np.ascontiguousarray(x, dtype=np.float64)
         self._memo: dict[Hashable, Any] = {}
+        self._u8 = u8  # the original uint8 values when the input was uint8 (fast histograms)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -207,7 +248,25 @@ class Plane:
     # ---- quantities shared by several metrics
 
     def levels(self) -> np.ndarray:
+        """Integer grey levels 0..255 (the uint8 values themselves for uint8 input)."""
+        if self._u8 is not None:
+            return self._u8
         return self.cached("levels", lambda: levels(self.x))
+
+    def _lut_or(self, key: str, fn: Callable[[np.ndarray], np.ndarray], dtype: Any) -> np.ndarray:
+        """Apply an element-wise map through a 256-entry lookup table for uint8 input."""
+
+        def compute() -> np.ndarray:
+            if self._u8 is None:
+                return fn(self.x).astype(dtype)
+            lv = np.arange(256, dtype=np.float64)
+            lo, hi = float(self._u8.min()), float(self._u8.max())
+            lut = fn(np.clip(lv, lo, hi)).astype(dtype)  # same formula, evaluated per level
+            if hi == lo:
+                lut = np.zeros(256, dtype=dtype)
+            return lut[self._u8]
+
+        return self.cached(key, compute)
 
     def hist(self) -> np.ndarray:
         """256-bin probability histogram of the integer levels."""
@@ -215,13 +274,19 @@ class Plane:
             "hist", lambda: np.bincount(self.levels().ravel(), minlength=256)[:256] / self.x.size
         )
 
+    def _minmax(self, v: np.ndarray) -> np.ndarray:
+        lo, hi = float(self.x.min()), float(self.x.max())
+        if hi == lo:
+            return np.zeros_like(v)
+        return np.floor((v - lo) / (hi - lo) * 255.0 + 0.5)
+
     def stretched_levels(self) -> np.ndarray:
         """VIFB Mutinf quantisation: own min-max stretch, round(255 *) (int16 cast)."""
-        return self.cached("stretched", lambda: minmax_round255(self.x).astype(np.intp))
+        return self._lut_or("stretched", self._minmax, np.intp)
 
     def norm255(self) -> np.ndarray:
         """Z. Liu's ``normalize1``: min-max to 0..255, rounded; an all-zero image unchanged."""
-        return self.cached("norm255", lambda: minmax_round255(self.x))
+        return self._lut_or("norm255", self._minmax, np.float64)
 
     def gauss_moments(self, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """'valid' Gaussian-window mean and mean of squares."""
@@ -275,11 +340,20 @@ class Prepared:
     reference: list[Plane] | None = None  # ground-truth channels (reference-based metrics)
 
 
-def _plane_list(arr: np.ndarray) -> list[Plane]:
-    x = to_scale255(arr)
-    if x.ndim == 2:
-        return [Plane(x)]
-    return [Plane(x[:, :, k]) for k in range(x.shape[2])]
+def make_plane(arr2d: np.ndarray) -> Plane:
+    """Plane of a 2-D array (keeps uint8 values for the histogram fast path)."""
+    u8 = np.ascontiguousarray(arr2d) if arr2d.dtype == np.uint8 else None
+    return Plane(to_scale255(arr2d), u8)
+
+
+def _plane_list(arr: np.ndarray, collapse: bool = False) -> list[Plane]:
+    """One plane per channel; with ``collapse`` a colour image whose channels are all equal
+    (VIFB's 3-channel infrared JPEGs) gives a single plane, which is exactly equivalent."""
+    if arr.ndim == 2:
+        return [make_plane(arr)]
+    if collapse and np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 0], arr[:, :, 2]):
+        return [make_plane(arr[:, :, 0])]
+    return [make_plane(arr[:, :, k]) for k in range(arr.shape[2])]
 
 
 def prepare(
@@ -319,25 +393,24 @@ def prepare(
     ir_a, vi_a = srcs["infrared"], srcs["visible"]
 
     if color == "gray" or f.ndim == 2:
-        f2 = rgb2gray(f)
-        fp = Plane(to_scale255(f2))
-        vip = Plane(to_scale255(rgb2gray(vi_a))) if vi_a is not None else None
-        irp = Plane(to_scale255(rgb2gray(ir_a))) if ir_a is not None else None
-        refp = [Plane(to_scale255(rgb2gray(ref)))] if ref is not None else None
+        fp = make_plane(rgb2gray(f))
+        vip = make_plane(rgb2gray(vi_a)) if vi_a is not None else None
+        irp = make_plane(rgb2gray(ir_a)) if ir_a is not None else None
+        refp = [make_plane(rgb2gray(ref))] if ref is not None else None
         return Prepared([Triple(fp, vip, irp)], [fp], refp)
 
     fps = _plane_list(f)
-    irps = _plane_list(ir_a) if ir_a is not None else None
-    vips = _plane_list(vi_a) if vi_a is not None else None
+    irps = _plane_list(ir_a, collapse=True) if ir_a is not None else None
+    vips = _plane_list(vi_a, collapse=True) if vi_a is not None else None
     triples = []
     for k, fp in enumerate(fps):
-        irp = None if irps is None else irps[k if len(irps) == 3 else 0]
-        vip = None if vips is None else vips[k if len(vips) == 3 else 0]
+        irp = None if irps is None else irps[k if len(irps) > 1 else 0]
+        vip = None if vips is None else vips[k if len(vips) > 1 else 0]
         triples.append(Triple(fp, vip, irp))
     refp = None
     if ref is not None:
         rps = _plane_list(ref)
-        refp = [rps[k if len(rps) == 3 else 0] for k in range(len(fps))]
+        refp = [rps[k if len(rps) > 1 else 0] for k in range(len(fps))]
     return Prepared(triples, fps, refp)
 
 

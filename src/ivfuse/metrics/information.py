@@ -57,7 +57,7 @@ def _ce_pair(s: Plane, f: Plane, base: float) -> float:
 
 def _joint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """256 x 256 joint probability of two level images (``np.bincount`` on a*256+b)."""
-    h = np.bincount((a * 256 + b).ravel(), minlength=65536)
+    h = np.bincount((a.astype(np.intp) * 256 + b).ravel(), minlength=65536)
     return h.reshape(256, 256) / a.size
 
 
@@ -87,9 +87,7 @@ def _ce(t: Triple, base: float = 2.0, combine: str = "mean") -> float:
 
 def _mi(t: Triple, base: float = math.e, combine: str = "sum", stretch: bool = True) -> float:
     a, b = t.sources("MI")
-    return _combine(
-        _mi_cached(t, a, base, stretch)[0], _mi_cached(t, b, base, stretch)[0], combine
-    )
+    return _combine(_mi_cached(t, a, base, stretch)[0], _mi_cached(t, b, base, stretch)[0], combine)
 
 
 def _nmi(t: Triple, stretch: bool = False) -> float:
@@ -115,9 +113,7 @@ def entropy(fused: Any, *, base: float = 2.0) -> float:
     return channel_mean([_en(p, base) for p in prep.fused_channels])
 
 
-def cross_entropy(
-    fused: Any, ir: Any, vi: Any, *, base: float = 2.0, combine: str = "mean"
-) -> float:
+def cross_entropy(fused: Any, ir: Any, vi: Any, *, base: float = 2.0, combine: str = "mean") -> float:
     """Cross entropy CE as VIFB computes it (``metricsCross_entropy``); **lower is better**.
 
     Per source S: ``CE(S, F) = sum_{i: p_S(i) > 0, p_F(i) > 0} p_S(i) log2(p_S(i) / p_F(i))``,

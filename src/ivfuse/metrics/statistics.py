@@ -75,8 +75,8 @@ def _ag(p: Plane, scheme: str = "central") -> float:
 
 
 def _ei(p: Plane) -> float:
-    gx = filter_same(p.x, _SOBEL_DIFF, _SOBEL_SMOOTH, mode="nearest")
-    gy = filter_same(p.x, _SOBEL_SMOOTH, _SOBEL_DIFF, mode="nearest")
+    gx = filter_same(p.x, _SOBEL_DIFF, _SOBEL_SMOOTH, mode="replicate")
+    gy = filter_same(p.x, _SOBEL_SMOOTH, _SOBEL_DIFF, mode="replicate")
     return float(np.sqrt(gx * gx + gy * gy).mean())
 
 

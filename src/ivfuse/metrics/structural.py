@@ -16,6 +16,7 @@ from scipy import fft as sfft
 from ._core import (
     Plane,
     Triple,
+    box_downsample,
     channel_mean,
     filter_same,
     filter_valid,
@@ -160,8 +161,17 @@ def _qcb_masked_contrast(p: Plane, h: np.ndarray) -> np.ndarray:
         i_f = _irfft(_rfft_norm(p) * h, p.shape)
         k1, k2 = _gauss31(2.0), _gauss31(4.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            c = np.abs(filter_same(i_f, k1, k1) / filter_same(i_f, k2, k2) - 1.0)
-            return _CB["k"] * c ** _CB["p"] / (_CB["h"] * c ** _CB["q"] + _CB["Z"])
+            c = filter_same(i_f, k1, k1)
+            c /= filter_same(i_f, k2, k2)
+            c -= 1.0
+            np.abs(c, out=c)
+            c2 = c * c  # C^q with q = 2
+            num = c2 * c  # C^p with p = 3
+            c2 *= _CB["h"]
+            c2 += _CB["Z"]
+            num *= _CB["k"]
+            num /= c2
+            return num
 
     return p.cached("qcb_contrast", compute)
 
@@ -171,12 +181,13 @@ def _qcb(t: Triple) -> float:
     h = _qcb_filter(t.fused.shape)
     ca, cb, cf = (_qcb_masked_contrast(p, h) for p in (a, b, t.fused))
     with np.errstate(divide="ignore", invalid="ignore"):
-        qaf = np.where(ca < cf, ca / cf, cf / ca)
-        qbf = np.where(cb < cf, cb / cf, cf / cb)
+        # Q_XF = C'_X / C'_F if C'_X < C'_F else C'_F / C'_X, i.e. min / max (NaN for 0 / 0)
+        qaf = np.minimum(ca, cf) / np.maximum(ca, cf)
+        qbf = np.minimum(cb, cf) / np.maximum(cb, cf)
         sa, sb = ca * ca, cb * cb
-        lam_a = sa / (sa + sb)
-        lam_b = sb / (sa + sb)
-    return float((lam_a * qaf + lam_b * qbf).mean())
+        # lambda_A Q_AF + lambda_B Q_BF with lambda_X = C'_X^2 / (C'_A^2 + C'_B^2)
+        q = (sa * qaf + sb * qbf) / (sa + sb)
+    return float(q.mean())
 
 
 def _block_sums(x: np.ndarray, b: int = 16) -> np.ndarray:
@@ -238,13 +249,6 @@ def _qy(t: Triple) -> float:
 
 
 # ---------------------------------------------------------------------------- MEF-SSIM
-
-
-def _downsample2(x: np.ndarray) -> np.ndarray:
-    """``imfilter(x, ones(2)/4, 'symmetric', 'same')`` then ``x(1:2:end, 1:2:end)``."""
-    p = np.pad(x, ((0, 1), (0, 1)), mode="edge")
-    y = (p[:-1, :-1] + p[1:, :-1] + p[:-1, 1:] + p[1:, 1:]) / 4.0
-    return y[::2, ::2]
 
 
 def _mef_ssim_scale(seq: list[np.ndarray], f: np.ndarray, k: float = 0.03) -> float:
@@ -313,8 +317,8 @@ def _mef_ssim(t: Triple) -> float:
     for level in range(3):
         qs.append(_mef_ssim_scale(seq, f))
         if level < 2:
-            seq = [_downsample2(x) for x in seq]
-            f = _downsample2(f)
+            seq = [box_downsample(x, 2) for x in seq]
+            f = box_downsample(f, 2)
     q = np.asarray(qs)
     if (q < 0).any():
         return math.nan
@@ -413,4 +417,3 @@ def mef_ssim(fused: Any, ir: Any, vi: Any) -> float:
     """
     prep = prepare(fused, ir, vi, color="gray", need_sources=True, metric="MEF-SSIM")
     return _mef_ssim(prep.triples[0])
-
