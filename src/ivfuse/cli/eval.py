@@ -1,0 +1,281 @@
+"""``ivfuse eval``: fusion quality metrics of a folder of fused images.
+
+Fused images are matched to their infrared/visible pair by file stem: ``<stem><suffix>.<ext>``
+in ``--fused`` goes with ``<stem>.*`` in ``--ir`` and ``--vi`` (``--suffix _GTF`` for VIFB's
+``kettle_GTF.jpg``; files without the suffix, e.g. other methods' outputs, are ignored with a
+note). Unmatched fused files (no pair with their stem) and mismatched ones (sizes differ,
+unreadable) are reported one line each; the others are still evaluated. Exit status: 0 when every fused image was evaluated, 1 when some failed, 2 when
+the input is unusable as a whole (missing folder, unknown metric or profile, nothing to do).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import InputError, IvfuseError
+from ..metrics import evaluate, get_profile, list_metrics, resolve_metrics
+from ..metrics.registry import PROFILES
+
+_out = Console()
+_err = Console(stderr=True)
+
+_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class Job:
+    """One fused image with its sources."""
+
+    name: str  # the pair stem
+    fused: Path
+    ir: Path
+    vi: Path
+    gt: Path | None = None
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unmatched / ambiguous fused files
+    notes: list[str] = field(default_factory=list)  # sources without a fused image
+
+
+def _images(folder: Path, option: str) -> list[Path]:
+    if not folder.is_dir():
+        raise InputError(f"{option} {folder}: folder not found")
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in _EXTS and not p.name.startswith(".")
+    )
+
+
+def _by_stem(files: list[Path]) -> tuple[dict[str, Path], set[str]]:
+    seen: dict[str, list[Path]] = {}
+    for f in files:
+        seen.setdefault(f.stem, []).append(f)
+    return {s: v[0] for s, v in seen.items() if len(v) == 1}, {s for s, v in seen.items() if len(v) > 1}
+
+
+def plan_jobs(
+    ir_dir: Path, vi_dir: Path, fused_dir: Path, suffix: str = "", gt_dir: Path | None = None
+) -> Plan:
+    """Match every fused image to its IR/VI pair (and ground truth) by stem."""
+    ir, amb_ir = _by_stem(_images(ir_dir, "--ir"))
+    vi, amb_vi = _by_stem(_images(vi_dir, "--vi"))
+    gt, amb_gt = _by_stem(_images(gt_dir, "--gt")) if gt_dir is not None else ({}, set())
+    fused_files = _images(fused_dir, "--fused")
+    plan = Plan()
+    used: set[str] = set()
+    stems_seen: dict[str, Path] = {}
+    skipped = 0
+    for f in fused_files:
+        stem = f.stem
+        if suffix:
+            if not stem.endswith(suffix) or len(stem) == len(suffix):
+                skipped += 1  # another method's output in a shared folder (VIFB layout)
+                continue
+            stem = stem[: -len(suffix)]
+        if stem in stems_seen:
+            plan.problems.append(f"{f}: several fused files for the pair {stem!r} ({stems_seen[stem].name})")
+            continue
+        stems_seen[stem] = f
+        missing = [
+            what
+            for what, table, amb in (("infrared", ir, amb_ir), ("visible", vi, amb_vi))
+            if stem not in table or stem in amb
+        ]
+        if gt_dir is not None and (stem not in gt or stem in amb_gt):
+            missing.append("ground-truth")
+        if missing:
+            plan.problems.append(f"{f}: no {' and no '.join(missing)} image with the stem {stem!r}")
+            continue
+        used.add(stem)
+        plan.jobs.append(Job(stem, f, ir[stem], vi[stem], gt.get(stem)))
+    if skipped:
+        plan.notes.append(f"{skipped} file(s) in {fused_dir} without the suffix {suffix!r} ignored")
+    for stem in sorted((ir.keys() & vi.keys()) - used):
+        plan.notes.append(f"pair {stem!r} has no fused image in {fused_dir}")
+    return plan
+
+
+def _run_job(job: Job, metrics: list[str], profile: str) -> tuple[str, dict[str, float] | None, str | None]:
+    """Evaluate one job; errors a user can cause come back as a message, not an exception."""
+    try:
+        vals = evaluate(job.fused, job.ir, job.vi, metrics=metrics, profile=profile, reference=job.gt)
+        return job.name, vals, None
+    except IvfuseError as exc:
+        return job.name, None, f"{job.fused}: {exc}"
+
+
+def _summary(rows: list[tuple[str, dict[str, float]]], names: list[str]) -> tuple[dict, dict]:
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    for n in names:
+        vals = np.array([r[n] for _, r in rows], dtype=np.float64)
+        mean[n] = float(np.mean(vals)) if vals.size else math.nan
+        std[n] = float(np.std(vals)) if vals.size else math.nan  # population std over images
+    return mean, std
+
+
+def _json_num(v: float) -> float | None:
+    return None if (isinstance(v, float) and not math.isfinite(v)) else v
+
+
+def _print_list() -> None:
+    for prof in PROFILES.values():
+        table = Table(title=f"profile {prof.name}: {prof.description}", show_lines=False)
+        for col in ("metric", "family", "better", "needs", "default", "definition source"):
+            table.add_column(col, overflow="fold")
+        for m in list_metrics(prof.name):
+            table.add_row(
+                m.name,
+                m.family,
+                m.direction,
+                m.needs,
+                "yes" if m.name in prof.default else "",
+                m.source,
+            )
+        _out.print(table)
+
+
+def eval_command(
+    ir: Annotated[Path | None, typer.Option("--ir", help="Folder of infrared images.")] = None,
+    vi: Annotated[Path | None, typer.Option("--vi", help="Folder of visible images.")] = None,
+    fused: Annotated[Path | None, typer.Option("--fused", help="Folder of fused images.")] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics", "-m", help="Comma-separated metric names, or 'all' (default: the profile's set)."
+        ),
+    ] = None,
+    profile: Annotated[str, typer.Option("--profile", help="Metric conventions: vifb or ma2019.")] = "vifb",
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Parallel worker processes.")] = 1,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write per-image values to this CSV file.")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write values, mean and std to this JSON file.")
+    ] = None,
+    suffix: Annotated[
+        str, typer.Option("--suffix", help="Suffix of fused file stems, e.g. _GTF for <stem>_GTF.jpg.")
+    ] = "",
+    gt: Annotated[
+        Path | None, typer.Option("--gt", help="Folder of ground-truth images (PSNR_REF, SSIM_REF).")
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List every metric of every profile with its definition and exit.")
+    ] = False,
+) -> None:
+    """Evaluate fused images against their infrared/visible pairs (matched by file stem)."""
+    try:
+        _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only)
+    except IvfuseError as exc:
+        _err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only) -> None:
+    if list_only:
+        _print_list()
+        return
+    if ir is None or vi is None or fused is None:
+        raise InputError("--ir, --vi and --fused folders are all required (or use --list)")
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    prof = get_profile(profile)
+    infos = resolve_metrics(metrics, prof, has_sources=True, has_reference=gt is not None)
+    names = [m.name for m in infos]
+    plan = plan_jobs(ir, vi, fused, suffix, gt)
+    for line in plan.problems:
+        _err.print(f"[red]unmatched:[/red] {line}", highlight=False, soft_wrap=True)
+    for line in plan.notes:
+        _err.print(f"[yellow]note:[/yellow] {line}", highlight=False, soft_wrap=True)
+    if not plan.jobs:
+        raise InputError(
+            f"no fused image in {fused} matches an infrared/visible pair"
+            + (f" (suffix {suffix!r})" if suffix else " (use --suffix if the names carry one)")
+        )
+
+    results: dict[str, dict[str, float]] = {}
+    failures: list[str] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_err, transient=False) as progress:
+        task = progress.add_task(f"evaluating ({prof.name})", total=len(plan.jobs))
+
+        def handle(name: str, vals: dict[str, float] | None, msg: str | None) -> None:
+            if vals is None:
+                failures.append(msg or name)
+                progress.console.print(f"[red]failed:[/red] {msg}", highlight=False, soft_wrap=True)
+            else:
+                results[name] = vals
+            progress.advance(task)
+
+        n_workers = min(workers, len(plan.jobs), os.cpu_count() or 1)
+        if n_workers <= 1:
+            for job in plan.jobs:
+                handle(*_run_job(job, names, prof.name))
+        else:
+            with ProcessPoolExecutor(max_workers=n_workers) as pool:
+                futures = [pool.submit(_run_job, job, names, prof.name) for job in plan.jobs]
+                for fut in as_completed(futures):
+                    handle(*fut.result())
+
+    rows = [(job.name, results[job.name]) for job in plan.jobs if job.name in results]
+    mean, std = _summary(rows, names)
+    _write_outputs(rows, names, mean, std, prof.name, plan, csv_path, json_path)
+    _print_table(rows, infos, mean, std, prof.name)
+    n_bad = len(failures) + len(plan.problems)
+    _out.print(f"{len(rows)} evaluated, {n_bad} failed or unmatched", highlight=False)
+    if not rows:
+        raise InputError("no fused image could be evaluated")
+    if n_bad:
+        raise typer.Exit(1)
+
+
+def _write_outputs(rows, names, mean, std, profile, plan, csv_path, json_path) -> None:
+    fused_of = {j.name: j.fused.name for j in plan.jobs}
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["name", "fused", *names])
+            for name, vals in rows:
+                w.writerow([name, fused_of[name], *(repr(vals[n]) for n in names)])
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        doc: dict[str, Any] = {
+            "profile": profile,
+            "metrics": names,
+            "images": [
+                {"name": name, "fused": fused_of[name], "metrics": {n: _json_num(v[n]) for n in names}}
+                for name, v in rows
+            ],
+            "mean": {n: _json_num(v) for n, v in mean.items()},
+            "std": {n: _json_num(v) for n, v in std.items()},
+        }
+        json_path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _print_table(rows, infos, mean, std, profile) -> None:
+    table = Table(title=f"{len(rows)} image(s), profile {profile}")
+    table.add_column("metric")
+    table.add_column("better")
+    table.add_column("mean ± std", justify="right")
+    for m in infos:
+        arrow = "↑" if m.direction == "higher" else "↓"
+        table.add_row(m.name, arrow, f"{mean[m.name]:.4f} ± {std[m.name]:.4f}")
+    _out.print(table)
