@@ -307,3 +307,24 @@ def test_ddp_two_cpu_processes_stay_identical(data, tmp_path):
     init = DIDFuseNet(64).state_dict()
     trained = _weights(out)
     assert not torch.equal(init["encoder.conv1.conv.weight"], trained["encoder.conv1.conv.weight"])
+
+
+def test_export_run_snapshot_and_finished(data, tmp_path):
+    from ivfuse.train.export import export_run
+
+    out = tmp_path / "run"
+    train(_spec(3), RunOptions(data, out, seed=0, progress=False, stop_after=2))
+    w, c = tmp_path / "didfuse.safetensors", tmp_path / "didfuse.json"
+    card = export_run(out, w, c, "didfuse", recipe_epochs=120)
+    assert card["epochs"] == 2 and card["epochs_planned"] == 3 and card["reduced_scale"] is True
+    assert "2 of 3 epochs" in card["note"] and json.loads(c.read_text()) == card
+    net, meta = load_weights(w)
+    assert meta["epochs"] == "2"
+    ck = load_checkpoint(out / CHECKPOINT_NAME, "didfuse")
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in ck["model"].items())
+    train(_spec(3), RunOptions(data, out, seed=0, progress=False, resume=True))
+    card = export_run(out, w, c, "didfuse", recipe_epochs=3)
+    assert card["epochs"] == 3 and "note" not in card and card["wall_time_s"] > 0
+    assert _same(load_file(str(w)), _weights(out))
+    with pytest.raises(TrainingError, match="jcae"):
+        export_run(out, w, c, "jcae")
