@@ -4,7 +4,9 @@ Fused images are matched to their infrared/visible pair by file stem: ``<stem><s
 in ``--fused`` goes with ``<stem>.*`` in ``--ir`` and ``--vi`` (``--suffix _GTF`` for VIFB's
 ``kettle_GTF.jpg``; files without the suffix, e.g. other methods' outputs, are ignored with a
 note). Unmatched fused files (no pair with their stem) and mismatched ones (sizes differ,
-unreadable) are reported one line each; the others are still evaluated. Exit status: 0 when every fused image was evaluated, 1 when some failed, 2 when
+unreadable) are reported one line each; the others are still evaluated.
+
+Exit status: 0 when every fused image was evaluated, 1 when some failed or were unmatched, 2 when
 the input is unusable as a whole (missing folder, unknown metric or profile, nothing to do).
 """
 
