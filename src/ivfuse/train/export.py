@@ -43,11 +43,16 @@ def export_run(
         card = json.loads((run / CARD_NAME).read_text())
     else:
         history = ck["history"]
+        pairs = ck.get("data_pairs")
+        if pairs is None and ck.get("data") and Path(ck["data"]).is_dir():
+            from ..data.training import training_pairs
+
+            pairs = len(training_pairs(ck["data"]))
         card = {
             "method": method,
             "paper": paper,
             "config": ck["config"],
-            "data": {"path": ck.get("data"), "name": Path(str(ck.get("data"))).name},
+            "data": {"path": ck.get("data"), "name": Path(str(ck.get("data"))).name, "pairs": pairs},
             "epochs": done,
             "epochs_planned": planned,
             "reduced_scale": True,

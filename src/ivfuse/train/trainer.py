@@ -420,6 +420,7 @@ def _train(
                         "history": history,
                         "wall_time_s": wall,
                         "data": str(opts.data),
+                        "data_pairs": n_data,
                     },
                 )
                 _write_csv(out / CSV_NAME, history)
