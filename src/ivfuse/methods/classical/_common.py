@@ -1,0 +1,110 @@
+"""Helpers shared by the classical fusers: input checks, output finishing, box and guided filters.
+
+Everything here is pure NumPy/SciPy, vectorised, and works on any 2-D size including odd and
+tiny ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...errors import InputError, MethodError
+
+
+def check_pair(ir: np.ndarray, vi: np.ndarray, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a pair of luma planes and return them as ``dtype`` arrays (no copy when possible).
+
+    Raises:
+        InputError: when a plane is not 2-D, is empty, or the two shapes differ.
+    """
+    ir = np.asarray(ir)
+    vi = np.asarray(vi)
+    if ir.ndim != 2 or vi.ndim != 2:
+        raise InputError(
+            f"fusion methods take 2-D luma planes, got arrays of shape {ir.shape} (ir) and {vi.shape} (vi)"
+        )
+    if ir.shape != vi.shape:
+        raise InputError(
+            f"image sizes differ: ir is {ir.shape[1]}x{ir.shape[0]}, vi is {vi.shape[1]}x{vi.shape[0]}"
+        )
+    if ir.size == 0:
+        raise InputError(f"empty image of shape {ir.shape}")
+    return ir.astype(dtype, copy=False), vi.astype(dtype, copy=False)
+
+
+def finish(fused: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1] and return float32, the fuser output contract."""
+    return np.clip(fused, 0.0, 1.0).astype(np.float32)
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1, else :class:`MethodError` naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise MethodError(f"parameter {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def nonnegative(name: str, value: object, *, strict: bool = False) -> float:
+    """``value`` as a float >= 0 (> 0 when ``strict``), else :class:`MethodError`."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MethodError(f"parameter {name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (strict and v == 0):
+        bound = "> 0" if strict else ">= 0"
+        raise MethodError(f"parameter {name} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+def pyramid_depth(shape: tuple[int, ...], requested: int, coarsest: int) -> int:
+    """How many dyadic levels fit: at most ``requested``, and the coarsest level keeps at
+    least ``coarsest`` pixels along the shorter side (``ceil(n / 2**k) >= coarsest``)."""
+    n = min(shape)
+    depth = 0
+    while depth < requested and math.ceil(n / 2 ** (depth + 1)) >= coarsest:
+        depth += 1
+    return depth
+
+
+def _box_sum_axis(x: np.ndarray, r: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum over the window [i - r, i + r] clipped to the array along ``axis`` (cumulative sums,
+    O(N) whatever ``r``), and the number of samples each window holds."""
+    n = x.shape[axis]
+    c = np.cumsum(x, axis=axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    c = np.pad(c, pad)  # c[i] = sum of x[:i]
+    i = np.arange(n)
+    hi = np.minimum(i + r, n - 1) + 1
+    lo = np.maximum(i - r, 0)
+    return np.take(c, hi, axis=axis) - np.take(c, lo, axis=axis), (hi - lo).astype(x.dtype)
+
+
+def box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    """Mean over the (2r+1)x(2r+1) window centred on each pixel of the last two axes.
+
+    Windows are clipped at the borders and normalised by the number of pixels they hold, as in
+    He et al.'s reference guided filter. Cost O(N), independent of ``r``. Leading axes are a
+    batch.
+    """
+    s, n0 = _box_sum_axis(x, r, x.ndim - 2)
+    s, n1 = _box_sum_axis(s, r, x.ndim - 1)
+    return s / (n0[:, None] * n1[None, :])
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """Gray-scale guided filter (He, Sun & Tang, "Guided image filtering", ECCV 2010 / TPAMI 2013).
+
+    Per window w_k of radius ``r``: ``a_k = cov_k(I, p) / (var_k(I) + eps)``,
+    ``b_k = mean_k(p) - a_k mean_k(I)``; output ``q_i = mean_{k: i in w_k}(a_k) I_i +
+    mean_{k: i in w_k}(b_k)`` (paper Eqs. 7-9). Box means by cumulative sums: O(N) whatever
+    ``r``. ``guide`` and ``src`` have equal shapes; leading axes are a batch.
+    """
+    stack = np.stack([guide, src, guide * src, guide * guide])
+    m_i, m_p, m_ip, m_ii = box_mean(stack, r)
+    a = (m_ip - m_i * m_p) / (m_ii - m_i * m_i + eps)
+    b = m_p - a * m_i
+    m_a, m_b = box_mean(np.stack([a, b]), r)
+    return m_a * guide + m_b

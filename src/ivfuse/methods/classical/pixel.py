@@ -1,0 +1,45 @@
+"""Pixel-wise baselines: the average and the choose-max rule.
+
+These are the simplest fusion rules that every IVIF survey lists as reference points (e.g.
+J. Ma, Y. Ma, C. Li, "Infrared and visible image fusion methods and applications: A survey",
+Information Fusion 45, 2019). They have no parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import register
+from ._common import check_pair, finish
+
+
+@register(
+    "average",
+    family="classical",
+    paper="Pixel-wise mean of the sources (baseline; see J. Ma et al., Information Fusion 2019 survey)",
+)
+class Average:
+    """Pixel-wise mean ``F = (IR + VI) / 2``."""
+
+    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        ir, vi = check_pair(ir, vi, np.float32)
+        return finish(0.5 * (ir + vi))
+
+    def __repr__(self) -> str:
+        return "Average()"
+
+
+@register(
+    "max",
+    family="classical",
+    paper="Pixel-wise choose-max of the sources (baseline; see J. Ma et al., Information Fusion 2019 survey)",
+)
+class ChooseMax:
+    """Pixel-wise choose-max ``F = max(IR, VI)``: keeps the brighter source at each pixel."""
+
+    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        ir, vi = check_pair(ir, vi, np.float32)
+        return finish(np.maximum(ir, vi))
+
+    def __repr__(self) -> str:
+        return "ChooseMax()"
