@@ -108,7 +108,7 @@ def test_loss_terms_by_hand():
         "gradient": gr,
         "total": expect,
     }.items():
-        assert float(t[k]) == pytest.approx(float(v), rel=1e-6), k
+        assert float(t[k].detach()) == pytest.approx(float(v.detach()), rel=1e-6), k
     # paper variant: alpha1 = 0.05 and squared L2 norms inside tanh / in the pixel term
     p = didfuse_loss(Config(alpha1=0.05, feature_gap="sq_l2", pixel_term="sq_l2"), vi, ir, out)
     sq = ((out["B_ir"] - out["B_vi"]) ** 2).sum()

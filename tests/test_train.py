@@ -328,3 +328,14 @@ def test_export_run_snapshot_and_finished(data, tmp_path):
     assert _same(load_file(str(w)), _weights(out))
     with pytest.raises(TrainingError, match="jcae"):
         export_run(out, w, c, "jcae")
+
+
+def test_card_metrics_on_a_test_set(data, tmp_path):
+    test_dir = _write_pairs(tmp_path / "test", 2, size=(64, 72), seed=9)
+    card = train(_spec(1), RunOptions(data, tmp_path / "run", progress=False, test_data=test_dir))
+    m = card["metrics"]
+    assert m["pairs"] == 2
+    assert set(m["ma2019"]) == {"EN", "MI", "SD", "VIF", "AG"}
+    assert 0 < m["ma2019"]["EN"] <= 8 and m["ma2019"]["SD"] > 0
+    assert "QABF" in m["vifb"] and len(m["vifb"]) >= 10
+    assert json.loads((tmp_path / "run" / "card.json").read_text())["metrics"] == m

@@ -303,6 +303,8 @@ def training_spec(config: Config | None = None):
         batch_size=cfg.batch_size,
         shuffle=cfg.shuffle,
         fuser=lambda model: DIDFuse(model, rule=cfg.rule),
+        # the paper's Table 4 convention (metrics.md sec. 6) and the full VIFB set
+        test_metrics=[("ma2019", ["EN", "MI", "SD", "VIF", "AG"]), ("vifb", None)],
         paper=PAPER,
     )
 

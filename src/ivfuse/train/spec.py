@@ -53,6 +53,8 @@ class TrainSpec:
     export: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
     #: ``fuser(model) -> object with fuse(ir, vi)``, used for test-set metrics in the card
     fuser: Callable[[nn.Module], Any] | None = None
+    #: test-set metrics for the card: (profile, metric names or None for the profile default)
+    test_metrics: list[tuple[str, list[str] | None]] = field(default_factory=lambda: [("vifb", None)])
     paper: str = ""
     extra_card: dict[str, Any] = field(default_factory=dict)
 
