@@ -8,8 +8,8 @@ signals", Appl. Comput. Harmon. Anal. 10(3), 2001; I. Selesnick, R. Baraniuk, N.
   biorthogonal filters (``near_sym_b``) in both trees, tree ``b`` sampling one input sample
   later than tree ``a``; levels >= 2 use the 14-tap Q-shift filters (``qshift_b``), tree ``b``
   using the time-reversed filters of tree ``a``. The trees' wavelets then form approximate
-  Hilbert pairs (``tests/test_classical.py`` checks that the analytic wavelets of levels >= 2
-  keep less than 1 % of their energy at negative frequencies);
+  Hilbert pairs (``tests/test_classical.py`` checks that every complex sub-band of levels
+  >= 2 keeps more than 99 % of its energy in one half of the frequency plane);
 * the 2-D transform runs the four separable real DWTs (tree of the columns x tree of the rows:
   aa, ab, ba, bb) and combines, per detail type (high-pass along axis 0, axis 1 or both), the
   four real coefficients into two complex ones, ``z+ = (aa - bb) + i(ab + ba)`` and

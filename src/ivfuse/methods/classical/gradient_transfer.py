@@ -21,10 +21,12 @@ saddle-point form ``min_x max_{|p_i| <= lam} <grad x, p> + ||x - u||_1``. Steps
 ``tau = s / sqrt(8)``, ``sigma = 1 / (s sqrt(8))`` satisfy ``tau sigma ||grad||^2 <= 1``
 (``||grad||^2 <= 8``), which guarantees convergence; ``s = 0.06 / lam`` balances primal and
 dual progress (tuned on TNO pairs for lam in [1.2, 8]). The iteration stops when the
-primal and dual residuals of Goldstein et al. (NIPS 2015), as root-mean-square per pixel, are
-both below ``tol`` (default 1e-3), checked every 10 iterations, or after ``max_iter`` (default
-500) iterations. On the TNO pairs this gives an energy within about 0.1 % of the optimum and
-a mean deviation from a 5000-iteration solution far below one gray level (1/255).
+primal and dual residuals of the step (the optimality conditions of Goldstein et al., NIPS
+2015, for this update order), as root-mean-square per pixel, are both below ``tol`` (default
+1e-3), checked every 10 iterations, or after ``max_iter`` (default 1000) iterations. Measured
+against 3000-iteration solutions at lam = 4 (TNO pairs and the synthetic scene, 400-800
+iterations): energy within 0.1 %, mean deviation below 0.1 and 99th percentile below 1.3
+gray levels (of 255).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class SolveInfo:
 
 
 def tv_l1(
-    u: np.ndarray, lam: float, max_iter: int = 500, tol: float = 1e-3, check_every: int = 10
+    u: np.ndarray, lam: float, max_iter: int = 1000, tol: float = 1e-3, check_every: int = 10
 ) -> tuple[np.ndarray, SolveInfo]:
     """Solve ``min_x ||x - u||_1 + lam * TV(x)`` (isotropic TV) by Chambolle-Pock; see module doc.
 
@@ -146,11 +148,11 @@ class GradientTransferFusion:
 
     Args:
         lam: weight of the gradient (TV) term (default 4, the authors' demo setting).
-        max_iter: iteration cap of the Chambolle-Pock solver (default 500).
+        max_iter: iteration cap of the Chambolle-Pock solver (default 1000).
         tol: stopping tolerance on the RMS primal and dual residuals (default 1e-3).
     """
 
-    def __init__(self, lam: float = 4.0, max_iter: int = 500, tol: float = 1e-3) -> None:
+    def __init__(self, lam: float = 4.0, max_iter: int = 1000, tol: float = 1e-3) -> None:
         self.lam = nonnegative("lam", lam)
         self.max_iter = positive_int("max_iter", max_iter)
         self.tol = nonnegative("tol", tol)
