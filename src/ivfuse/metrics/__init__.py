@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._core import BACKEND, Prepared, prepare, rgb2gray, use_backend
+from ._core import Prepared, backend, prepare, rgb2gray, use_backend
 from .information import cross_entropy, entropy, mutual_information, nmi
 from .reference import psnr, ssim_ref
 from .registry import (
@@ -48,12 +48,12 @@ from .structural import mef_ssim, qabf, qcb, qcv, qy, ssim, ssim_fusion
 from .visual import ifc, vif, viff
 
 __all__ = [
-    "BACKEND",
     "DEFAULT_PROFILE",
     "PROFILES",
     "MetricInfo",
     "Profile",
     "average_gradient",
+    "backend",
     "correlation_coefficient",
     "cross_entropy",
     "edge_intensity",

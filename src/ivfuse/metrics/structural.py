@@ -18,6 +18,7 @@ from ._core import (
     Triple,
     box_downsample,
     channel_mean,
+    ev,
     filter_same,
     filter_valid,
     fspecial_gaussian_1d,
@@ -40,23 +41,23 @@ def ssim_map(
     sigma: float = 1.5,
     c1: float = (0.01 * 255) ** 2,
     c2: float = (0.03 * 255) ** 2,
-    cross: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """SSIM map of Wang et al. 2004 ('valid' Gaussian window), plus the two local variances.
+    variances: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """SSIM map of Wang et al. 2004 ('valid' Gaussian window), optionally with the local variances.
 
-    ``cross`` may pass a precomputed ``E_w[x y]``. Returns (map, var_x, var_y).
+    Returns (map, var_x, var_y); the variances are None unless ``variances`` is true.
     """
     mx, ex2 = x.gauss_moments(size, sigma)
     my, ey2 = y.gauss_moments(size, sigma)
-    if cross is None:
-        cross = filter_valid(x.x * y.x, fspecial_gaussian_1d(size, sigma))
-    mxy = mx * my
-    vx = ex2 - mx * mx
-    vy = ey2 - my * my
-    cxy = cross - mxy
-    num = (2.0 * mxy + c1) * (2.0 * cxy + c2)
-    den = (mx * mx + my * my + c1) * (vx + vy + c2)
-    return num / den, vx, vy
+    exy = filter_valid(x.x * y.x, fspecial_gaussian_1d(size, sigma))
+    smap = ev(
+        "((2 * (mx * my) + c1) * (2 * (exy - mx * my) + c2))"
+        " / ((mx * mx + my * my + c1) * ((ex2 - mx * mx) + (ey2 - my * my) + c2))",
+        mx=mx, my=my, ex2=ex2, ey2=ey2, exy=exy, c1=c1, c2=c2,
+    )  # fmt: skip
+    if not variances:
+        return smap, None, None
+    return smap, ev("ex2 - mx * mx", ex2=ex2, mx=mx), ev("ey2 - my * my", ey2=ey2, my=my)
 
 
 def _ssim_pair(t: Triple, s: Plane) -> float:
@@ -90,22 +91,39 @@ def _qabf_grad(p: Plane) -> tuple[np.ndarray, np.ndarray]:
         sy = filter_same(x, np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0]))
         g = np.sqrt(sx * sx + sy * sy)
         zero = sx == 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = np.arctan(sy / np.where(zero, 1.0, sx))
+        sx[zero] = 1.0  # atan(sy / sx), and pi / 2 where sx == 0 (atan, not atan2)
+        np.divide(sy, sx, out=sy)
+        a = np.arctan(sy, out=sy)
         a[zero] = math.pi / 2
         return g, a
 
     return p.cached("qabf_grad", compute)
 
 
-def _qabf_q(gx: np.ndarray, ax: np.ndarray, gf: np.ndarray, af: np.ndarray) -> np.ndarray:
+def _qabf_weighted_sum(gx: np.ndarray, ax: np.ndarray, gf: np.ndarray, af: np.ndarray) -> float:
+    """sum(Q_XF * g_X): edge-strength and orientation preservation (VIFB's tie rule included)."""
     c = _QABF
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(gx > gf, gf / gx, np.where(gx == gf, gf, gx / gf))
-    aa = 1.0 - np.abs(ax - af) / (math.pi / 2)
-    qg = c["Tg"] / (1.0 + np.exp(c["kg"] * (g - c["Dg"])))
-    qa = c["Ta"] / (1.0 + np.exp(c["ka"] * (aa - c["Da"])))
-    return qg * qa
+        # G = g_F / g_X if g_X > g_F, g_F if g_X == g_F (VIFB quirk), g_X / g_F otherwise
+        g = np.minimum(gx, gf)
+        g /= np.maximum(gx, gf)
+        tie = gx == gf
+        g[tie] = gf[tie]
+    # Q_g = Tg / (1 + exp(kg (G - Dg)))
+    g -= c["Dg"]
+    g *= c["kg"]
+    np.exp(g, out=g)
+    g += 1.0
+    # Q_a = Ta / (1 + exp(ka (A - Da))), A = 1 - |a_X - a_F| / (pi / 2)
+    d = np.subtract(ax, af)
+    np.abs(d, out=d)
+    d *= -c["ka"] / (math.pi / 2)
+    d += c["ka"] * (1.0 - c["Da"])
+    np.exp(d, out=d)
+    d += 1.0
+    d *= g
+    np.divide(gx, d, out=d)
+    return float(d.sum()) * c["Tg"] * c["Ta"]
 
 
 def _qabf(t: Triple) -> float:
@@ -113,7 +131,7 @@ def _qabf(t: Triple) -> float:
     ga, aa = _qabf_grad(a)
     gb, ab = _qabf_grad(b)
     gf, af = _qabf_grad(t.fused)
-    num = float((_qabf_q(ga, aa, gf, af) * ga).sum() + (_qabf_q(gb, ab, gf, af) * gb).sum())
+    num = _qabf_weighted_sum(ga, aa, gf, af) + _qabf_weighted_sum(gb, ab, gf, af)
     den = float(ga.sum() + gb.sum())
     return num / den if den > 0 else math.nan
 
@@ -160,18 +178,13 @@ def _qcb_masked_contrast(p: Plane, h: np.ndarray) -> np.ndarray:
     def compute() -> np.ndarray:
         i_f = _irfft(_rfft_norm(p) * h, p.shape)
         k1, k2 = _gauss31(2.0), _gauss31(4.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = filter_same(i_f, k1, k1)
-            c /= filter_same(i_f, k2, k2)
-            c -= 1.0
-            np.abs(c, out=c)
-            c2 = c * c  # C^q with q = 2
-            num = c2 * c  # C^p with p = 3
-            c2 *= _CB["h"]
-            c2 += _CB["Z"]
-            num *= _CB["k"]
-            num /= c2
-            return num
+        g1 = filter_same(i_f, k1, k1)
+        g2 = filter_same(i_f, k2, k2)
+        # C = |G1 * I / G2 * I - 1|, masked C' = k C^p / (h C^q + Z) with k=h=1, p=3, q=2
+        return ev(
+            "k * abs(g1 / g2 - 1) ** 3 / (hh * abs(g1 / g2 - 1) ** 2 + Z)",
+            g1=g1, g2=g2, k=_CB["k"], hh=_CB["h"], Z=_CB["Z"],
+        )  # fmt: skip
 
     return p.cached("qcb_contrast", compute)
 
@@ -180,13 +193,12 @@ def _qcb(t: Triple) -> float:
     a, b = t.sources("QCB")
     h = _qcb_filter(t.fused.shape)
     ca, cb, cf = (_qcb_masked_contrast(p, h) for p in (a, b, t.fused))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Q_XF = C'_X / C'_F if C'_X < C'_F else C'_F / C'_X, i.e. min / max (NaN for 0 / 0)
-        qaf = np.minimum(ca, cf) / np.maximum(ca, cf)
-        qbf = np.minimum(cb, cf) / np.maximum(cb, cf)
-        sa, sb = ca * ca, cb * cb
-        # lambda_A Q_AF + lambda_B Q_BF with lambda_X = C'_X^2 / (C'_A^2 + C'_B^2)
-        q = (sa * qaf + sb * qbf) / (sa + sb)
+    # Q_XF = C'_X / C'_F if C'_X < C'_F else C'_F / C'_X; lambda_X = C'_X^2 / (C'_A^2 + C'_B^2)
+    q = ev(
+        "(ca * ca * where(ca < cf, ca / cf, cf / ca) + cb * cb * where(cb < cf, cb / cf, cf / cb))"
+        " / (ca * ca + cb * cb)",
+        ca=ca, cb=cb, cf=cf,
+    )  # fmt: skip
     return float(q.mean())
 
 
@@ -209,7 +221,7 @@ def _qcv_saliency(p: Plane, alpha: float) -> np.ndarray:
         n = p.norm255()
         gx = filter_same(n, np.array([1.0, 2.0, 1.0]), np.array([-1.0, 0.0, 1.0]))
         gy = filter_same(n, np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0]))
-        return _block_sums(np.sqrt(gx * gx + gy * gy) ** alpha)
+        return _block_sums(ev("sqrt(gx * gx + gy * gy) ** alpha", gx=gx, gy=gy, alpha=alpha))
 
     return p.cached(("qcv_saliency", alpha), compute)
 
@@ -224,7 +236,7 @@ def _qcv(t: Triple, alpha: float = 5.0, block: int = 16) -> float:
     for s in (a, b):
         lam = _qcv_saliency(s, alpha)
         d = _irfft((_rfft_norm(s) - ff) * h, f.shape)
-        dist = _block_sums(d * d, block) / (block * block)
+        dist = _block_sums(ev("d * d", d=d), block) / (block * block)
         num += float((lam * dist).sum())
         den += float(lam.sum())
     return num / den if den > 0 else math.nan
@@ -237,18 +249,19 @@ def _qy(t: Triple) -> float:
     a, b = t.sources("QY")
     f = t.fused
     opts = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16}
-    s_ab, va, vb = ssim_map(a, b, **opts)
+    s_ab, va, vb = ssim_map(a, b, variances=True, **opts)
     s_af = ssim_map(a, f, **opts)[0]
     s_bf = ssim_map(b, f, **opts)[0]
-    binmap = s_ab >= 0.75
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lam = va / (va + vb)
-        q = (lam * s_af + (1.0 - lam) * s_bf) * binmap + np.maximum(s_af, s_bf) * (~binmap)
+    # where SSIM(A,B) >= 0.75: l SSIM(A,F) + (1 - l) SSIM(B,F), l = var_A / (var_A + var_B);
+    # elsewhere max(SSIM(A,F), SSIM(B,F)). As in metricYang.m, a NaN weight (0/0) drops the
+    # window even where the max branch applies (Q1 * bin_map is NaN there).
+    q = ev(
+        "(va / (va + vb) * saf + (1 - va / (va + vb)) * sbf) * where(sab >= 0.75, 1, 0)"
+        " + where(saf > sbf, saf, sbf) * where(sab >= 0.75, 0, 1)",
+        va=va, vb=vb, saf=s_af, sbf=s_bf, sab=s_ab,
+    )  # fmt: skip
     q = q[~np.isnan(q)]
     return float(q.mean()) if q.size else math.nan
-
-
-# ---------------------------------------------------------------------------- MEF-SSIM
 
 
 def _mef_ssim_scale(seq: list[np.ndarray], f: np.ndarray, k: float = 0.03) -> float:

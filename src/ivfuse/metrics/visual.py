@@ -18,6 +18,7 @@ from ._core import (
     Plane,
     Triple,
     channel_mean,
+    ev,
     filter_valid,
     fspecial_gaussian_1d,
     prepare,
@@ -64,34 +65,50 @@ def _vif_channel(t: Triple, s: Plane) -> list[tuple[np.ndarray, np.ndarray, np.n
             zip(_vif_pyramid(s), _vif_pyramid(t.fused), strict=True), start=1
         ):
             w = _scale_window(scale)
-            s1 = np.maximum(ex2 - mx * mx, 0.0)
-            s2 = np.maximum(ey2 - my * my, 0.0)
-            s12 = filter_valid(x * y, w) - mx * my
-            g = s12 / (s1 + 1e-10)
-            sv = s2 - g * s12
-            low1 = s1 < 1e-10
-            g[low1] = 0.0
-            sv[low1] = s2[low1]
-            s1[low1] = 0.0
-            low2 = s2 < 1e-10
-            g[low2] = 0.0
-            sv[low2] = 0.0
-            neg = g < 0
-            sv[neg] = s2[neg]
-            g[neg] = 0.0
-            sv[sv <= 1e-10] = 1e-10
+            s12 = filter_valid(x * y, w)
+            # VIF's numerical guards, in the order of vifp_mscale.m / VIFF_Public.m: variances
+            # below 1e-10 count as zero, a negative gain becomes 0 (noise = fused variance), and
+            # the noise variance is at least 1e-10
+            v = {"ex2": ex2, "mx": mx, "ey2": ey2, "my": my, "s12": s12}
+            s1 = ev("where(ex2 - mx * mx < 0, 0, ex2 - mx * mx)", **v)
+            s2 = ev("where(ey2 - my * my < 0, 0, ey2 - my * my)", **v)
+            c = ev("s12 - mx * my", **v)
+            q = {"s1": s1, "s2": s2, "c": c, "T": 1e-10}
+            g0 = ev("c / (s1 + T)", **q)
+            q["g0"] = g0
+            g = ev("where((s1 < T) | (s2 < T) | (g0 < 0), 0, g0)", **q)
+            sv = ev("where(s2 < T, 0, where(s1 < T, s2, where(g0 < 0, s2, s2 - g0 * c)))", **q)
+            sv = ev("where(sv <= T, T, sv)", sv=sv, T=1e-10)
+            s1 = ev("where(s1 < T, 0, s1)", **q)
             out.append((g, sv, s1))
         return out
 
     return t.cached(("vif_channel", id(s)), compute)
 
 
+def _log10_1p(x: np.ndarray) -> np.ndarray:
+    """log10(1 + x) in place."""
+    np.log1p(x, out=x)
+    x *= 1.0 / math.log(10.0)
+    return x
+
+
+def _vid(g: np.ndarray, sv: np.ndarray, s1: np.ndarray, n: float) -> np.ndarray:
+    """log10(1 + g^2 s1 / (sv + n)), the information the fused image carries about the source."""
+    return _log10_1p(ev("g * g * s1 / (sv + n)", g=g, s1=s1, sv=sv, n=n))
+
+
+def _vind(s1: np.ndarray, n: float) -> np.ndarray:
+    """log10(1 + s1 / n), the information of the source itself."""
+    return _log10_1p(s1 / n)
+
+
 def _vifp(t: Triple, s: Plane, sigma_nsq: float = 2.0) -> float:
     num = 0.0
     den = 0.0
     for g, sv, s1 in _vif_channel(t, s):
-        num += float(np.log10(1.0 + g * g * s1 / (sv + sigma_nsq)).sum())
-        den += float(np.log10(1.0 + s1 / sigma_nsq).sum())
+        num += float(_vid(g, sv, s1, sigma_nsq).sum())
+        den += float(_vind(s1, sigma_nsq).sum())
     return num / den if den > 0 else math.nan
 
 
@@ -110,14 +127,11 @@ def _viff(t: Triple, sigma_nsq: float = 0.005 * 255 * 255) -> float:
     for wgt, (ga, sva, s1a), (gb, svb, s1b) in zip(
         _VIFF_WEIGHTS, _vif_channel(t, a), _vif_channel(t, b), strict=True
     ):
-        vid_a = np.log10(1.0 + ga * ga * s1a / (sva + sigma_nsq))
-        vid_b = np.log10(1.0 + gb * gb * s1b / (svb + sigma_nsq))
-        vind_a = np.log10(1.0 + s1a / sigma_nsq)
-        vind_b = np.log10(1.0 + s1b / sigma_nsq)
-        take_a = ga < gb  # ties go to the second source (B)
-        vid = np.where(take_a, vid_a, vid_b)
-        vind = np.where(take_a, vind_a, vind_b)
-        total += wgt * float((vid + c).sum() / (vind + c).sum())
+        # the source with the smaller gain supplies VID and VIND; ties go to B
+        take_a = ga < gb
+        vid = np.where(take_a, _vid(ga, sva, s1a, sigma_nsq), _vid(gb, svb, s1b, sigma_nsq))
+        vind = np.where(take_a, _vind(s1a, sigma_nsq), _vind(s1b, sigma_nsq))
+        total += wgt * float((vid.sum() + c * vid.size) / (vind.sum() + c * vind.size))
     return total
 
 
