@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from ...errors import InputError, MethodError
 
@@ -68,30 +69,23 @@ def pyramid_depth(shape: tuple[int, ...], requested: int, coarsest: int) -> int:
     return depth
 
 
-def _box_sum_axis(x: np.ndarray, r: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum over the window [i - r, i + r] clipped to the array along ``axis`` (cumulative sums,
-    O(N) whatever ``r``), and the number of samples each window holds."""
-    n = x.shape[axis]
-    c = np.cumsum(x, axis=axis)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (1, 0)
-    c = np.pad(c, pad)  # c[i] = sum of x[:i]
-    i = np.arange(n)
-    hi = np.minimum(i + r, n - 1) + 1
-    lo = np.maximum(i - r, 0)
-    return np.take(c, hi, axis=axis) - np.take(c, lo, axis=axis), (hi - lo).astype(x.dtype)
-
-
 def box_mean(x: np.ndarray, r: int) -> np.ndarray:
     """Mean over the (2r+1)x(2r+1) window centred on each pixel of the last two axes.
 
     Windows are clipped at the borders and normalised by the number of pixels they hold, as in
-    He et al.'s reference guided filter. Cost O(N), independent of ``r``. Leading axes are a
-    batch.
+    He et al.'s reference guided filter. Running sums (``scipy.ndimage.uniform_filter1d`` with
+    zero padding, rescaled by the clipped window size): cost O(N), independent of ``r``.
+    Leading axes are a batch.
     """
-    s, n0 = _box_sum_axis(x, r, x.ndim - 2)
-    s, n1 = _box_sum_axis(s, r, x.ndim - 1)
-    return s / (n0[:, None] * n1[None, :])
+    size = 2 * r + 1
+    out = np.asarray(x, dtype=np.float64)
+    for axis in (out.ndim - 2, out.ndim - 1):
+        n = out.shape[axis]
+        i = np.arange(n)
+        count = np.minimum(i + r, n - 1) - np.maximum(i - r, 0) + 1
+        scale = (size / count).reshape((n,) + (1,) * (out.ndim - 1 - axis))
+        out = ndimage.uniform_filter1d(out, size, axis=axis, mode="constant") * scale
+    return out
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:

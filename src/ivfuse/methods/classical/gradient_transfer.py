@@ -106,20 +106,24 @@ def tv_l1(
             x_old, px_old, py_old, xbar_old = x.copy(), px.copy(), py.copy(), xbar.copy()
         # Dual ascent and projection onto the balls |p_i| <= lam.
         _grad(xbar, gx, gy)
-        px += sigma * gx
-        py += sigma * gy
+        gx *= sigma
+        gy *= sigma
+        px += gx
+        py += gy
         np.hypot(px, py, out=norm)
-        norm /= lam32
+        norm *= 1.0 / lam32
         np.maximum(norm, 1.0, out=norm)
         px /= norm
         py /= norm
-        # Primal descent and the proximal map of ||x - u||_1 (soft threshold around u).
+        # Primal descent and the proximal map of ||x - u||_1: a soft threshold of v = x' - u,
+        # written v - clip(v, -tau, tau).
         _div(px, py, d)
-        np.multiply(d, tau, out=v)
-        v += x
-        v -= u
+        d *= tau
+        d += x
         x_prev = x
-        x = u + np.sign(v) * np.maximum(np.abs(v) - tau, 0.0)
+        np.subtract(d, u, out=v)
+        x = np.clip(v, -tau, tau)
+        np.subtract(d, x, out=x)
         np.multiply(x, 2.0, out=xbar)
         xbar -= x_prev
         if check:
