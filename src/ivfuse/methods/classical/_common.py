@@ -93,7 +93,7 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
 
     Per window w_k of radius ``r``: ``a_k = cov_k(I, p) / (var_k(I) + eps)``,
     ``b_k = mean_k(p) - a_k mean_k(I)``; output ``q_i = mean_{k: i in w_k}(a_k) I_i +
-    mean_{k: i in w_k}(b_k)`` (paper Eqs. 7-9). Box means by cumulative sums: O(N) whatever
+    mean_{k: i in w_k}(b_k)``. Box means by cumulative sums: O(N) whatever
     ``r``. ``guide`` and ``src`` have equal shapes; leading axes are a batch.
     """
     stack = np.stack([guide, src, guide * src, guide * guide])

@@ -3,20 +3,21 @@
 J. Ma, C. Chen, C. Li, J. Huang, "Infrared and visible image fusion via gradient transfer and
 total variation minimization", Information Fusion 31, 100-109, 2016.
 
-The fused image ``F`` should keep the infrared intensities and the visible gradients (paper
-Eq. 3 with p = 1)::
+The fused image ``F`` should keep the infrared intensities and the visible gradients (the
+paper's model with the l1 data term)::
 
     min_F  ||F - IR||_1 + lam * ||grad F - grad VI||_1
 
-With ``x = F - VI`` and ``u = IR - VI`` (Eqs. 6-7) this is the TV-L1 problem
+With ``x = F - VI`` and ``u = IR - VI`` this is the TV-L1 problem
 ``min_x ||x - u||_1 + lam * TV(x)``; the result is ``F = x + VI``, clipped to [0, 1].
 ``TV`` is the isotropic total variation with forward differences and Neumann boundaries.
-``lam = 4`` is the value of the authors' released demo (the paper's setting); ``lam -> 0``
-gives back the infrared image, a large ``lam`` the visible image shifted by a constant.
+``lam = 4`` is the value in the authors' released code (``Demo.m`` of their GTF repository
+calls the l1-TV solver with 4); ``lam -> 0`` gives back the infrared image, a large ``lam``
+the visible image shifted by a constant.
 
 Solver: the first-order primal-dual algorithm of A. Chambolle and T. Pock ("A first-order
 primal-dual algorithm for convex problems with applications to imaging", J. Math. Imaging
-Vis. 40, 2011, Algorithm 1 with theta = 1, the TV-L1 model of their Section 6.2.2), on the
+Vis. 40, 2011, Algorithm 1 with theta = 1, as in their TV-L1 denoising example), on the
 saddle-point form ``min_x max_{|p_i| <= lam} <grad x, p> + ||x - u||_1``. Steps
 ``tau = s / sqrt(8)``, ``sigma = 1 / (s sqrt(8))`` satisfy ``tau sigma ||grad||^2 <= 1``
 (``||grad||^2 <= 8``), which guarantees convergence; ``s = 0.06 / lam`` balances primal and

@@ -1,17 +1,17 @@
 """Guided filtering fusion (GFF).
 
 S. Li, X. Kang, J. Hu, "Image fusion with guided filtering", IEEE Transactions on Image
-Processing 22(7), 2864-2875, 2013. Steps and the paper's equations:
+Processing 22(7), 2864-2875, 2013. The paper's steps:
 
-1. two-scale decomposition (Eqs. 1-2): base ``B_n = I_n * Z`` with ``Z`` the 31x31 average
+1. two-scale decomposition: base ``B_n = I_n * Z`` with ``Z`` the 31x31 average
    filter, detail ``D_n = I_n - B_n``;
-2. saliency (Eqs. 3-4): ``S_n = |I_n * L| * g``, ``L`` the 3x3 Laplacian, ``g`` a Gaussian
+2. saliency: ``S_n = |I_n * L| * g``, ``L`` the 3x3 Laplacian, ``g`` a Gaussian
    low-pass of size (2 r_g + 1)^2 = 11x11 and sigma_g = 5;
-3. weight maps (Eq. 5): ``P_n = 1`` where ``S_n`` is the largest saliency, else 0;
-4. weight refinement with the guided filter (Eqs. 6-7): ``W_n^B = G_{r1,eps1}(P_n, I_n)``,
+3. weight maps: ``P_n = 1`` where ``S_n`` is the largest saliency, else 0;
+4. weight refinement with the guided filter: ``W_n^B = G_{r1,eps1}(P_n, I_n)``,
    ``W_n^D = G_{r2,eps2}(P_n, I_n)``, normalised to sum to one at every pixel; paper
-   parameters r1 = 45, eps1 = 0.3, r2 = 7, eps2 = 1e-6 (Section IV, intensities in [0, 1]);
-5. fusion (Eqs. 8-9): ``F = sum_n W_n^B B_n + sum_n W_n^D D_n``.
+   parameters r1 = 45, eps1 = 0.3, r2 = 7, eps2 = 1e-6 (intensities in [0, 1]);
+5. fusion: ``F = sum_n W_n^B B_n + sum_n W_n^D D_n``.
 
 Choices where the paper is silent: borders are symmetric (``reflect``) for the average,
 Laplacian and Gaussian filters, and clipped windows normalised by their pixel count for the
