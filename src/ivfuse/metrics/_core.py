@@ -320,7 +320,7 @@ class Plane:
 
     def stretched_levels(self) -> np.ndarray:
         """VIFB Mutinf quantisation: own min-max stretch, round(255 *) (int16 cast)."""
-        return self._lut_or("stretched", self._minmax, np.intp)
+        return self._lut_or("stretched", self._minmax, np.uint8)
 
     def norm255(self) -> np.ndarray:
         """Z. Liu's ``normalize1``: min-max to 0..255, rounded; an all-zero image unchanged."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Plane, Triple, channel_mean, ev, filter_same, prepare
+from ._core import Plane, Triple, channel_mean, filter_same, prepare
 
 __all__ = [
     "average_gradient",
@@ -71,13 +71,18 @@ def _ag(p: Plane, scheme: str = "central") -> float:
         gy = x[1:, :-1] - x[:-1, :-1]
     else:
         raise ValueError(f"scheme must be 'central' or 'forward', got {scheme!r}")
-    return float(ev("sqrt((gx * gx + gy * gy) / 2)", gx=gx, gy=gy).sum() / ((m - 1) * (n - 1)))
+    g = np.multiply(gx, gx)
+    g += gy * gy
+    g /= 2.0
+    return float(np.sqrt(g, out=g).sum() / ((m - 1) * (n - 1)))
 
 
 def _ei(p: Plane) -> float:
     gx = filter_same(p.x, _SOBEL_DIFF, _SOBEL_SMOOTH, mode="replicate")
     gy = filter_same(p.x, _SOBEL_SMOOTH, _SOBEL_DIFF, mode="replicate")
-    return float(ev("sqrt(gx * gx + gy * gy)", gx=gx, gy=gy).mean())
+    gx *= gx
+    gx += gy * gy
+    return float(np.sqrt(gx, out=gx).mean())
 
 
 def _gld(p: Plane) -> float:

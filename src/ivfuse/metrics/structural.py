@@ -7,6 +7,7 @@ FFT of a normalised image is shared by QCB and QCV (and across channels for a gr
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -139,6 +140,7 @@ def _qabf(t: Triple) -> float:
 # ---------------------------------------------------------------------------- frequency domain
 
 
+@functools.lru_cache(maxsize=16)
 def _freq_radius(shape: tuple[int, int], div: float) -> np.ndarray:
     """r = sqrt(u^2 + v^2) on the rfft2 grid, ``freqspace`` frequencies scaled by n/div."""
     m, n = shape
@@ -149,7 +151,9 @@ def _freq_radius(shape: tuple[int, int], div: float) -> np.ndarray:
 
     v = axis(m)[:, None]
     u = axis(n)[: n // 2 + 1][None, :]
-    return np.sqrt(u * u + v * v)
+    r = np.sqrt(u * u + v * v)
+    r.setflags(write=False)  # shared through the cache
+    return r
 
 
 def _rfft_norm(p: Plane) -> np.ndarray:
@@ -163,9 +167,12 @@ def _irfft(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 _CB = {"f0": 15.3870, "f1": 1.3456, "a": 0.7622, "k": 1.0, "h": 1.0, "p": 3.0, "q": 2.0, "Z": 1e-4}
 
 
+@functools.lru_cache(maxsize=16)
 def _qcb_filter(shape: tuple[int, int]) -> np.ndarray:
     r = _freq_radius(shape, 30.0)
-    return np.exp(-((r / _CB["f0"]) ** 2)) - _CB["a"] * np.exp(-((r / _CB["f1"]) ** 2))
+    h = np.exp(-((r / _CB["f0"]) ** 2)) - _CB["a"] * np.exp(-((r / _CB["f1"]) ** 2))
+    h.setflags(write=False)
+    return h
 
 
 def _gauss31(sigma: float) -> np.ndarray:
@@ -211,9 +218,12 @@ def _block_sums(x: np.ndarray, b: int = 16) -> np.ndarray:
     return padded.reshape(mb, b, nb, b).sum(axis=(1, 3))
 
 
+@functools.lru_cache(maxsize=16)
 def _qcv_filter(shape: tuple[int, int]) -> np.ndarray:
     r = _freq_radius(shape, 8.0)
-    return 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))
+    h = 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))
+    h.setflags(write=False)
+    return h
 
 
 def _qcv_saliency(p: Plane, alpha: float) -> np.ndarray:
@@ -221,7 +231,11 @@ def _qcv_saliency(p: Plane, alpha: float) -> np.ndarray:
         n = p.norm255()
         gx = filter_same(n, np.array([1.0, 2.0, 1.0]), np.array([-1.0, 0.0, 1.0]))
         gy = filter_same(n, np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0]))
-        return _block_sums(ev("sqrt(gx * gx + gy * gy) ** alpha", gx=gx, gy=gy, alpha=alpha))
+        gx *= gx
+        gy *= gy
+        gx += gy
+        np.sqrt(gx, out=gx)
+        return _block_sums(gx**5 if alpha == 5 else gx**alpha)
 
     return p.cached(("qcv_saliency", alpha), compute)
 
@@ -236,7 +250,8 @@ def _qcv(t: Triple, alpha: float = 5.0, block: int = 16) -> float:
     for s in (a, b):
         lam = _qcv_saliency(s, alpha)
         d = _irfft((_rfft_norm(s) - ff) * h, f.shape)
-        dist = _block_sums(ev("d * d", d=d), block) / (block * block)
+        np.multiply(d, d, out=d)
+        dist = _block_sums(d, block) / (block * block)
         num += float((lam * dist).sum())
         den += float(lam.sum())
     return num / den if den > 0 else math.nan
