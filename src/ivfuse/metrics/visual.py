@@ -8,10 +8,12 @@ visible, B = infrared.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
+from scipy import fft as sfft
 
 from ..errors import InputError
 from ._core import (
@@ -144,15 +146,10 @@ def _rcos_hi(log_r: np.ndarray, top: float) -> np.ndarray:
     return np.cos(math.pi / 2 * z)
 
 
-def _steerable_bands(x: np.ndarray, levels: int = 4, nbands: int = 6, use: tuple[int, ...] = (0, 3)):
-    """Frequency-domain steerable pyramid (Simoncelli & Freeman 1995; as ``buildSFpyr``).
-
-    Returns, finest level first, the list of the oriented band-pass subbands with the
-    orientation indices ``use`` (0 = 0 rad, 3 = pi/2 for 6 bands). Each level's bands are at
-    that level's resolution; the low-pass is halved in the frequency domain between levels.
-    """
-    m, n = x.shape
-    spec = np.fft.fftshift(np.fft.fft2(x))
+@functools.lru_cache(maxsize=8)
+def _pyramid_masks(shape: tuple[int, int], levels: int, nbands: int, use: tuple[int, ...]):
+    """Frequency masks of the steerable pyramid for one image size (shared by all images)."""
+    m, n = shape
     xr = (np.arange(n) - n // 2) / (n / 2)
     yr = (np.arange(m) - m // 2) / (m / 2)
     xx, yy = np.meshgrid(xr, yr)
@@ -160,28 +157,41 @@ def _steerable_bands(x: np.ndarray, levels: int = 4, nbands: int = 6, use: tuple
     rad = np.sqrt(xx * xx + yy * yy)
     rad[m // 2, n // 2] = rad[m // 2, n // 2 - 1]
     log_r = np.log2(rad)
-    lo = spec * np.sqrt(1.0 - _rcos_hi(log_r, 0.0) ** 2)  # lo0 mask (hi0 residual unused)
+    lo0 = np.sqrt(1.0 - _rcos_hi(log_r, 0.0) ** 2)  # the hi0 residual is not used
     order = nbands - 1
     const = (2 ** (2 * order)) * math.factorial(order) ** 2 / (nbands * math.factorial(2 * order))
-    out = []
+    steps = []
     top = -1.0
     for _ in range(levels):
         hi = _rcos_hi(log_r, top)
-        bands = []
-        for b in use:
-            amask = math.sqrt(const) * np.cos(angle - math.pi * b / nbands) ** order
-            band_dft = ((-1j) ** order) * lo * amask * hi
-            bands.append(np.real(np.fft.ifft2(np.fft.ifftshift(band_dft))))
-        out.append(bands)
-        dm, dn = lo.shape
-        cm, cn = dm // 2, dn // 2
+        bands = [
+            ((-1j) ** order) * math.sqrt(const) * np.cos(angle - math.pi * b / nbands) ** order * hi
+            for b in use
+        ]
+        dm, dn = log_r.shape
         lm, ln = math.ceil((dm - 0.5) / 2), math.ceil((dn - 0.5) / 2)
-        s0 = cm - lm // 2
-        s1 = cn - ln // 2
+        s0, s1 = dm // 2 - lm // 2, dn // 2 - ln // 2
         sl = (slice(s0, s0 + lm), slice(s1, s1 + ln))
-        log_r, angle, lo = log_r[sl], angle[sl], lo[sl]
-        lo = lo * np.sqrt(1.0 - _rcos_hi(log_r, top) ** 2)
+        log_r, angle = log_r[sl], angle[sl]
+        lo = np.sqrt(1.0 - _rcos_hi(log_r, top) ** 2)
+        steps.append((bands, sl, lo))
         top -= 1.0
+    return lo0, steps
+
+
+def _steerable_bands(x: np.ndarray, levels: int = 4, nbands: int = 6, use: tuple[int, ...] = (0, 3)):
+    """Frequency-domain steerable pyramid (Simoncelli & Freeman 1995; as ``buildSFpyr``).
+
+    Returns, finest level first, the list of the oriented band-pass subbands with the
+    orientation indices ``use`` (0 = 0 rad, 3 = pi/2 for 6 bands). Each level's bands are at
+    that level's resolution; the low-pass is halved in the frequency domain between levels.
+    """
+    lo0, steps = _pyramid_masks(x.shape, levels, nbands, use)
+    lo = np.fft.fftshift(sfft.fft2(x, workers=-1)) * lo0
+    out = []
+    for bands, sl, lomask in steps:
+        out.append([sfft.ifft2(np.fft.ifftshift(lo * b), workers=-1).real for b in bands])
+        lo = lo[sl] * lomask
     return out
 
 
