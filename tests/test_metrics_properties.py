@@ -319,3 +319,45 @@ def test_bad_inputs_raise_input_error(triple):
         M.ssim_fusion(fused[:8, :8], ir[:8, :8], vi[:8, :8])
     with pytest.raises(InputError, match="file not found"):
         M.evaluate("/nonexistent/fused.png", metrics=["EN"])
+
+
+def _mef_ssim_patchwise(seq: list[np.ndarray], f: np.ndarray) -> float:
+    """One scale of MEF-SSIM written patch by patch, the way mef_ssim.m states it."""
+    w, eps = 11, np.finfo(float).eps
+    t = np.arange(w) - 5.0
+    g1 = np.exp(-(t * t) / (2 * 1.5**2))
+    win = np.outer(g1, g1) / np.outer(g1, g1).sum()
+    c = (0.03 * 255) ** 2
+    m, n = f.shape
+    q = []
+    for i in range(m - w + 1):
+        for j in range(n - w + 1):
+            xs = [s[i : i + w, j : j + w].ravel() for s in seq]
+            mus = [x.mean() for x in xs]
+            ed = [math.sqrt(max(((x - mu) ** 2).sum(), 0)) + 0.001 for x, mu in zip(xs, mus, strict=True)]
+            den = sum(np.linalg.norm(x - mu) for x, mu in zip(xs, mus, strict=True))
+            tot = sum(xs)
+            r = (np.linalg.norm(tot - tot.mean()) + eps) / (den + eps)
+            r = 1 - eps if r > 1 else (eps if r < 0 else r)
+            p = min(math.tan(math.pi / 2 * r), 10.0)
+            wts = [(e / w) ** p + eps for e in ed]
+            wts = [v / sum(wts) for v in wts]
+            rb = sum(wk * (x - mu) / e for wk, x, mu, e in zip(wts, xs, mus, ed, strict=True))
+            if np.linalg.norm(rb) > 0:
+                rb = rb / np.linalg.norm(rb) * max(ed)
+            fv = f[i : i + w, j : j + w].ravel()
+            wv = win.ravel()
+            m1, m2 = (wv * rb).sum(), (wv * fv).sum()
+            s1, s2 = (wv * (rb - m1) ** 2).sum(), (wv * (fv - m2) ** 2).sum()
+            s12 = (wv * (rb - m1) * (fv - m2)).sum()
+            q.append((2 * s12 + c) / (s1 + s2 + c))
+    return float(np.mean(q))
+
+
+def test_mef_ssim_scale_matches_a_patchwise_implementation():
+    from ivfuse.metrics.structural import _mef_ssim_scale
+
+    a = _scene(6)[:24, :30].astype(float)
+    b = np.clip(a * 0.4 + _scene(7)[:24, :30] * 0.6, 0, 255)
+    f = np.clip(0.5 * a + 0.5 * b + np.random.default_rng(3).normal(0, 4, a.shape), 0, 255)
+    assert _mef_ssim_scale([a, b], f) == pytest.approx(_mef_ssim_patchwise([a, b], f), rel=1e-9)
