@@ -223,6 +223,14 @@ def test_refuses_unwritable_output(data, tmp_path):
     _assert_refused(_cli("--data", str(data), "--out", str(blocker)), "not a folder")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without a GPU")
+def test_refuses_cuda_without_gpu(data, tmp_path):
+    _assert_refused(
+        _cli("--data", str(data), "--out", str(tmp_path / "o"), "--device", "cuda"), "no CUDA device"
+    )
+    _assert_refused(_cli("--data", str(data), "--out", str(tmp_path / "o"), "--device", "tpu"), "tpu")
+
+
 def test_refuses_foreign_or_existing_checkpoint(data, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
