@@ -16,6 +16,7 @@ Paths (cumulative where the name says so):
   +channels-last      channels_last memory format (oneDNN blocked convolutions)
   +compile            torch.compile (inductor) of the fused network
   bf16-autocast       autocast to bfloat16 on top of +channels-last (CPUs with bf16 support)
+  bf16+compile        both
 
 Weights: the shipped ones when installed, else ``--weights``, else a randomly initialised
 network with BN statistics from random batches (timings do not depend on the values).
@@ -126,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                 return cl(ir_, vi_).float()
 
         paths.append(("bf16-autocast", bf16, torch.inference_mode))
+        if not args.no_compile:
+            cbf = torch.compile(_batched(folded_cl, rule, torch.channels_last), dynamic=False)
+
+            def bf16_compiled(ir_, vi_):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return cbf(ir_, vi_).float()
+
+            paths.append(("bf16+compile", bf16_compiled, torch.inference_mode))
 
     print(
         f"DIDFuse fusion, 1x1x480x640 pair, rule={rule}, weights: {source}, "
