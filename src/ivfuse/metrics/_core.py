@@ -214,6 +214,26 @@ def sep_filter(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, border: str = "val
     return y
 
 
+def filter_zero_many(x: np.ndarray, kernels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``filter2(k ⊗ k, x, 'same')`` (zero padding) for several symmetric odd 1-D kernels of the
+    same length, padding ``x`` once."""
+    n = kernels[0].size
+    if not (_FAST and _cv2 is not None) or any(k.size != n for k in kernels):
+        return [sep_filter(x, k, k, "zero") for k in kernels]
+    h = n // 2
+    m, w = x.shape
+    p = _cv2.copyMakeBorder(
+        np.ascontiguousarray(x, dtype=np.float64), h, h, h, h, _cv2.BORDER_CONSTANT, value=0
+    )
+    out = []
+    for k in kernels:
+        k = np.ascontiguousarray(k, dtype=np.float64)
+        out.append(
+            _cv2.sepFilter2D(p, _cv2.CV_64F, k, k, borderType=_cv2.BORDER_CONSTANT)[h : h + m, h : h + w]
+        )
+    return out
+
+
 def fspecial_gaussian_1d(size: int, sigma: float) -> np.ndarray:
     """1-D factor of MATLAB ``fspecial('gaussian', size, sigma)`` (normalised to sum 1).
 
