@@ -347,3 +347,31 @@ def test_card_metrics_on_a_test_set(data, tmp_path):
     assert 0 < m["ma2019"]["EN"] <= 8 and m["ma2019"]["SD"] > 0
     assert "QABF" in m["vifb"] and len(m["vifb"]) >= 10
     assert json.loads((tmp_path / "run" / "card.json").read_text())["metrics"] == m
+
+
+def test_tensorboard_scalars_when_installed(data, tmp_path, monkeypatch):
+    """With tensorboard importable, every epoch's terms go to a SummaryWriter (rank 0)."""
+    import types
+
+    logged: list[tuple[str, float, int]] = []
+
+    class FakeWriter:
+        def __init__(self, log_dir, purge_step=None):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            logged.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    train(_spec(2), RunOptions(data, tmp_path / "run", progress=False))
+    tags = {t for t, _, _ in logged}
+    assert {"total", "gap_detail", "lr", "seconds"} <= tags
+    assert sorted({s for _, _, s in logged}) == [1, 2]
