@@ -317,6 +317,10 @@ def test_bad_inputs_raise_input_error(triple):
         M.qabf(fused, None, vi)
     with pytest.raises(InputError, match="smaller than"):
         M.ssim_fusion(fused[:8, :8], ir[:8, :8], vi[:8, :8])
+    with pytest.raises(InputError, match="values above 255"):
+        M.entropy(np.full((8, 8), 1000, np.int32))
+    with pytest.warns(UserWarning, match="0..255 scale"):
+        M.entropy(np.full((8, 8), 0.5))
     with pytest.raises(InputError, match="file not found"):
         M.evaluate("/nonexistent/fused.png", metrics=["EN"])
 

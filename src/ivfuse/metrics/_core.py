@@ -28,6 +28,7 @@ Caching
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -70,6 +71,18 @@ def check_image(x: Any, role: str) -> np.ndarray:
         raise InputError(f"{role} image contains NaN or infinite values")
     if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
         raise InputError(f"{role} image has negative values")
+    if np.issubdtype(arr.dtype, np.integer) and arr.dtype not in (np.uint8, np.uint16) and arr.max() > 255:
+        raise InputError(
+            f"{role} image of dtype {arr.dtype} has values above 255; give uint8, or uint16 for "
+            "16-bit data (mapped with / 257)"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and arr.size and 0 < float(arr.max()) <= 1.0:
+        warnings.warn(
+            f"{role} image is float with values in [0, 1]; metrics use the 0..255 scale "
+            "(multiply by 255 first)",
+            UserWarning,
+            stacklevel=3,
+        )
     return np.ascontiguousarray(arr)
 
 
