@@ -78,7 +78,6 @@ def test_bad_arrays_raise_input_error(name):
         ("dwt", {"wavelet": "no-such-wavelet"}),
         ("dwt", {"mode": "nope"}),
         ("dtcwt", {"levels": -1}),
-        ("dtcwt", {"qshift": "no_such_filters"}),
         ("gff", {"eps1": 0}),
         ("gff", {"r2": 2.5}),
         ("gtf", {"lam": -1.0}),

@@ -12,18 +12,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .api import DEFAULT_METHOD, Pipeline, fuse, load, methods
 from .errors import InputError, IvfuseError, MethodError, TrainingError, WeightsError
+from .metrics import evaluate
 
 try:
     __version__ = version("ivfuse")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
-
-
-def evaluate(fused, ir=None, vi=None, metrics=None, profile: str = "vifb") -> dict[str, float]:
-    """Quality metrics of a fused image; see :func:`ivfuse.metrics.evaluate`."""
-    from .metrics import evaluate as _evaluate
-
-    return _evaluate(fused, ir, vi, metrics=metrics, profile=profile)
 
 
 __all__ = [

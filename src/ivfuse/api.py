@@ -27,7 +27,7 @@ from .errors import InputError, IvfuseError
 from .methods import registry
 
 #: Method used when none is named (see README, "Choosing a method").
-DEFAULT_METHOD = "gff"
+DEFAULT_METHOD = "lp"
 
 ImageLike = str | os.PathLike | np.ndarray
 

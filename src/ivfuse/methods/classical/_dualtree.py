@@ -15,9 +15,10 @@ signals", Appl. Comput. Harmon. Anal. 10(3), 2001; I. Selesnick, R. Baraniuk, N.
   four real coefficients into two complex ones, ``z+ = (aa - bb) + i(ab + ba)`` and
   ``z- = (aa + bb) + i(ba - ab)`` (scaled by 1/sqrt 2): six oriented complex sub-bands per level.
 
-Only the filter *coefficients* come from the ``dtcwt`` package (``dtcwt.coeffs``, plain ``.npz``
-data); its transform code calls ``numpy.asfarray``, which NumPy 2 removed, so the transform
-itself is implemented here.
+The filter coefficients are Kingsbury's published ``near_sym_b`` and ``qshift_b`` filters
+(the values the ``dtcwt`` package and the MATLAB DT-CWT toolbox ship); the taps that follow from
+the others by time reversal and sign alternation are derived, not listed. The ``dtcwt``
+package itself is not used: it pins NumPy < 2 and calls ``numpy.asfarray``, which NumPy 2 removed.
 
 Boundaries: every level filters circularly (``mode="wrap"``), which gives perfect
 reconstruction for any even size; the image is first extended by whole-sample symmetric
@@ -55,15 +56,44 @@ def _odd(w: np.ndarray) -> np.ndarray:
     return w if w.size % 2 else np.concatenate([w, [0.0]])
 
 
-@lru_cache(maxsize=4)
-def _banks(biort: str, qshift: str) -> tuple[_Bank, tuple[_Bank, _Bank]]:
-    """Level-1 bank (both trees) and the Q-shift banks of trees a and b."""
-    from dtcwt.coeffs import biort as load_biort
-    from dtcwt.coeffs import qshift as load_qshift
+# Kingsbury's near-symmetric 13/19-tap biorthogonal filters (near_sym_b): analysis low-pass h0o
+# and synthesis low-pass g0o; the high-passes follow by sign alternation.
+_NEAR_SYM_B_H0 = np.array([-0.0017578125, 0.0, 0.022265625, -0.046875, -0.0482421875, 0.296875, 0.55546875])
+_NEAR_SYM_B_G0 = np.array(
+    [7.062639508928571e-05, 0.0, -0.0013419015066964285, -0.0018833705357142855, 0.007156808035714285,
+     0.023856026785714284, -0.05564313616071428, -0.05168805803571428, 0.29975760323660716,
+     0.5594308035714286]
+)  # fmt: skip
+# Kingsbury's 14-tap Q-shift filter (qshift_b), tree a analysis low-pass h0a.
+_QSHIFT_B_H0A = np.array(
+    [0.003253142763653182, -0.00388321199915849, 0.03466034684485349, -0.03887280126882779,
+     -0.11720388769911527, 0.27529538466888204, 0.7561456438925225, 0.5688104207121227,
+     0.011866092033797, -0.1067118046866654, 0.023825384794920298, 0.01702522388155399,
+     -0.005439475937274115, -0.004556895628475491]
+)  # fmt: skip
 
-    h0o, g0o, h1o, g1o = (np.sqrt(2.0) * _odd(v) for v in load_biort(biort))
-    level1 = _Bank(h0o, h1o, g0o, g1o)
-    h0a, h0b, _g0a, _g0b, h1a, h1b, _g1a, _g1b = (_odd(v) for v in load_qshift(qshift))
+
+def _symmetric(half: np.ndarray) -> np.ndarray:
+    """Odd-length symmetric filter from its first half including the centre tap."""
+    return np.concatenate([half, half[-2::-1]])
+
+
+def _alternate(w: np.ndarray, first: int) -> np.ndarray:
+    """Multiply tap n by ``first * (-1)**n``."""
+    return w * (first * (-1.0) ** np.arange(w.size))
+
+
+@lru_cache(maxsize=1)
+def _banks() -> tuple[_Bank, tuple[_Bank, _Bank]]:
+    """Level-1 bank (both trees) and the Q-shift banks of trees a and b."""
+    h0o = _symmetric(_NEAR_SYM_B_H0)
+    g0o = _symmetric(_NEAR_SYM_B_G0)
+    h1o, g1o = _alternate(g0o, -1), _alternate(h0o, 1)
+    level1 = _Bank(*(np.sqrt(2.0) * _odd(v) for v in (h0o, h1o, g0o, g1o)))
+    h0a = _QSHIFT_B_H0A
+    h0b = h0a[::-1]
+    h1a, h1b = _alternate(h0b, 1), _alternate(h0a, -1)
+    h0a, h0b, h1a, h1b = (_odd(v) for v in (h0a, h0b, h1a, h1b))
     # Q-shift filters are orthonormal: synthesis is the adjoint of analysis with the same taps.
     return level1, (_Bank(h0a, h1a, h0a, h1a), _Bank(h0b, h1b, h0b, h1b))
 
@@ -136,12 +166,12 @@ def _from_complex(z: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([aa, ab], 1), np.stack([ba, bb], 1)], 1)
 
 
-def forward(x: np.ndarray, levels: int, biort: str = "near_sym_b", qshift: str = "qshift_b") -> Pyramid:
+def forward(x: np.ndarray, levels: int) -> Pyramid:
     """DT-CWT of a 2-D float array whose sides are multiples of ``2**levels`` (``levels >= 1``)."""
     h, w = x.shape
     if levels < 1 or h % 2**levels or w % 2**levels:
         raise ValueError(f"sides {h}x{w} must be multiples of 2**{levels}")
-    l1, q = _banks(biort, qshift)
+    l1, q = _banks()
     highpasses = []
     # Level 1: filter once at full rate, then each tree keeps its own samples.
     lo0, hi0 = _corr(x, l1.lo, 0), _corr(x, l1.hi, 0)
@@ -176,9 +206,9 @@ def forward(x: np.ndarray, levels: int, biort: str = "near_sym_b", qshift: str =
     return Pyramid(low, highpasses, (h, w))
 
 
-def inverse(p: Pyramid, biort: str = "near_sym_b", qshift: str = "qshift_b") -> np.ndarray:
+def inverse(p: Pyramid) -> np.ndarray:
     """Inverse of :func:`forward`: the mean of the four trees' reconstructions."""
-    l1, q = _banks(biort, qshift)
+    l1, q = _banks()
     low = p.lowpass
     for z in reversed(p.highpasses[1:]):
         det = _from_complex(z)

@@ -87,17 +87,13 @@ class DualTreeFusion:
         levels: decomposition levels (default 4, as in Lewis et al. and the MST baselines of
             Liu et al. 2015). Capped so that the coarsest level keeps at least 2 pixels of the
             image's shorter side; a 1-pixel-wide image reduces to the average.
-        biort, qshift: Kingsbury filter names from ``dtcwt.coeffs`` (defaults ``near_sym_b`` for
-            level 1 and ``qshift_b`` for the others).
+
+    Filters: Kingsbury's near-symmetric 13/19-tap biorthogonal pair (``near_sym_b``) at level 1
+    and the 14-tap Q-shift filters (``qshift_b``) at the other levels.
     """
 
-    def __init__(self, levels: int = 4, biort: str = "near_sym_b", qshift: str = "qshift_b") -> None:
+    def __init__(self, levels: int = 4) -> None:
         self.levels = positive_int("levels", levels)
-        try:
-            _dualtree._banks(biort, qshift)
-        except (OSError, ValueError) as e:
-            raise MethodError(f"unknown DT-CWT filters biort={biort!r}, qshift={qshift!r}") from e
-        self.biort, self.qshift = biort, qshift
 
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         ir, vi = check_pair(ir, vi)
@@ -105,14 +101,14 @@ class DualTreeFusion:
         if depth == 0:
             return finish(0.5 * (ir + vi))
         pads = _dualtree.pad_for(ir.shape, depth)
-        pa = _dualtree.forward(np.pad(ir, pads, mode="symmetric"), depth, self.biort, self.qshift)
-        pb = _dualtree.forward(np.pad(vi, pads, mode="symmetric"), depth, self.biort, self.qshift)
+        pa = _dualtree.forward(np.pad(ir, pads, mode="symmetric"), depth)
+        pb = _dualtree.forward(np.pad(vi, pads, mode="symmetric"), depth)
         pa.lowpass = 0.5 * (pa.lowpass + pb.lowpass)
         pa.highpasses = [
             np.where(np.abs(za) >= np.abs(zb), za, zb)
             for za, zb in zip(pa.highpasses, pb.highpasses, strict=True)
         ]
-        out = _dualtree.inverse(pa, self.biort, self.qshift)
+        out = _dualtree.inverse(pa)
         (t, _), (left, _) = pads
         return finish(out[t : t + ir.shape[0], left : left + ir.shape[1]])
 
