@@ -312,9 +312,9 @@ def _train(
                 f"{out} already holds a {spec.method} checkpoint (epoch {ck['epoch']} of "
                 f"{ck['total_epochs']}); pass --resume to continue it or choose another --out"
             )
-        if ck["world_size"] != d.world:
+        if ck.get("world_size", 1) != d.world:
             raise TrainingError(
-                f"{ck_path}: saved by {ck['world_size']} process(es), resumed with {d.world}; "
+                f"{ck_path}: saved by {ck.get('world_size', 1)} process(es), resumed with {d.world}; "
                 "use the same number of processes"
             )
     dataset = spec.dataset(Path(opts.data))
