@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._core import Prepared, backend, prepare, rgb2gray, use_backend
+from ._engine import get_threads, run_jobs, set_threads
 from .information import cross_entropy, entropy, mutual_information, nmi
 from .reference import psnr, ssim_ref
 from .registry import (
@@ -60,6 +61,7 @@ __all__ = [
     "entropy",
     "evaluate",
     "get_profile",
+    "get_threads",
     "gray_level_difference",
     "ifc",
     "list_metrics",
@@ -77,6 +79,7 @@ __all__ = [
     "rgb2gray",
     "rmse_vifb",
     "scd",
+    "set_threads",
     "spatial_frequency",
     "ssim",
     "ssim_fusion",
@@ -147,7 +150,7 @@ def resolve_metrics(
         if not _available(info, has_sources, has_reference):
             what = "the infrared and visible images" if info.needs == "sources" else "a reference image"
             raise InputError(f"metric {info.name} needs {what}")
-        if info not in out:
+        if all(info is not o for o in out):
             out.append(info)
     return out
 
@@ -169,7 +172,8 @@ def evaluate(
     ``"all"``, or ``None`` for the profile's default set (``vifb``: its 13 metrics;
     ``ma2019``: EN, MI, SD, SF, VIF, AG). Metrics that need no sources (EN, SD, SF, AG, EI, GLD,
     AG_FWD) work with ``ir`` and ``vi`` left out. Intermediate results shared by several metrics
-    (histograms, Gaussian moments, gradients, FFTs) are computed once.
+    (histograms, Gaussian moments, gradients, FFTs) are computed once; the work runs on
+    :func:`get_threads` threads (values do not depend on it).
     Raises :class:`ivfuse.errors.InputError` for unusable inputs or unknown names.
     """
     prof = get_profile(profile)
@@ -188,4 +192,7 @@ def evaluate(
         return prepared[color]
 
     prep_for(prof.color)  # validates the inputs once, before any metric runs
-    return {info.name: float(info.compute(prep_for(info.color or prof.color))) for info in infos}
+    values = run_jobs(
+        [(info.compute, prep_for(info.color or prof.color)) for info in infos], [info.cost for info in infos]
+    )
+    return {info.name: float(v) for info, v in zip(infos, values, strict=True)}

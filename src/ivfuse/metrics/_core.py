@@ -4,7 +4,8 @@ Value scale
     Every metric works on intensities on the **8-bit scale 0..255**, exactly as VIFB's MATLAB
     code does after ``double(imread(...))``: there is no rescaling to [0, 1].
 
-    * ``uint8`` arrays are used as they are;
+    * ``uint8`` arrays are used as they are (and kept as ``uint8``: histograms, gradients and
+      filters read the 8-bit values directly, with exact integer arithmetic where it applies);
     * ``uint16`` arrays are mapped with ``v / 257`` (65535 -> 255);
     * float arrays are taken to be on the 0..255 scale already (a network output in [0, 1] must
       be multiplied by 255 first);
@@ -20,19 +21,28 @@ Colour (the ``vifb`` rule, section 1 of ``design/metrics.md``)
 
 Caching
     :class:`Plane` holds one 2-D channel and memoises what several metrics need (histograms,
-    Gaussian moments, gradients, FFTs), so :func:`ivfuse.metrics.evaluate` computes each of them
-    once however many metrics ask for it. The public metric functions build fresh planes, so
-    they stay pure.
+    Gaussian moments, Sobel gradients, FFTs of the normalised image), so
+    :func:`ivfuse.metrics.evaluate` computes each of them once however many metrics ask for it;
+    a 3-channel infrared image whose channels are equal is one plane, shared by the three colour
+    channels. The public metric functions build fresh planes, so they stay pure.
+
+Filters
+    Separable correlations run on OpenCV (``sepFilter2D`` / ``Sobel``, float64 accumulation, or
+    exact 16-bit integers for Sobel on 8-bit data). ``use_backend("plain")`` switches to
+    ``scipy.ndimage``, an independent implementation kept to cross-check the border handling
+    (both agree to ~1e-15; tested).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -122,39 +132,28 @@ def rgb2gray(arr: np.ndarray) -> np.ndarray:
 
 
 def levels(x: np.ndarray) -> np.ndarray:
-    """Integer grey levels 0..255 of a 0..255-scale image (round half away, clip)."""
+    """Integer grey levels 0..255 (as ``uint8``) of a 0..255-scale image (round half away, clip)."""
     q = np.floor(x + 0.5)
     np.clip(q, 0, 255, out=q)
-    return q.astype(np.intp)
+    return q.astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------
-# filters (separable; OpenCV's SIMD ``sepFilter2D`` when it is installed, scipy.ndimage otherwise;
-# both compute the same sums in float64, equal to ~1e-15)
-
-try:  # optional accelerators; results agree with the plain path to ~1e-12 (tested)
-    import cv2 as _cv2
-except ImportError:  # pragma: no cover - depends on the environment
-    _cv2 = None
-try:
-    import numexpr as _ne
-except ImportError:  # pragma: no cover - depends on the environment
-    _ne = None
+# filters: OpenCV, or scipy.ndimage as an independent cross-check (``use_backend("plain")``)
 
 _FAST = True
 
 
 def backend() -> str:
-    """The engines in use: filters (opencv or scipy) + element-wise maps (numexpr or numpy)."""
-    filt = "opencv" if (_FAST and _cv2 is not None) else "scipy"
-    expr = "numexpr" if (_FAST and _ne is not None) else "numpy"
-    return f"{filt}+{expr}"
+    """The filter engine in use: ``'opencv'`` (default) or ``'scipy'`` (the plain path)."""
+    return "opencv" if _FAST else "scipy"
 
 
 def use_backend(name: str) -> str:
-    """``'fast'`` (OpenCV / numexpr where installed) or ``'plain'`` (scipy / numpy only).
+    """``'fast'`` (OpenCV filters) or ``'plain'`` (``scipy.ndimage``, float64 throughout).
 
-    Returns the previous setting. Both give the same values up to floating-point round-off.
+    Returns the previous setting. Both give the same values up to floating-point round-off; the
+    plain path exists to cross-check the fast one.
     """
     global _FAST
     if name not in ("fast", "plain"):
@@ -164,87 +163,85 @@ def use_backend(name: str) -> str:
     return old
 
 
-_NP_FUNCS = {
-    "where": np.where,
-    "exp": np.exp,
-    "sqrt": np.sqrt,
-    "arctan": np.arctan,
-    "abs": np.abs,
-    "log10": np.log10,
-    "log": np.log,
-    "pi": math.pi,
+#: ``POOL_THREAD.active`` is true in the threads of :mod:`._engine`'s pool
+POOL_THREAD = threading.local()
+
+
+def fft_workers() -> int:
+    """scipy.fft ``workers``: 1 inside the metric thread pool (already parallel), else the
+    metric thread count (:func:`ivfuse.metrics.get_threads`)."""
+    if getattr(POOL_THREAD, "active", False):
+        return 1
+    from ._engine import get_threads  # the engine imports this module
+
+    return get_threads()
+
+
+_CV_BORDER = {
+    "valid": cv2.BORDER_REFLECT_101,  # any: the border part is cut off
+    "zero": cv2.BORDER_CONSTANT,  # OpenCV's constant is 0
+    "replicate": cv2.BORDER_REPLICATE,
+    "mirror": cv2.BORDER_REFLECT_101,
 }
-
-
-def ev(expr: str, **arrays: Any) -> np.ndarray:
-    """Evaluate an element-wise expression in one pass (numexpr) or with numpy.
-
-    The expression uses numexpr's vocabulary (``where``, ``exp``, ``sqrt``, ``arctan``, ``abs``,
-    ``log10``), which the numpy fallback maps to the numpy functions of the same name. Division
-    by zero gives inf / NaN silently, as in MATLAB.
-    """
-    if _FAST and _ne is not None:
-        return _ne.evaluate(expr, local_dict=arrays, global_dict={"pi": math.pi})
-    with np.errstate(all="ignore"):
-        return eval(expr, {"__builtins__": {}, **_NP_FUNCS}, arrays)  # noqa: S307 - fixed strings
-
-
 _SCIPY_MODE = {"zero": "constant", "replicate": "nearest", "mirror": "mirror", "valid": "constant"}
+_CV_DEPTHS = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 
 
-def sep_filter(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, border: str = "valid") -> np.ndarray:
-    """Correlate ``x`` with the separable kernel ``kr[:, None] * kc[None, :]`` (odd lengths).
+def sep_filter(
+    x: np.ndarray,
+    kr: np.ndarray,
+    kc: np.ndarray,
+    border: str = "valid",
+    *,
+    delta: float = 0.0,
+    keep_size: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Correlate ``x`` with the separable kernel ``kr[:, None] * kc[None, :]`` (odd lengths), plus
+    ``delta``; float64 result, accumulated in float64 (``x`` may be uint8/uint16/float), written
+    into ``out`` (a full-size C-contiguous float64 array) when given.
 
     ``border``: ``'valid'`` (MATLAB ``filter2(..., 'valid')``: only fully covered pixels),
     ``'zero'`` (``filter2(..., 'same')``, zero padding), ``'replicate'`` (``imfilter(...,
     'replicate')``) or ``'mirror'`` (reflection without repeating the edge, pyrTools
-    ``'reflect1'``).
+    ``'reflect1'``). With ``keep_size`` a ``'valid'`` result comes as the full-size array whose
+    :func:`valid` part it is (the margin holds values of some border rule): element-wise work on
+    contiguous arrays is much faster than on the cropped views, so metrics crop last.
     """
     hr, hc = kr.size // 2, kc.size // 2
     m, n = x.shape
     if border == "valid" and (m < kr.size or n < kc.size):
         raise InputError(f"image of {n}x{m} pixels is smaller than the {kc.size}x{kr.size} metric window")
-    if _FAST and _cv2 is not None:
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        kx = np.ascontiguousarray(kc, dtype=np.float64)
-        ky = np.ascontiguousarray(kr, dtype=np.float64)
-        if border == "valid":
-            y = _cv2.sepFilter2D(x, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_REFLECT_101)
-            return y[hr : m - hr, hc : n - hc]
-        if border == "zero":
-            p = _cv2.copyMakeBorder(x, hr, hr, hc, hc, _cv2.BORDER_CONSTANT, value=0)
-            y = _cv2.sepFilter2D(p, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_CONSTANT)
-            return y[hr : hr + m, hc : hc + n]
-        if border == "replicate":
-            return _cv2.sepFilter2D(x, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_REPLICATE)
-        if border == "mirror" and m > hr and n > hc:
-            return _cv2.sepFilter2D(x, _cv2.CV_64F, kx, ky, borderType=_cv2.BORDER_REFLECT_101)
-    mode = _SCIPY_MODE[border]
-    y = ndimage.correlate1d(x, kr, axis=0, mode=mode)
-    y = ndimage.correlate1d(y, kc, axis=1, mode=mode)
-    if border == "valid":
+    if _FAST and not (border == "mirror" and (m <= hr or n <= hc)):
+        if x.dtype not in _CV_DEPTHS:
+            x = x.astype(np.float64)
+        y = cv2.sepFilter2D(
+            np.ascontiguousarray(x),
+            cv2.CV_64F,
+            np.asarray(kc, dtype=np.float64),
+            np.asarray(kr, dtype=np.float64),
+            dst=out,
+            delta=delta,
+            borderType=_CV_BORDER[border],
+        )
+        if out is not None and y is not out:  # pragma: no cover - OpenCV reallocated
+            out[...] = y
+            y = out
+    else:
+        mode = _SCIPY_MODE[border]
+        y = ndimage.correlate1d(np.asarray(x, dtype=np.float64), kr, axis=0, mode=mode)
+        y = ndimage.correlate1d(y, kc, axis=1, mode=mode, output=out)
+        if delta:
+            y += delta
+    if border == "valid" and not keep_size:
         return y[hr : m - hr, hc : n - hc]
     return y
 
 
-def filter_zero_many(x: np.ndarray, kernels: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """``filter2(k ⊗ k, x, 'same')`` (zero padding) for several symmetric odd 1-D kernels of the
-    same length, padding ``x`` once."""
-    n = kernels[0].size
-    if not (_FAST and _cv2 is not None) or any(k.size != n for k in kernels):
-        return [sep_filter(x, k, k, "zero") for k in kernels]
-    h = n // 2
-    m, w = x.shape
-    p = _cv2.copyMakeBorder(
-        np.ascontiguousarray(x, dtype=np.float64), h, h, h, h, _cv2.BORDER_CONSTANT, value=0
-    )
-    out = []
-    for k in kernels:
-        k = np.ascontiguousarray(k, dtype=np.float64)
-        out.append(
-            _cv2.sepFilter2D(p, _cv2.CV_64F, k, k, borderType=_cv2.BORDER_CONSTANT)[h : h + m, h : h + w]
-        )
-    return out
+def valid(y: np.ndarray, size: int) -> np.ndarray:
+    """The 'valid' part of a ``keep_size`` result of a size x size window (a view)."""
+    h = size // 2
+    return y[h : y.shape[0] - h, h : y.shape[1] - h]
 
 
 def fspecial_gaussian_1d(size: int, sigma: float) -> np.ndarray:
@@ -260,14 +257,146 @@ def fspecial_gaussian_1d(size: int, sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
-def filter_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """``filter2(k ⊗ k, x, 'valid')`` for a symmetric 1-D kernel ``k``."""
-    return sep_filter(x, k, k, "valid")
+def filter_valid(
+    x: np.ndarray, k: np.ndarray, *, keep_size: bool = False, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``filter2(k ⊗ k, x, 'valid')`` for a symmetric 1-D kernel ``k`` (see :func:`sep_filter`
+    for ``keep_size`` and ``out``)."""
+    return sep_filter(x, k, k, "valid", keep_size=keep_size, out=out)
 
 
 def filter_same(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, mode: str = "zero") -> np.ndarray:
     """Same-size correlation with ``kr ⊗ kc``; ``mode`` as the ``border`` of :func:`sep_filter`."""
     return sep_filter(x, kr, kc, mode)
+
+
+_SMOOTH = np.array([1.0, 2.0, 1.0])
+_DIFF = np.array([-1.0, 0.0, 1.0])
+_CV_SOBEL_BORDER = {"zero": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
+
+
+def sobel(
+    x: np.ndarray, border: str, out: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, dy): correlation with ``[1 2 1]' * [-1 0 1]`` and ``[-1 0 1]' * [1 2 1]`` (OpenCV's
+    Sobel) with ``border`` ``'zero'`` or ``'replicate'``, into ``out`` when given.
+
+    For ``uint8`` input the responses are exact ``int16`` integers, otherwise float64
+    (:func:`sobel_dtype`).
+    """
+    ox, oy = out if out is not None else (None, None)
+    if _FAST:
+        depth = cv2.CV_16S if x.dtype == np.uint8 else cv2.CV_64F
+        if x.dtype not in _CV_DEPTHS:
+            x = x.astype(np.float64)
+        b = _CV_SOBEL_BORDER[border]
+        dx = cv2.Sobel(x, depth, 1, 0, dst=ox, ksize=3, borderType=b)
+        dy = cv2.Sobel(x, depth, 0, 1, dst=oy, ksize=3, borderType=b)
+        return dx, dy
+    dx = sep_filter(x, _SMOOTH, _DIFF, border)
+    dy = sep_filter(x, _DIFF, _SMOOTH, border)
+    if x.dtype == np.uint8:  # the same exact integers as OpenCV's 16-bit responses
+        return dx.astype(np.int16), dy.astype(np.int16)
+    return dx, dy
+
+
+def sobel_dtype(x: np.ndarray) -> Any:
+    """dtype of :func:`sobel`'s responses for input ``x``."""
+    return np.int16 if x.dtype == np.uint8 else np.float64
+
+
+def squared_magnitude(dx: np.ndarray, dy: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    """``dx^2 + dy^2`` in ``dtype`` (exact in float32 for 8-bit Sobel responses: < 2^24)."""
+    q = np.square(dx, dtype=dtype)
+    q += np.square(dy, dtype=dtype)
+    return q
+
+
+class ArrayPool:
+    """Image-sized arrays kept between metric calls for reuse.
+
+    Fresh memory from the allocator costs a page fault per 4 KiB page on first touch, and on
+    this kind of machine that is a large part of the time of a metric (an image-sized float64
+    array per filter); arrays kept here are reused instead. Planes take arrays for their cached
+    results (:meth:`Plane.alloc`) and give them back when released; kernels take and give back
+    temporaries. At most ``limit`` bytes are kept; :meth:`clear` frees them.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._free: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+        """An uninitialised C-contiguous array."""
+        key = (tuple(shape), np.dtype(dtype).str)
+        with self._lock:
+            stack = self._free.get(key)
+            if stack:
+                arr = stack.pop()
+                self._bytes -= arr.nbytes
+                return arr
+        return np.empty(shape, dtype)
+
+    def give(self, *arrays: np.ndarray | None) -> None:
+        """Return arrays obtained from :meth:`take` (nothing else may use them afterwards)."""
+        with self._lock:
+            for arr in arrays:
+                if arr is None or self._bytes + arr.nbytes > self.limit:
+                    continue
+                self._free.setdefault((arr.shape, arr.dtype.str), []).append(arr)
+                self._bytes += arr.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+            self._bytes = 0
+
+
+#: the pool of the metrics (128 MiB: the working set of the 13 VIFB metrics of a 0.3-megapixel
+#: RGB image is about half of it)
+POOL = ArrayPool(128 << 20)
+
+#: element-wise kernels run over blocks of rows of about this many pixels: their temporaries
+#: then stay in the L2 cache, which makes chains of numpy operations 2-3x faster than on whole
+#: images (and allocates no image-sized temporaries)
+BLOCK_PIXELS = 1 << 15
+
+
+def row_blocks(start: int, stop: int, width: int) -> list[slice]:
+    """Slices of rows ``start..stop`` in blocks of about :data:`BLOCK_PIXELS` pixels."""
+    step = max(4, BLOCK_PIXELS // max(width, 1))
+    return [slice(r, min(r + step, stop)) for r in range(start, stop, step)]
+
+
+def histogram(levels: Sequence[np.ndarray]) -> np.ndarray:
+    """Counts (int64) of the 256 levels of one uint8 image, or the 256 x 256 joint histogram of
+    two (rows: the first image). OpenCV's ``calcHist`` (float32 counts, exact below 2^24
+    pixels), else ``np.bincount`` (on ``256 a + b`` for two)."""
+    size = levels[0].size
+    if _FAST and size < 1 << 24:
+        dims = len(levels)
+        h = cv2.calcHist(list(levels), list(range(dims)), None, [256] * dims, [0, 256] * dims)
+        return h.astype(np.int64).reshape((256,) * dims)
+    if len(levels) == 1:
+        return np.bincount(levels[0].ravel(), minlength=256)
+    key = np.left_shift(levels[0], 8, dtype=np.uint16)
+    key |= levels[1]
+    return np.bincount(key.ravel(), minlength=65536).reshape(256, 256)
+
+
+def aligned_row_blocks(m: int, width: int, b: int) -> list[slice]:
+    """Like :func:`row_blocks`, with blocks starting at multiples of ``b`` rows."""
+    step = max(b, BLOCK_PIXELS // max(width, 1) // b * b)
+    return [slice(r, min(r + step, m)) for r in range(0, m, step)]
+
+
+def lut_u8(u8: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[u8]`` for a 256-entry ``uint8`` table."""
+    if _FAST:
+        return cv2.LUT(u8, table)
+    return np.take(table, u8)
 
 
 def box_downsample(x: np.ndarray, f: int) -> np.ndarray:
@@ -289,91 +418,215 @@ def box_downsample(x: np.ndarray, f: int) -> np.ndarray:
     return p.reshape(om, f, on, f).mean(axis=(1, 3))
 
 
+def block_sums(x: np.ndarray, b: int) -> np.ndarray:
+    """Sums over non-overlapping b x b blocks from the top left; partial blocks at the right and
+    bottom are kept (as MATLAB ``blkproc``'s zero padding does)."""
+    m, n = x.shape
+    rows = np.add.reduceat(x, np.arange(0, m, b), axis=0)
+    return np.add.reduceat(rows, np.arange(0, n, b), axis=1)
+
+
 # --------------------------------------------------------------------------------------------
 # cached planes
 
+_LOCKS_GUARD = threading.Lock()
 
-class Plane:
-    """One 2-D channel (float64, 0..255 scale) with a memo of derived quantities."""
 
-    __slots__ = ("x", "_memo", "_u8")
-
-    def __init__(self, x: np.ndarray, u8: np.ndarray | None = None):
-        self.x = np.ascontiguousarray(x, dtype=np.float64)
-        self._memo: dict[Hashable, Any] = {}
-        self._u8 = u8  # the original uint8 values when the input was uint8 (fast histograms)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.x.shape  # type: ignore[return-value]
-
-    def cached(self, key: Hashable, fn: Callable[[], T]) -> T:
-        """Return ``fn()`` computed once per plane and key."""
+def memo_get(
+    memo: dict[Hashable, Any], locks: dict[Hashable, threading.Lock], key: Hashable, fn: Callable[[], T]
+) -> T:
+    """``memo[key]``, computing it with ``fn()`` once even when several threads ask at the same
+    time (one lock per key; values depend on other keys without cycles, so this cannot
+    deadlock)."""
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    with _LOCKS_GUARD:
+        lock = locks.get(key)
+        if lock is None:
+            lock = locks[key] = threading.Lock()
+    with lock:
         try:
-            return self._memo[key]
+            return memo[key]
         except KeyError:
             val = fn()
-            self._memo[key] = val
+            memo[key] = val
             return val
+
+
+def _minmax_formula(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """round(255 (v - lo) / (hi - lo)) as in Z. Liu's ``normalize1`` (round half away)."""
+    return np.floor((v - lo) / (hi - lo) * 255.0 + 0.5)
+
+
+def _is_8bit(x: np.ndarray) -> bool:
+    """Whether a float image holds only the integers 0..255."""
+    if x.size == 0 or not (0.0 <= float(x.min()) and float(x.max()) <= 255.0):
+        return False
+    return bool(np.array_equal(x, np.floor(x)))
+
+
+class Plane:
+    """One 2-D channel on the 0..255 scale with a memo of derived quantities.
+
+    ``u8`` holds the values when they are the integers 0..255 (uint8 input, or another dtype
+    holding only such values), else None; ``x`` is the float64 image, built on first use for
+    uint8 input.
+    """
+
+    __slots__ = ("u8", "_x", "_memo", "_locks", "_owned", "shape", "size")
+
+    def __init__(self, data: np.ndarray):
+        self.u8: np.ndarray | None = None
+        self._x: np.ndarray | None = None
+        if data.dtype == np.uint8:
+            self.u8 = np.ascontiguousarray(data)
+        else:
+            x = np.ascontiguousarray(to_scale255(data))
+            if _is_8bit(x):  # e.g. uint16 = 257 k, or floats holding integers: the exact paths
+                self.u8 = x.astype(np.uint8)
+            self._x = x
+        self._memo: dict[Hashable, Any] = {}
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._owned: list[np.ndarray] = []
+        self.shape: tuple[int, int] = (int(data.shape[0]), int(data.shape[1]))
+        self.size = self.shape[0] * self.shape[1]
+
+    @property
+    def x(self) -> np.ndarray:
+        """The image as float64 (0..255 scale)."""
+        if self._x is None:
+            assert self.u8 is not None
+            self._x = self.u8.astype(np.float64)
+        return self._x
+
+    @property
+    def data(self) -> np.ndarray:
+        """The cheapest exact representation: the uint8 values, else the float64 image."""
+        return self.u8 if self.u8 is not None else self.x
+
+    def square(self, out: np.ndarray | None = None) -> np.ndarray:
+        """x^2 (exact ``uint16`` for 8-bit planes, else float64)."""
+        if self.u8 is not None:
+            return np.multiply(self.u8, self.u8, out=out, dtype=np.uint16)
+        return np.multiply(self.x, self.x, out=out)
+
+    def product(self, other: Plane, out: np.ndarray | None = None) -> np.ndarray:
+        """x * y with another plane (exact ``uint16`` when both are 8-bit, else float64)."""
+        if self.u8 is not None and other.u8 is not None:
+            return np.multiply(self.u8, other.u8, out=out, dtype=np.uint16)
+        return np.multiply(self.x, other.x, out=out)
+
+    def cached(self, key: Hashable, fn: Callable[[], T]) -> T:
+        """Return ``fn()`` computed once per plane and key (thread-safe)."""
+        return memo_get(self._memo, self._locks, key, fn)
+
+    def alloc(self, dtype: Any = np.float64) -> np.ndarray:
+        """An image-sized array from :data:`POOL` for a cached result of this plane; it goes
+        back to the pool when the plane is released."""
+        arr = POOL.take(self.shape, dtype)
+        self._owned.append(arr)
+        return arr
+
+    def release(self) -> None:
+        """Forget the memo (and the float64 copy of an 8-bit plane); give the arrays of the
+        cached results back to :data:`POOL`. Nothing computed from this plane before may be
+        used afterwards."""
+        self._memo.clear()
+        self._locks.clear()
+        owned, self._owned = self._owned, []
+        POOL.give(*owned)
+        if self.u8 is not None:
+            self._x = None
 
     # ---- quantities shared by several metrics
 
     def levels(self) -> np.ndarray:
-        """Integer grey levels 0..255 (the uint8 values themselves for uint8 input)."""
-        if self._u8 is not None:
-            return self._u8
+        """Integer grey levels 0..255 as uint8 (the values themselves for 8-bit planes)."""
+        if self.u8 is not None:
+            return self.u8
         return self.cached("levels", lambda: levels(self.x))
 
-    def _lut_or(self, key: str, fn: Callable[[np.ndarray], np.ndarray], dtype: Any) -> np.ndarray:
-        """Apply an element-wise map through a 256-entry lookup table for uint8 input."""
-
-        def compute() -> np.ndarray:
-            if self._u8 is None:
-                return fn(self.x).astype(dtype)
-            lv = np.arange(256, dtype=np.float64)
-            lo, hi = float(self._u8.min()), float(self._u8.max())
-            lut = fn(np.clip(lv, lo, hi)).astype(dtype)  # same formula, evaluated per level
-            if hi == lo:
-                lut = np.zeros(256, dtype=dtype)
-            return lut[self._u8]
-
-        return self.cached(key, compute)
+    def hist_counts(self) -> np.ndarray:
+        """256-bin histogram (counts) of the integer levels."""
+        return self.cached("hist_counts", lambda: histogram([self.levels()]).ravel())
 
     def hist(self) -> np.ndarray:
         """256-bin probability histogram of the integer levels."""
-        return self.cached(
-            "hist", lambda: np.bincount(self.levels().ravel(), minlength=256)[:256] / self.x.size
-        )
+        return self.cached("hist", lambda: self.hist_counts() / self.size)
 
-    def _minmax(self, v: np.ndarray) -> np.ndarray:
-        lo, hi = float(self.x.min()), float(self.x.max())
-        if hi == lo:
-            return np.zeros_like(v)
-        return np.floor((v - lo) / (hi - lo) * 255.0 + 0.5)
+    def minmax(self) -> tuple[float, float]:
+        def compute() -> tuple[float, float]:
+            d = self.data
+            return float(d.min()), float(d.max())
 
-    def stretched_levels(self) -> np.ndarray:
-        """VIFB Mutinf quantisation: own min-max stretch, round(255 *) (int16 cast)."""
-        return self._lut_or("stretched", self._minmax, np.uint8)
+        return self.cached("minmax", compute)
 
-    def norm255(self) -> np.ndarray:
-        """Z. Liu's ``normalize1``: min-max to 0..255, rounded; an all-zero image unchanged."""
-        return self._lut_or("norm255", self._minmax, np.float64)
+    def mi_levels(self) -> np.ndarray:
+        """VIFB Mutinf quantisation: own min-max stretch, round(255 *) (int16 cast), as uint8.
+
+        For 8-bit planes the stretch maps distinct levels to distinct levels (its slope is at
+        least 1), so it only relabels the histogram bins and the raw levels give the same MI;
+        they are returned as they are.
+        """
+        if self.u8 is not None:
+            return self.u8
+
+        def compute() -> np.ndarray:
+            lo, hi = self.minmax()
+            if hi == lo:
+                return np.zeros(self.shape, np.uint8)
+            return _minmax_formula(self.x, lo, hi).astype(np.uint8)
+
+        return self.cached("mi_levels", compute)
+
+    def norm_plane(self) -> Plane:
+        """Z. Liu's ``normalize1`` (min-max to 0..255, rounded; a constant image gives zeros) as
+        an 8-bit plane; the plane itself when that is the identity (8-bit, min 0, max 255), so
+        the normalised and the original image share their cached gradients and FFTs."""
+
+        def compute() -> Plane:
+            lo, hi = self.minmax()
+            if hi == lo:
+                return Plane(np.zeros(self.shape, np.uint8))
+            if self.u8 is not None:
+                if lo == 0 and hi == 255:
+                    return self
+                table = _minmax_formula(np.arange(256, dtype=np.float64).clip(lo, hi), lo, hi)
+                return Plane(lut_u8(self.u8, table.astype(np.uint8)))
+            return Plane(_minmax_formula(self.x, lo, hi).astype(np.uint8))
+
+        return self.cached("norm_plane", compute)
 
     def gauss_moments(self, size: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        """'valid' Gaussian-window mean and mean of squares."""
+        """'valid' Gaussian-window mean and mean of squares, as full-size arrays (``keep_size``
+        of :func:`sep_filter`: crop with :func:`valid`)."""
 
         def compute() -> tuple[np.ndarray, np.ndarray]:
             k = fspecial_gaussian_1d(size, sigma)
-            return filter_valid(self.x, k), filter_valid(self.x * self.x, k)
+            return (
+                filter_valid(self.data, k, keep_size=True),
+                filter_valid(self.square(), k, keep_size=True),
+            )
 
         return self.cached(("gauss", size, sigma), compute)
+
+    def sobel(self, border: str) -> tuple[np.ndarray, np.ndarray]:
+        """(dx, dy) of :func:`sobel` (exact int16 for 8-bit planes)."""
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            dt = sobel_dtype(self.data)
+            return sobel(self.data, border, out=(self.alloc(dt), self.alloc(dt)))
+
+        return self.cached(("sobel", border), compute)
 
 
 @dataclass
 class Triple:
     """Fused channel with the two source channels it is compared with (A = visible, B = IR).
 
-    ``pair`` memoises quantities of (source, fused) pairs, keyed by the source plane identity,
+    ``memo`` holds quantities of (source, fused) pairs, keyed by the source plane identity,
     so that pair statistics shared by several metrics are computed once.
     """
 
@@ -381,6 +634,8 @@ class Triple:
     vi: Plane | None
     ir: Plane | None
     memo: dict[Hashable, Any] = field(default_factory=dict)
+    locks: dict[Hashable, threading.Lock] = field(default_factory=dict, repr=False)
+    owned: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def sources(self, metric: str) -> tuple[Plane, Plane]:
         """(A, B) = (visible, infrared); raise if a source is missing."""
@@ -390,12 +645,35 @@ class Triple:
         return self.vi, self.ir
 
     def cached(self, key: Hashable, fn: Callable[[], T]) -> T:
-        try:
-            return self.memo[key]
-        except KeyError:
-            val = fn()
-            self.memo[key] = val
-            return val
+        """Return ``fn()`` computed once per triple and key (thread-safe)."""
+        return memo_get(self.memo, self.locks, key, fn)
+
+    def alloc(self, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+        """An array from :data:`POOL` for a cached pair result (see :meth:`Plane.alloc`)."""
+        arr = POOL.take(shape, dtype)
+        self.owned.append(arr)
+        return arr
+
+    def release(self) -> None:
+        """Forget the pair quantities and give their arrays back to :data:`POOL`."""
+        self.memo.clear()
+        self.locks.clear()
+        owned, self.owned = self.owned, []
+        POOL.give(*owned)
+
+    def joint_counts(self, src: Plane, stretch: bool = False) -> np.ndarray:
+        """256 x 256 joint histogram (counts, ``np.bincount`` on ``256 a + b``) of the levels of
+        ``src`` (rows) and of the fused plane (columns); ``stretch`` uses VIFB's min-max stretched
+        levels (:meth:`Plane.mi_levels`), which for 8-bit planes are the levels themselves."""
+        f = self.fused
+        stretch = stretch and (src.u8 is None or f.u8 is None)
+
+        def compute() -> np.ndarray:
+            a = src.mi_levels() if stretch else src.levels()
+            b = f.mi_levels() if stretch else f.levels()
+            return histogram([a, b])
+
+        return self.cached(("joint", id(src), stretch), compute)
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,19 +690,19 @@ class Prepared:
 
 
 def make_plane(arr2d: np.ndarray) -> Plane:
-    """Plane of a 2-D array (keeps uint8 values for the histogram fast path)."""
-    u8 = np.ascontiguousarray(arr2d) if arr2d.dtype == np.uint8 else None
-    return Plane(to_scale255(arr2d), u8)
+    """Plane of a 2-D array (8-bit values kept as they are)."""
+    return Plane(arr2d)
 
 
 def _plane_list(arr: np.ndarray, collapse: bool = False) -> list[Plane]:
     """One plane per channel; with ``collapse`` a colour image whose channels are all equal
     (VIFB's 3-channel infrared JPEGs) gives a single plane, which is exactly equivalent."""
     if arr.ndim == 2:
-        return [make_plane(arr)]
-    if collapse and np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 0], arr[:, :, 2]):
-        return [make_plane(arr[:, :, 0])]
-    return [make_plane(arr[:, :, k]) for k in range(arr.shape[2])]
+        return [Plane(arr)]
+    chans = np.ascontiguousarray(np.moveaxis(arr, 2, 0))  # one pass: three contiguous planes
+    if collapse and np.array_equal(chans[0], chans[1]) and np.array_equal(chans[0], chans[2]):
+        return [Plane(chans[0])]
+    return [Plane(c) for c in chans]
 
 
 def prepare(

@@ -1,7 +1,8 @@
 """Information-theoretic metrics: EN, CE, MI, NMI.
 
 All histograms have 256 bins, one per integer grey level 0..255 (see :mod:`._core` for how
-non-8-bit inputs are quantised), and are built with ``np.bincount``.
+non-8-bit inputs are quantised), and are built with ``np.bincount`` on the 8-bit levels (joint
+histograms on ``256 a + b`` as uint16, shared with VIFB's PSNR / RMSE).
 
 Sources: ``A`` is the visible image and ``B`` the infrared image (VIFB's img1/img2 order).
 """
@@ -55,17 +56,9 @@ def _ce_pair(s: Plane, f: Plane, base: float) -> float:
     return float((ps[m] * _log(ps[m] / pf[m], base)).sum())
 
 
-def _joint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """256 x 256 joint probability of two level images (``np.bincount`` on a*256+b)."""
-    h = np.bincount((a.astype(np.intp) * 256 + b).ravel(), minlength=65536)
-    return h.reshape(256, 256) / a.size
-
-
-def _mi_pair(s: Plane, f: Plane, base: float, stretch: bool) -> tuple[float, float, float]:
+def _mi_pair(t: Triple, s: Plane, base: float, stretch: bool) -> tuple[float, float, float]:
     """(MI(S;F), H(S), H(F)) in the given base, from one joint histogram."""
-    a = s.stretched_levels() if stretch else s.levels()
-    b = f.stretched_levels() if stretch else f.levels()
-    pj = _joint(a, b)
+    pj = t.joint_counts(s, stretch) / t.fused.size
     hs = _entropy_of(pj.sum(axis=1), base)
     hf = _entropy_of(pj.sum(axis=0), base)
     hj = _entropy_of(pj.ravel(), base)
@@ -75,7 +68,7 @@ def _mi_pair(s: Plane, f: Plane, base: float, stretch: bool) -> tuple[float, flo
 def _mi_cached(t: Triple, src: Plane, base: float, stretch: bool) -> tuple[float, float, float]:
     # the joint entropy does not depend on the base except by a factor: cache in nats
     key = ("mi", id(src), stretch)
-    mi, hs, hf = t.cached(key, lambda: _mi_pair(src, t.fused, math.e, stretch))
+    mi, hs, hf = t.cached(key, lambda: _mi_pair(t, src, math.e, stretch))
     c = 1.0 / math.log(base)
     return mi * c, hs * c, hf * c
 

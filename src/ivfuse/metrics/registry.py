@@ -47,6 +47,7 @@ class MetricInfo:
     compute: Compute = field(repr=False, compare=False)
     aliases: tuple[str, ...] = ()
     color: str | None = None  # overrides the profile's colour rule ("gray" for MEF-SSIM)
+    cost: float = field(default=1.0, compare=False, repr=False)  # relative time, for scheduling
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -73,12 +74,36 @@ class Profile:
 # ---------------------------------------------------------------------------- compute builders
 
 
+class PerChannel:
+    """A metric computed channel by channel and averaged (``channel_mean``).
+
+    ``one(prep, k)`` is the value of channel ``k``; :func:`ivfuse.metrics.evaluate` schedules
+    these per-channel parts itself (so that a channel's cached planes can be freed once all its
+    metrics are done, and so that parts can run in parallel). Calling the object on a
+    :class:`Prepared` gives the channel mean directly.
+    """
+
+    __slots__ = ("fn", "kw", "on_fused")
+
+    def __init__(self, fn: Callable[..., float], kw: dict[str, object], on_fused: bool):
+        self.fn = fn
+        self.kw = kw
+        self.on_fused = on_fused  # True: fn(Plane) of the fused channel; False: fn(Triple)
+
+    def one(self, prep: Prepared, k: int) -> float:
+        arg = prep.fused_channels[k] if self.on_fused else prep.triples[k]
+        return self.fn(arg, **self.kw)
+
+    def __call__(self, prep: Prepared) -> float:
+        return channel_mean([self.one(prep, k) for k in range(len(prep.triples))])
+
+
 def _per_triple(fn: Callable[..., float], **kw: object) -> Compute:
-    return lambda prep: channel_mean([fn(t, **kw) for t in prep.triples])
+    return PerChannel(fn, kw, on_fused=False)
 
 
 def _per_fused(fn: Callable[..., float], **kw: object) -> Compute:
-    return lambda prep: channel_mean([fn(p, **kw) for p in prep.fused_channels])
+    return PerChannel(fn, kw, on_fused=True)
 
 
 def _sf(prep: Prepared) -> float:
@@ -415,10 +440,29 @@ def _ma2019_overrides() -> dict[str, _Def]:
     }
 
 
+#: rough relative run time per channel (the rest: 1), so that long parts start first when
+#: :func:`ivfuse.metrics.evaluate` runs them on several threads
+_COST = {
+    "QCB": 12.0,
+    "QCV": 6.0,
+    "SSIM": 6.0,
+    "QABF": 4.0,
+    "QY": 6.0,
+    "VIFF": 10.0,
+    "VIFP": 10.0,
+    "VIF": 10.0,
+    "IFC": 30.0,
+    "MEF-SSIM": 12.0,
+    "SSIM_REF": 3.0,
+}
+
+
 def _build(name: str, color: str, description: str, defs: dict[str, _Def], default: tuple[str, ...]):
     metrics = {}
     for key, (fam, direction, needs, meaning, source, fn, aliases, col) in defs.items():
-        metrics[key] = MetricInfo(key, name, fam, direction, needs, meaning, source, fn, aliases, col)
+        metrics[key] = MetricInfo(
+            key, name, fam, direction, needs, meaning, source, fn, aliases, col, _COST.get(key, 1.0)
+        )
     return Profile(name, color, description, default, metrics)
 
 

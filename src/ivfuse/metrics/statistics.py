@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Plane, Triple, channel_mean, filter_same, prepare
+from ._core import POOL, Plane, Triple, channel_mean, prepare, row_blocks, sobel, sobel_dtype
 
 __all__ = [
     "average_gradient",
@@ -25,14 +25,21 @@ __all__ = [
     "standard_deviation",
 ]
 
-_SOBEL_SMOOTH = np.array([1.0, 2.0, 1.0])
-_SOBEL_DIFF = np.array([1.0, 0.0, -1.0])
+_LEVELS = np.arange(256, dtype=np.float64)
+#: (a - b)^2 for every cell of a 256 x 256 joint histogram of levels (a, b)
+_SQDIFF = np.subtract.outer(_LEVELS, _LEVELS) ** 2
 
 
 # ---------------------------------------------------------------------------- plane-level
 
 
 def _sd(p: Plane, mean: str = "global") -> float:
+    if mean == "global" and p.u8 is not None:
+        # exact from the histogram: sum over the 256 levels instead of the pixels
+        c = p.hist_counts().astype(np.float64)
+        mu = float(c @ _LEVELS) / p.size
+        d = _LEVELS - mu
+        return math.sqrt(float(c @ (d * d)) / p.size)
     x = p.x
     if mean == "global":
         d = x - x.mean()
@@ -43,27 +50,75 @@ def _sd(p: Plane, mean: str = "global") -> float:
     return float(math.sqrt(np.einsum("ij,ij->", d, d) / x.size))
 
 
+def _sumsq(a: np.ndarray, b: np.ndarray) -> float:
+    """sum((a - b)^2) in float64 (exact for 8-bit inputs), over blocks of rows."""
+    m, n = a.shape
+    blocks = row_blocks(0, m, n)
+    buf = np.empty((blocks[0].stop, n))
+    total = 0.0
+    for sl in blocks:
+        d = np.subtract(a[sl], b[sl], out=buf[: sl.stop - sl.start], dtype=np.float64)
+        total += float(np.einsum("ij,ij->", d, d))
+    return total
+
+
 def _sf_concat(planes: list[Plane]) -> float:
     """VIFB SF of the channels laid side by side (M x CN array), normaliser M * CN."""
     m, n = planes[0].shape
     rf = 0.0
     cf = 0.0
     for i, p in enumerate(planes):
-        x = p.x
-        dr = np.diff(x, axis=1)
-        dc = np.diff(x, axis=0)
-        rf += float(np.einsum("ij,ij->", dr, dr))
-        cf += float(np.einsum("ij,ij->", dc, dc))
+        x = p.data
+        rf += _sumsq(x[:, 1:], x[:, :-1])
+        cf += _sumsq(x[1:], x[:-1])
         if i > 0:  # seam between the last column of the previous channel and this one
-            s = x[:, 0] - planes[i - 1].x[:, -1]
-            rf += float(s @ s)
+            rf += _sumsq(x[:, :1], planes[i - 1].data[:, -1:])
     total = m * n * len(planes)
     return math.sqrt(rf / total + cf / total)
 
 
+def _ag_central_u8(u: np.ndarray) -> float:
+    """sum of sqrt(4 (gx^2 + gy^2)) of MATLAB ``gradient`` for 8-bit data: the differences and
+    their squares are exact in float32 (< 2^24); the square roots are summed in float64."""
+    f32 = np.float32
+    m, n = u.shape
+    blocks = row_blocks(0, m, n)
+    rows = blocks[0].stop
+    gx = np.empty((rows, n), f32)  # 2 gx: full differences, doubled one-sided ones at the borders
+    gy = np.empty((rows, n), f32)
+    root = np.empty((rows, n))
+    total = 0.0
+    for sl in blocks:
+        r0, r1 = sl.start, sl.stop
+        r = r1 - r0
+        bx, by = gx[:r], gy[:r]
+        np.subtract(u[sl, 2:], u[sl, :-2], out=bx[:, 1:-1], dtype=f32)
+        np.subtract(u[sl, 1:2], u[sl, :1], out=bx[:, :1], dtype=f32)
+        np.subtract(u[sl, -1:], u[sl, -2:-1], out=bx[:, -1:], dtype=f32)
+        bx[:, :1] *= 2
+        bx[:, -1:] *= 2
+        lo, hi = max(r0, 1), min(r1, m - 1)  # rows with a neighbour on both sides
+        if hi > lo:
+            np.subtract(u[lo + 1 : hi + 1], u[lo - 1 : hi - 1], out=by[lo - r0 : hi - r0], dtype=f32)
+        if r0 == 0:
+            np.subtract(u[1], u[0], out=by[0], dtype=f32)
+            by[0] *= 2
+        if r1 == m:
+            np.subtract(u[m - 1], u[m - 2], out=by[r - 1], dtype=f32)
+            by[r - 1] *= 2
+        bx *= bx
+        by *= by
+        bx += by
+        total += float(np.sqrt(bx, out=root[:r], dtype=np.float64).sum())
+    return total
+
+
 def _ag(p: Plane, scheme: str = "central") -> float:
+    m, n = p.shape
+    if scheme == "central" and p.u8 is not None:
+        # sqrt((gx^2 + gy^2) / 2) = sqrt(4 (gx^2 + gy^2)) / sqrt(8)
+        return _ag_central_u8(p.u8) / math.sqrt(8.0) / ((m - 1) * (n - 1))
     x = p.x
-    m, n = x.shape
     if scheme == "central":
         gy, gx = np.gradient(x)
     elif scheme == "forward":
@@ -78,11 +133,24 @@ def _ag(p: Plane, scheme: str = "central") -> float:
 
 
 def _ei(p: Plane) -> float:
-    gx = filter_same(p.x, _SOBEL_DIFF, _SOBEL_SMOOTH, mode="replicate")
-    gy = filter_same(p.x, _SOBEL_SMOOTH, _SOBEL_DIFF, mode="replicate")
-    gx *= gx
-    gx += gy * gy
-    return float(np.sqrt(gx, out=gx).mean())
+    x = p.data
+    dt = sobel_dtype(x)
+    dx, dy = sobel(x, "replicate", out=(POOL.take(p.shape, dt), POOL.take(p.shape, dt)))
+    # exact in float32 for 8-bit data (|d| <= 1020, so d^2 + d^2 < 2^24)
+    qt = np.float32 if p.u8 is not None else np.float64
+    m, n = p.shape
+    blocks = row_blocks(0, m, n)
+    q = np.empty((blocks[0].stop, n), qt)
+    q2 = np.empty_like(q)
+    root = np.empty((blocks[0].stop, n))
+    total = 0.0
+    for sl in blocks:
+        r = sl.stop - sl.start
+        a = np.square(dx[sl], out=q[:r], dtype=qt)
+        a += np.square(dy[sl], out=q2[:r], dtype=qt)
+        total += float(np.sqrt(a, out=root[:r], dtype=np.float64).sum())
+    POOL.give(dx, dy)
+    return total / p.size
 
 
 def _gld(p: Plane) -> float:
@@ -129,8 +197,12 @@ def _err(t: Triple, s: Plane) -> float:
     """VIFB's e(S, F) = sqrt(sum (S - F)^2) / (M N) (root of the SSE over the pixel count)."""
 
     def compute() -> float:
-        d = s.x - t.fused.x
-        return math.sqrt(float(np.einsum("ij,ij->", d, d))) / d.size
+        if s.u8 is not None and t.fused.u8 is not None:
+            # exact from the joint histogram that MI shares: sum_ab count(a, b) (a - b)^2
+            sse = float(np.einsum("ij,ij->", t.joint_counts(s).astype(np.float64), _SQDIFF))
+        else:
+            sse = _sumsq(s.x, t.fused.x)
+        return math.sqrt(sse) / t.fused.size
 
     return t.cached(("err", id(s)), compute)
 

@@ -1,8 +1,9 @@
 """Structural and gradient-preservation metrics: SSIM, QABF, QCB, QCV, QY, MEF-SSIM.
 
 Sources: A = visible, B = infrared (VIFB's img1/img2). Local statistics use separable Gaussian
-windows ('valid' part, MATLAB ``filter2``); frequency-domain filters use real FFTs, and the
-FFT of a normalised image is shared by QCB and QCV (and across channels for a gray IR image).
+windows ('valid' part, MATLAB ``filter2``) in float64, read from the 8-bit values directly;
+Sobel gradients of 8-bit images are exact integers; frequency-domain filters use real FFTs, and
+the FFT of a normalised image is shared by QCB and QCV (and across channels for a gray IR image).
 """
 
 from __future__ import annotations
@@ -14,25 +15,119 @@ from typing import Any
 import numpy as np
 from scipy import fft as sfft
 
+from ..errors import InputError
 from ._core import (
+    POOL,
     Plane,
     Triple,
+    aligned_row_blocks,
+    block_sums,
     box_downsample,
     channel_mean,
-    ev,
-    filter_same,
+    fft_workers,
     filter_valid,
-    filter_zero_many,
     fspecial_gaussian_1d,
     prepare,
+    row_blocks,
+    sep_filter,
+    valid,
 )
 
 __all__ = ["mef_ssim", "qabf", "qcb", "qcv", "qy", "ssim", "ssim_fusion"]
 
 _EPS = float(np.finfo(np.float64).eps)
+_F32 = np.float32
 
 
 # ---------------------------------------------------------------------------- SSIM
+
+
+def _local_stats(
+    p: Plane, size: int, sigma: float, from_float: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, var) of the 'valid' Gaussian window, var = E[x^2] - mu^2 (float64), as full-size
+    arrays (crop with :func:`valid`).
+
+    ``from_float`` filters the float64 image instead of the 8-bit values: the same sums to
+    ~1e-16, but with the round-off pattern of float input (see :func:`ssim_map`).
+    """
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        k = fspecial_gaussian_1d(size, sigma)
+        mu = filter_valid(p.x if from_float else p.data, k, keep_size=True, out=p.alloc())
+        if from_float:
+            sq = p.x * p.x
+        else:
+            sq = POOL.take(p.shape, np.uint16 if p.u8 is not None else np.float64)
+            p.square(out=sq)
+        var = filter_valid(sq, k, keep_size=True, out=p.alloc())
+        if not from_float:
+            POOL.give(sq)
+        m, n = mu.shape
+        buf = np.empty((row_blocks(0, m, n)[0].stop, n))
+        for sl in row_blocks(0, m, n):
+            var[sl] -= np.multiply(mu[sl], mu[sl], out=buf[: sl.stop - sl.start])  # E[x^2] - mu^2
+        return mu, var
+
+    return p.cached(("local_stats", size, sigma, from_float), compute)
+
+
+def _ssim_blocks(
+    x: Plane,
+    y: Plane,
+    size: int,
+    sigma: float,
+    c1: float,
+    c2: float,
+    from_float: bool,
+    out: np.ndarray | None,
+) -> float:
+    """Row-blocked SSIM map of the 'valid' window: written into ``out`` (valid-sized) if given;
+    returns the sum of the map."""
+    mx, vx = _local_stats(x, size, sigma, from_float)
+    my, vy = _local_stats(y, size, sigma, from_float)
+    k = fspecial_gaussian_1d(size, sigma)
+    if from_float:
+        xy = x.x * y.x
+    else:
+        xy = POOL.take(x.shape, np.uint16 if x.u8 is not None and y.u8 is not None else np.float64)
+        x.product(y, out=xy)
+    num2 = POOL.take(x.shape)
+    sep_filter(xy, 2.0 * k, k, "valid", keep_size=True, out=num2)  # 2 E[xy]: kernel doubled, exact
+    if not from_float:
+        POOL.give(xy)
+    h = size // 2
+    m, n = num2.shape
+    blocks = row_blocks(h, m - h, n)
+    b1 = np.empty((blocks[0].stop - blocks[0].start, n))
+    b2 = np.empty_like(b1)
+    b3 = np.empty_like(b1)
+    total = 0.0
+    # the operations are those of (2 (mx my) + C1) (2 (E[xy] - mx my) + C2) / ((mx mx + my my
+    # + C1) (vx + vy + C2)) to the last bit (tiny constants, as QY's, need that order)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for sl in blocks:
+            r = sl.stop - sl.start
+            e = num2[sl]
+            num1 = np.multiply(mx[sl], my[sl], out=b1[:r])
+            num1 += num1  # 2 mx my
+            e -= num1
+            e += c2  # 2 (E[xy] - mx my) + C2
+            num1 += c1
+            num1 *= e
+            den = np.multiply(mx[sl], mx[sl], out=e)
+            den += np.multiply(my[sl], my[sl], out=b3[:r])
+            den += c1
+            den2 = np.add(vx[sl], vy[sl], out=b2[:r])
+            den2 += c2
+            den *= den2
+            num1 /= den
+            v = num1[:, h : n - h]
+            if out is not None:
+                out[sl.start - h : sl.stop - h] = v
+            total += float(v.sum())
+    POOL.give(num2)
+    return total
 
 
 def ssim_map(
@@ -44,26 +139,41 @@ def ssim_map(
     c1: float = (0.01 * 255) ** 2,
     c2: float = (0.03 * 255) ** 2,
     variances: bool = False,
+    from_float: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """SSIM map of Wang et al. 2004 ('valid' Gaussian window), optionally with the local variances.
 
-    Returns (map, var_x, var_y); the variances are None unless ``variances`` is true.
+    ``(2 mx my + C1)(2 sxy + C2) / ((mx^2 + my^2 + C1)(sx^2 + sy^2 + C2))``. Returns (map, var_x,
+    var_y); the variances are None unless ``variances`` is true. ``from_float`` takes the local
+    statistics of the float64 images rather than of the 8-bit values: with constants as tiny as
+    QY's (2e-16), windows of constant value are decided by round-off, and this keeps QY's values
+    those of the float64 computation.
     """
-    mx, ex2 = x.gauss_moments(size, sigma)
-    my, ey2 = y.gauss_moments(size, sigma)
-    exy = filter_valid(x.x * y.x, fspecial_gaussian_1d(size, sigma))
-    smap = ev(
-        "((2 * (mx * my) + c1) * (2 * (exy - mx * my) + c2))"
-        " / ((mx * mx + my * my + c1) * ((ex2 - mx * mx) + (ey2 - my * my) + c2))",
-        mx=mx, my=my, ex2=ex2, ey2=ey2, exy=exy, c1=c1, c2=c2,
-    )  # fmt: skip
+    m, n = x.shape
+    h = size // 2
+    if m < size or n < size:
+        raise InputError(f"image of {n}x{m} pixels is smaller than the {size}x{size} metric window")
+    smap = np.empty((m - 2 * h, n - 2 * h))
+    _ssim_blocks(x, y, size, sigma, c1, c2, from_float, smap)
     if not variances:
         return smap, None, None
-    return smap, ev("ex2 - mx * mx", ex2=ex2, mx=mx), ev("ey2 - my * my", ey2=ey2, my=my)
+    _, vx = _local_stats(x, size, sigma, from_float)
+    _, vy = _local_stats(y, size, sigma, from_float)
+    return smap, valid(vx, size), valid(vy, size)
+
+
+def ssim_mean(x: Plane, y: Plane, *, size: int = 11, sigma: float = 1.5) -> float:
+    """Mean of the (VIFB) SSIM map of x and y, without building the map."""
+    m, n = x.shape
+    h = size // 2
+    if m < size or n < size:
+        raise InputError(f"image of {n}x{m} pixels is smaller than the {size}x{size} metric window")
+    total = _ssim_blocks(x, y, size, sigma, (0.01 * 255) ** 2, (0.03 * 255) ** 2, False, None)
+    return total / ((m - 2 * h) * (n - 2 * h))
 
 
 def _ssim_pair(t: Triple, s: Plane) -> float:
-    return t.cached(("ssim", id(s)), lambda: float(ssim_map(s, t.fused)[0].mean()))
+    return t.cached(("ssim", id(s)), lambda: ssim_mean(s, t.fused))
 
 
 def _ssim(t: Triple, combine: str = "sum") -> float:
@@ -82,69 +192,132 @@ def _ssim(t: Triple, combine: str = "sum") -> float:
 _QABF = {"Tg": 0.9994, "kg": -15.0, "Dg": 0.5, "Ta": 0.9879, "ka": -22.0, "Da": 0.8}
 
 
-def _qabf_grad(p: Plane) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sobel magnitude (float64 and float32) and atan angle (float32) of 255 * p, as VIFB's
-    ``metricsQabf`` (conv2 'same').
+def _qabf_grad(p: Plane) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Sobel data of one image as VIFB's ``metricsQabf`` uses it: conv2 'same' (zero padding)
+    of the image x 255.
 
-    The magnitudes are exact enough in float64 to detect VIFB's ties (g_X == g_F); the smooth
-    per-pixel sigmoids then run in float32 (relative effect on Q^AB/F ~1e-8).
+    Returns (tie key, g, alpha, sum g): g = sqrt(sx^2 + sy^2) and alpha = atan(sy / sx) (pi / 2
+    where sx == 0) in float32, and the key that decides VIFB's ties g_X == g_F exactly: g itself
+    for 8-bit images (from exact integer responses; distinct squared magnitudes below 2^24 stay
+    distinct in float32, also x 255), else the float64 magnitude (:func:`_qabf_key64`).
     """
 
-    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        x = p.x * 255.0
-        # conv2(x, [-1 0 1; -2 0 2; -1 0 1]) == correlation with the flipped kernel
-        sx = filter_same(x, np.array([1.0, 2.0, 1.0]), np.array([1.0, 0.0, -1.0]))
-        # conv2(x, [1 2 1; 0 0 0; -1 -2 -1])
-        sy = filter_same(x, np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0]))
-        g = np.sqrt(sx * sx + sy * sy)
-        zero = sx == 0
-        sx[zero] = 1.0  # atan(sy / sx), and pi / 2 where sx == 0 (atan, not atan2)
-        np.divide(sy, sx, out=sy)
-        a = np.arctan(sy.astype(np.float32))
-        a[zero] = math.pi / 2
-        return g, g.astype(np.float32), a
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        m, n = p.shape
+        g = p.alloc(_F32)
+        a = p.alloc(_F32)
+        blocks = row_blocks(0, m, n)
+        fx = np.empty((blocks[0].stop, n), _F32)
+        zero = np.empty((blocks[0].stop, n), bool)
+        if p.u8 is not None:
+            dx, dy = p.sobel("zero")  # exact integers
+            # conv2 with [-1 0 1; -2 0 2; -1 0 1] is -dx, with [1 2 1; 0 0 0; -1 -2 -1] is dy
+            key = g
+        else:
+            key = _qabf_key64(p)
+            sx, sy = p.cached("qabf_sobel255", lambda: _sobel255(p))
+        for sl in blocks:
+            r = sl.stop - sl.start
+            f = fx[:r]
+            aa = a[sl]
+            if p.u8 is not None:
+                gg = np.square(dx[sl], out=g[sl], dtype=_F32)  # exact integers (< 2^24)
+                gg += np.square(dy[sl], out=f, dtype=_F32)
+                np.sqrt(gg, out=gg)
+                gg *= _F32(255.0)
+                f[...] = dx[sl]
+                np.negative(dy[sl], out=aa, dtype=_F32)  # sy / sx = dy / (-dx)
+                z = np.equal(f, 0, out=zero[:r])
+                np.copyto(f, _F32(1.0), where=z)
+                aa /= f
+            else:
+                g[sl] = key[sl]
+                z = np.equal(sx[sl], 0, out=zero[:r])
+                d = np.where(z, 1.0, sx[sl])
+                np.divide(sy[sl], d, out=aa, casting="same_kind")  # float64 ratio, then float32
+            np.arctan(aa, out=aa)
+            np.copyto(aa, _F32(math.pi / 2), where=z)  # atan, not atan2: pi / 2 where sx == 0
+        return key, g, a, float(g.sum(dtype=np.float64))
 
     return p.cached("qabf_grad", compute)
 
 
-_F32 = np.float32
+def _sobel255(p: Plane) -> tuple[np.ndarray, np.ndarray]:
+    """(sx, sy) = conv2 'same' of 255 x (float64; VIFB's own arithmetic for non-8-bit data)."""
+    x = p.x * 255.0
+    # conv2(x, [-1 0 1; -2 0 2; -1 0 1]) and conv2(x, [1 2 1; 0 0 0; -1 -2 -1]) are
+    # correlations with the flipped kernels
+    return (
+        sep_filter(x, np.array([1.0, 2.0, 1.0]), np.array([1.0, 0.0, -1.0]), "zero"),
+        sep_filter(x, np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0]), "zero"),
+    )
 
 
-def _qabf_weighted_sum(
-    x: tuple[np.ndarray, np.ndarray, np.ndarray], f: tuple[np.ndarray, np.ndarray, np.ndarray]
-) -> float:
+def _qabf_key64(p: Plane) -> np.ndarray:
+    """g of VIFB's Q^AB/F in float64: sqrt(sx^2 + sy^2) of the image x 255."""
+
+    def compute() -> np.ndarray:
+        if p.u8 is not None:
+            dx, dy = p.sobel("zero")
+            q = np.square(dx, dtype=np.float64)
+            q += np.square(dy, dtype=np.float64)
+            q *= 255.0 * 255.0  # exact: integers below 2^53
+        else:
+            sx, sy = p.cached("qabf_sobel255", lambda: _sobel255(p))
+            q = np.square(sx)
+            q += np.square(sy)
+        return np.sqrt(q, out=q)
+
+    return p.cached("qabf_key64", compute)
+
+
+_QG = (_F32(_QABF["Dg"]), _F32(_QABF["kg"]))
+_QA = (_F32(-_QABF["ka"] / (math.pi / 2)), _F32(_QABF["ka"] * (1.0 - _QABF["Da"])))
+
+
+def _qabf_weighted_sum(px: Plane, pf: Plane) -> float:
     """sum(Q_XF * g_X): edge-strength and orientation preservation (VIFB's tie rule included)."""
-    c = _QABF
-    gx64, gx, ax = x
-    gf64, gf, af = f
+    kx, gx, ax, _ = _qabf_grad(px)
+    kf, gf, af, _ = _qabf_grad(pf)
+    if kx.dtype != kf.dtype:  # an 8-bit and a float image: compare the float64 magnitudes
+        kx, kf = _qabf_key64(px), _qabf_key64(pf)
+    m, n = gx.shape
+    blocks = row_blocks(0, m, n)
+    b1 = np.empty((blocks[0].stop, n), _F32)
+    b2 = np.empty_like(b1)
+    tie = np.empty(b1.shape, bool)
+    one = _F32(1.0)
+    total = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        # G = g_F / g_X if g_X > g_F, g_F if g_X == g_F (VIFB quirk), g_X / g_F otherwise
-        g = np.minimum(gx, gf)
-        g /= np.maximum(gx, gf)
-        tie = gx64 == gf64
-        g[tie] = gf[tie]
-    # Q_g = Tg / (1 + exp(kg (G - Dg)))
-    g -= _F32(c["Dg"])
-    g *= _F32(c["kg"])
-    np.exp(g, out=g)
-    g += _F32(1.0)
-    # Q_a = Ta / (1 + exp(ka (A - Da))), A = 1 - |a_X - a_F| / (pi / 2)
-    d = np.subtract(ax, af)
-    np.abs(d, out=d)
-    d *= _F32(-c["ka"] / (math.pi / 2))
-    d += _F32(c["ka"] * (1.0 - c["Da"]))
-    np.exp(d, out=d)
-    d += _F32(1.0)
-    d *= g
-    np.divide(gx, d, out=d)
-    return float(d.sum(dtype=np.float64)) * c["Tg"] * c["Ta"]
+        for sl in blocks:
+            r = sl.stop - sl.start
+            # G = g_F / g_X if g_X > g_F, g_F if g_X == g_F (VIFB quirk), g_X / g_F otherwise
+            g = np.minimum(gx[sl], gf[sl], out=b1[:r])
+            g /= np.maximum(gx[sl], gf[sl], out=b2[:r])
+            t = np.equal(kx[sl], kf[sl], out=tie[:r])
+            np.copyto(g, gf[sl], where=t)
+            # Q_g = Tg / (1 + exp(kg (G - Dg)))
+            g -= _QG[0]
+            g *= _QG[1]
+            np.exp(g, out=g)
+            g += one
+            # Q_a = Ta / (1 + exp(ka (A - Da))), A = 1 - |a_X - a_F| / (pi / 2)
+            d = np.subtract(ax[sl], af[sl], out=b2[:r])
+            np.abs(d, out=d)
+            d *= _QA[0]
+            d += _QA[1]
+            np.exp(d, out=d)
+            d += one
+            d *= g
+            np.divide(gx[sl], d, out=d)
+            total += float(d.sum(dtype=np.float64))
+    return total * _QABF["Tg"] * _QABF["Ta"]
 
 
 def _qabf(t: Triple) -> float:
     a, b = t.sources("QABF")
-    ga, gb, gf = _qabf_grad(a), _qabf_grad(b), _qabf_grad(t.fused)
-    num = _qabf_weighted_sum(ga, gf) + _qabf_weighted_sum(gb, gf)
-    den = float(ga[0].sum() + gb[0].sum())
+    num = _qabf_weighted_sum(a, t.fused) + _qabf_weighted_sum(b, t.fused)
+    den = _qabf_grad(a)[3] + _qabf_grad(b)[3]
     return num / den if den > 0 else math.nan
 
 
@@ -168,11 +341,23 @@ def _freq_radius(shape: tuple[int, int], div: float) -> np.ndarray:
 
 
 def _rfft_norm(p: Plane) -> np.ndarray:
-    return p.cached("rfft_norm255", lambda: sfft.rfft2(p.norm255(), workers=-1))
+    """rfft2 of Z. Liu's ``normalize1`` image (shared by QCB and QCV, and across channels)."""
+    n = p.norm_plane()
+    # from float64: scipy's own conversion of 8-bit input is slower than this one
+    return n.cached("rfft", lambda: sfft.rfft2(n.data.astype(np.float64), workers=fft_workers()))
 
 
-def _irfft(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return sfft.irfft2(spec, s=shape, workers=-1)
+def _irfft2(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of rfft2 (``spec`` is overwritten): column transforms, then the real row ones
+    (faster than scipy's ``irfft2`` on one thread)."""
+    w = fft_workers()
+    cols = sfft.ifft(spec, axis=0, workers=w, overwrite_x=True)
+    return sfft.irfft(cols, n=shape[1], axis=1, workers=w, overwrite_x=True)
+
+
+def _filtered(spec: np.ndarray, h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Real part of ifft2(spectrum * H) for a real, even filter H given on the rfft2 grid."""
+    return _irfft2(np.multiply(spec, h), shape)
 
 
 _CB = {"f0": 15.3870, "f1": 1.3456, "a": 0.7622, "k": 1.0, "h": 1.0, "p": 3.0, "q": 2.0, "Z": 1e-4}
@@ -186,46 +371,69 @@ def _qcb_filter(shape: tuple[int, int]) -> np.ndarray:
     return h
 
 
+@functools.lru_cache(maxsize=4)
 def _gauss31(sigma: float) -> np.ndarray:
     """1-D factor of exp(-(x^2+y^2)/(2 s^2)) / (2 pi s^2) on [-15, 15], not renormalised."""
     t = np.arange(-15, 16, dtype=np.float64)
-    return np.exp(-(t * t) / (2 * sigma * sigma)) / math.sqrt(2 * math.pi * sigma * sigma)
+    k = np.exp(-(t * t) / (2 * sigma * sigma)) / math.sqrt(2 * math.pi * sigma * sigma)
+    k.setflags(write=False)
+    return k
 
 
-def _qcb_masked_contrast(p: Plane, h: np.ndarray) -> np.ndarray:
+def _qcb_masked_contrast(p: Plane) -> np.ndarray:
+    """C': masked local contrast of the CSF-filtered normalised image (float64: flat regions
+    make the contrast ratio sensitive to round-off)."""
+
     def compute() -> np.ndarray:
-        i_f = _irfft(_rfft_norm(p) * h, p.shape)
+        i_f = _filtered(_rfft_norm(p), _qcb_filter(p.shape), p.shape)
         k1, k2 = _gauss31(2.0), _gauss31(4.0)
-        g1, g2 = filter_zero_many(i_f, [k1, k2])
-        # C = |G1 * I / G2 * I - 1|, masked C' = k C^p / (h C^q + Z) with k=h=1, p=3, q=2
-        return ev(
-            "k * abs(g1 / g2 - 1) ** 3 / (hh * abs(g1 / g2 - 1) ** 2 + Z)",
-            g1=g1, g2=g2, k=_CB["k"], hh=_CB["h"], Z=_CB["Z"],
-        )  # fmt: skip
+        c = sep_filter(i_f, k1, k1, "zero", out=p.alloc())
+        g2 = sep_filter(i_f, k2, k2, "zero", out=POOL.take(p.shape))
+        m, n = c.shape
+        blocks = row_blocks(0, m, n)
+        buf = np.empty((blocks[0].stop, n))
+        z = _CB["Z"]
+        for sl in blocks:
+            cc = c[sl]
+            cc /= g2[sl]
+            cc -= 1.0
+            np.abs(cc, out=cc)  # C = |G1 * I / G2 * I - 1|
+            # masked C' = k C^p / (h C^q + Z) with k = h = 1, p = 3, q = 2
+            c2 = np.multiply(cc, cc, out=buf[: sl.stop - sl.start])
+            cc *= c2
+            c2 += z
+            cc /= c2
+        POOL.give(g2)
+        return c
 
     return p.cached("qcb_contrast", compute)
 
 
 def _qcb(t: Triple) -> float:
     a, b = t.sources("QCB")
-    h = _qcb_filter(t.fused.shape)
-    ca, cb, cf = (_qcb_masked_contrast(p, h) for p in (a, b, t.fused))
-    # Q_XF = C'_X / C'_F if C'_X < C'_F else C'_F / C'_X; lambda_X = C'_X^2 / (C'_A^2 + C'_B^2)
-    q = ev(
-        "(ca * ca * where(ca < cf, ca / cf, cf / ca) + cb * cb * where(cb < cf, cb / cf, cf / cb))"
-        " / (ca * ca + cb * cb)",
-        ca=ca, cb=cb, cf=cf,
-    )  # fmt: skip
-    return float(q.mean())
-
-
-def _block_sums(x: np.ndarray, b: int = 16) -> np.ndarray:
-    """Sums over non-overlapping b x b blocks, zero-padded at the right/bottom (``blkproc``)."""
-    m, n = x.shape
-    mb, nb = -(-m // b), -(-n // b)
-    padded = np.zeros((mb * b, nb * b))
-    padded[:m, :n] = x
-    return padded.reshape(mb, b, nb, b).sum(axis=(1, 3))
+    ca, cb, cf = (_qcb_masked_contrast(p) for p in (a, b, t.fused))
+    m, n = ca.shape
+    blocks = row_blocks(0, m, n)
+    b1, b2, b3, b4 = (np.empty((blocks[0].stop, n)) for _ in range(4))
+    total = 0.0
+    # Q_XF = C'_X / C'_F if C'_X < C'_F else C'_F / C'_X (= min / max);
+    # lambda_X = C'_X^2 / (C'_A^2 + C'_B^2); Q = mean(lambda_A Q_AF + lambda_B Q_BF)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for sl in blocks:
+            r = sl.stop - sl.start
+            xa, xb, xf = ca[sl], cb[sl], cf[sl]
+            qa = np.minimum(xa, xf, out=b1[:r])
+            qa /= np.maximum(xa, xf, out=b3[:r])
+            a2 = np.multiply(xa, xa, out=b3[:r])
+            qa *= a2
+            qb = np.minimum(xb, xf, out=b2[:r])
+            qb /= np.maximum(xb, xf, out=b4[:r])
+            b2_ = np.multiply(xb, xb, out=b4[:r])
+            qb *= b2_
+            qa += qb
+            qa /= np.add(a2, b2_, out=b3[:r])
+            total += float(qa.sum())
+    return total / (m * n)
 
 
 @functools.lru_cache(maxsize=16)
@@ -236,18 +444,32 @@ def _qcv_filter(shape: tuple[int, int]) -> np.ndarray:
     return h
 
 
-def _qcv_saliency(p: Plane, alpha: float) -> np.ndarray:
-    def compute() -> np.ndarray:
-        n = p.norm255()
-        gx = filter_same(n, np.array([1.0, 2.0, 1.0]), np.array([-1.0, 0.0, 1.0]))
-        gy = filter_same(n, np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0]))
-        gx *= gx
-        gy *= gy
-        gx += gy
-        np.sqrt(gx, out=gx)
-        return _block_sums(gx**5 if alpha == 5 else gx**alpha)
+def _qcv_saliency(p: Plane, alpha: float, block: int) -> np.ndarray:
+    """Per block: sum of G^alpha, G the Sobel magnitude of the normalised image (filter2 'same')."""
+    n = p.norm_plane()
 
-    return p.cached(("qcv_saliency", alpha), compute)
+    def compute() -> np.ndarray:
+        dx, dy = n.sobel("zero")
+        m, w = n.shape
+        out = np.empty((-(-m // block), -(-w // block)))
+        blocks = aligned_row_blocks(m, w, block)
+        q = np.empty((blocks[0].stop, w))
+        g = np.empty_like(q)
+        for sl in blocks:
+            r = sl.stop - sl.start
+            qq = np.square(dx[sl], out=q[:r], dtype=np.float64)  # exact: integer responses
+            qq += np.square(dy[sl], out=g[:r], dtype=np.float64)
+            if alpha == 5:
+                gg = np.sqrt(qq, out=g[:r])
+                qq *= qq
+                qq *= gg  # G^5 = (G^2)^2 G
+            else:
+                np.sqrt(qq, out=qq)
+                np.power(qq, alpha, out=qq)
+            out[sl.start // block : -(-sl.stop // block)] = block_sums(qq, block)
+        return out
+
+    return n.cached(("qcv_saliency", alpha, block), compute)
 
 
 def _qcv(t: Triple, alpha: float = 5.0, block: int = 16) -> float:
@@ -258,11 +480,13 @@ def _qcv(t: Triple, alpha: float = 5.0, block: int = 16) -> float:
     num = 0.0
     den = 0.0
     for s in (a, b):
-        lam = _qcv_saliency(s, alpha)
-        d = _irfft((_rfft_norm(s) - ff) * h, f.shape)
+        lam = _qcv_saliency(s, alpha, block)
+        spec = np.subtract(_rfft_norm(s), ff)
+        spec *= h
+        d = _irfft2(spec, f.shape)
         np.multiply(d, d, out=d)
-        dist = _block_sums(d, block) / (block * block)
-        num += float((lam * dist).sum())
+        dist = block_sums(d, block) / (block * block)
+        num += float(np.einsum("ij,ij->", lam, dist))
         den += float(lam.sum())
     return num / den if den > 0 else math.nan
 
@@ -273,18 +497,19 @@ def _qcv(t: Triple, alpha: float = 5.0, block: int = 16) -> float:
 def _qy(t: Triple) -> float:
     a, b = t.sources("QY")
     f = t.fused
-    opts = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16}
+    opts = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16, "from_float": True}
     s_ab, va, vb = ssim_map(a, b, variances=True, **opts)
     s_af = ssim_map(a, f, **opts)[0]
     s_bf = ssim_map(b, f, **opts)[0]
+    assert va is not None and vb is not None
     # where SSIM(A,B) >= 0.75: l SSIM(A,F) + (1 - l) SSIM(B,F), l = var_A / (var_A + var_B);
     # elsewhere max(SSIM(A,F), SSIM(B,F)). As in metricYang.m, a NaN weight (0/0) drops the
     # window even where the max branch applies (Q1 * bin_map is NaN there).
-    q = ev(
-        "(va / (va + vb) * saf + (1 - va / (va + vb)) * sbf) * where(sab >= 0.75, 1, 0)"
-        " + where(saf > sbf, saf, sbf) * where(sab >= 0.75, 0, 1)",
-        va=va, vb=vb, saf=s_af, sbf=s_bf, sab=s_ab,
-    )  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = va / (va + vb)
+        q = lam * s_af
+        q += (1 - lam) * s_bf
+    q = np.where(s_ab >= 0.75, q, np.maximum(s_af, s_bf) + 0.0 * q)
     q = q[~np.isnan(q)]
     return float(q.mean()) if q.size else math.nan
 
@@ -347,8 +572,6 @@ def _mef_ssim(t: Triple) -> float:
     seq = [a.x, b.x]
     f = t.fused.x
     if min(f.shape) / 4 < 11:
-        from ..errors import InputError
-
         raise InputError(f"MEF-SSIM needs images of at least 44 pixels a side, got {f.shape[1]}x{f.shape[0]}")
     w = _MEF_WEIGHTS / _MEF_WEIGHTS.sum()
     qs = []

@@ -17,13 +17,14 @@ from scipy import fft as sfft
 
 from ..errors import InputError
 from ._core import (
+    POOL,
     Plane,
     Triple,
     channel_mean,
-    ev,
     filter_valid,
     fspecial_gaussian_1d,
     prepare,
+    row_blocks,
     sep_filter,
 )
 
@@ -39,17 +40,18 @@ def _scale_window(scale: int) -> np.ndarray:
     return fspecial_gaussian_1d(n, n / 5.0)
 
 
-def _vif_pyramid(p: Plane) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _vif_pyramid(p: Plane) -> list[tuple[Plane, np.ndarray, np.ndarray]]:
     """Per scale: (image at that scale, local mean, local mean of squares)."""
 
-    def compute() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def compute() -> list[tuple[Plane, np.ndarray, np.ndarray]]:
         out = []
-        x = p.x
+        x = p
         for s in range(1, 5):
             w = _scale_window(s)
             if s > 1:
-                x = filter_valid(x, w)[::2, ::2]
-            out.append((x, filter_valid(x, w), filter_valid(x * x, w)))
+                x = Plane(filter_valid(x.data, w)[::2, ::2])
+            mu, ex2 = x.gauss_moments(w.size, w.size / 5.0)
+            out.append((x, mu, ex2))
         return out
 
     m, n = p.shape
@@ -58,8 +60,12 @@ def _vif_pyramid(p: Plane) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return p.cached("vif_pyramid", compute)
 
 
+_T = 1e-10
+
+
 def _vif_channel(t: Triple, s: Plane) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per scale: (g, sv_sq, sigma_ref_sq) of the distortion channel source -> fused."""
+    """Per scale: (g, sv_sq, sigma_ref_sq) of the distortion channel source -> fused, on the
+    'valid' part (row-blocked)."""
 
     def compute() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         out = []
@@ -67,50 +73,90 @@ def _vif_channel(t: Triple, s: Plane) -> list[tuple[np.ndarray, np.ndarray, np.n
             zip(_vif_pyramid(s), _vif_pyramid(t.fused), strict=True), start=1
         ):
             w = _scale_window(scale)
-            s12 = filter_valid(x * y, w)
-            # VIF's numerical guards, in the order of vifp_mscale.m / VIFF_Public.m: variances
-            # below 1e-10 count as zero, a negative gain becomes 0 (noise = fused variance), and
-            # the noise variance is at least 1e-10
-            v = {"ex2": ex2, "mx": mx, "ey2": ey2, "my": my, "s12": s12}
-            s1 = ev("where(ex2 - mx * mx < 0, 0, ex2 - mx * mx)", **v)
-            s2 = ev("where(ey2 - my * my < 0, 0, ey2 - my * my)", **v)
-            c = ev("s12 - mx * my", **v)
-            q = {"s1": s1, "s2": s2, "c": c, "T": 1e-10}
-            g0 = ev("c / (s1 + T)", **q)
-            q["g0"] = g0
-            g = ev("where((s1 < T) | (s2 < T) | (g0 < 0), 0, g0)", **q)
-            sv = ev("where(s2 < T, 0, where(s1 < T, s2, where(g0 < 0, s2, s2 - g0 * c)))", **q)
-            sv = ev("where(sv <= T, T, sv)", sv=sv, T=1e-10)
-            s1 = ev("where(s1 < T, 0, s1)", **q)
-            out.append((g, sv, s1))
+            h = w.size // 2
+            m, n = x.shape
+            xy = x.product(
+                y, out=POOL.take(x.shape, np.uint16 if x.u8 is not None and y.u8 is not None else np.float64)
+            )
+            c = filter_valid(xy, w, keep_size=True, out=POOL.take(x.shape))  # full size
+            POOL.give(xy)
+            shape = (m - 2 * h, n - 2 * h)
+            g_out, sv_out, s1_out = (t.alloc(shape) for _ in range(3))
+            blocks = row_blocks(h, m - h, n)
+            rows = blocks[0].stop - blocks[0].start
+            s1, s2, g, tmp = (np.empty((rows, n)) for _ in range(4))
+            low1, low2, neg = (np.empty((rows, n), bool) for _ in range(3))
+            for sl in blocks:
+                r = sl.stop - sl.start
+                b1, b2, bg, bt = s1[:r], s2[:r], g[:r], tmp[:r]
+                l1, l2, ng = low1[:r], low2[:r], neg[:r]
+                cc = c[sl]
+                cc -= np.multiply(mx[sl], my[sl], out=bt)  # covariance
+                # VIF's numerical guards, in the order of vifp_mscale.m / VIFF_Public.m:
+                # negative variances are 0, variances below 1e-10 count as zero, a negative gain
+                # becomes 0 (noise = fused variance), the noise variance is at least 1e-10
+                np.subtract(ex2[sl], np.multiply(mx[sl], mx[sl], out=bt), out=b1)
+                np.maximum(b1, 0.0, out=b1)
+                np.subtract(ey2[sl], np.multiply(my[sl], my[sl], out=bt), out=b2)
+                np.maximum(b2, 0.0, out=b2)
+                np.add(b1, _T, out=bg)
+                np.divide(cc, bg, out=bg)
+                np.less(b1, _T, out=l1)
+                np.less(b2, _T, out=l2)
+                np.less(bg, 0, out=ng)
+                sv = np.multiply(bg, cc, out=cc)
+                np.subtract(b2, sv, out=sv)
+                np.logical_or(l1, ng, out=ng)  # from here on: low1 | neg
+                np.copyto(sv, b2, where=ng)
+                np.copyto(sv, 0.0, where=l2)
+                np.maximum(sv, _T, out=sv)
+                np.copyto(bg, 0.0, where=ng)
+                np.copyto(bg, 0.0, where=l2)
+                np.copyto(b1, 0.0, where=l1)
+                rs = slice(sl.start - h, sl.stop - h)
+                g_out[rs] = bg[:, h : n - h]
+                sv_out[rs] = sv[:, h : n - h]
+                s1_out[rs] = b1[:, h : n - h]
+            POOL.give(c)
+            out.append((g_out, sv_out, s1_out))
         return out
 
     return t.cached(("vif_channel", id(s)), compute)
 
 
-def _log10_1p(x: np.ndarray) -> np.ndarray:
-    """log10(1 + x) in place."""
-    np.log1p(x, out=x)
-    x *= 1.0 / math.log(10.0)
-    return x
+_INV_LN10 = 1.0 / math.log(10.0)
 
 
-def _vid(g: np.ndarray, sv: np.ndarray, s1: np.ndarray, n: float) -> np.ndarray:
-    """log10(1 + g^2 s1 / (sv + n)), the information the fused image carries about the source."""
-    return _log10_1p(ev("g * g * s1 / (sv + n)", g=g, s1=s1, sv=sv, n=n))
+def _vid_into(out: np.ndarray, tmp: np.ndarray, g: np.ndarray, sv: np.ndarray, s1: np.ndarray, n: float):
+    """out = log10(1 + g^2 s1 / (sv + n)), the information the fused image carries about the
+    source."""
+    np.multiply(g, g, out=out)
+    out *= s1
+    out /= np.add(sv, n, out=tmp)
+    np.log1p(out, out=out)
+    out *= _INV_LN10
+    return out
 
 
-def _vind(s1: np.ndarray, n: float) -> np.ndarray:
-    """log10(1 + s1 / n), the information of the source itself."""
-    return _log10_1p(s1 / n)
+def _vind_into(out: np.ndarray, s1: np.ndarray, n: float) -> np.ndarray:
+    """out = log10(1 + s1 / n), the information of the source itself."""
+    np.divide(s1, n, out=out)
+    np.log1p(out, out=out)
+    out *= _INV_LN10
+    return out
 
 
 def _vifp(t: Triple, s: Plane, sigma_nsq: float = 2.0) -> float:
     num = 0.0
     den = 0.0
     for g, sv, s1 in _vif_channel(t, s):
-        num += float(_vid(g, sv, s1, sigma_nsq).sum())
-        den += float(_vind(s1, sigma_nsq).sum())
+        m, n = g.shape
+        blocks = row_blocks(0, m, n)
+        b1, b2 = (np.empty((blocks[0].stop, n)) for _ in range(2))
+        for sl in blocks:
+            r = sl.stop - sl.start
+            num += float(_vid_into(b1[:r], b2[:r], g[sl], sv[sl], s1[sl], sigma_nsq).sum())
+            den += float(_vind_into(b1[:r], s1[sl], sigma_nsq).sum())
     return num / den if den > 0 else math.nan
 
 
@@ -129,11 +175,27 @@ def _viff(t: Triple, sigma_nsq: float = 0.005 * 255 * 255) -> float:
     for wgt, (ga, sva, s1a), (gb, svb, s1b) in zip(
         _VIFF_WEIGHTS, _vif_channel(t, a), _vif_channel(t, b), strict=True
     ):
-        # the source with the smaller gain supplies VID and VIND; ties go to B
-        take_a = ga < gb
-        vid = np.where(take_a, _vid(ga, sva, s1a, sigma_nsq), _vid(gb, svb, s1b, sigma_nsq))
-        vind = np.where(take_a, _vind(s1a, sigma_nsq), _vind(s1b, sigma_nsq))
-        total += wgt * float((vid.sum() + c * vid.size) / (vind.sum() + c * vind.size))
+        if wgt == 0.0:  # F_s is always finite, so this scale adds exactly 0
+            continue
+        m, n = ga.shape
+        blocks = row_blocks(0, m, n)
+        va, vb, tmp = (np.empty((blocks[0].stop, n)) for _ in range(3))
+        take = np.empty((blocks[0].stop, n), bool)
+        vid = vind = 0.0
+        for sl in blocks:
+            r = sl.stop - sl.start
+            # the source with the smaller gain supplies VID and VIND; ties go to B
+            ta = np.less(ga[sl], gb[sl], out=take[:r])
+            x = _vid_into(va[:r], tmp[:r], ga[sl], sva[sl], s1a[sl], sigma_nsq)
+            y = _vid_into(vb[:r], tmp[:r], gb[sl], svb[sl], s1b[sl], sigma_nsq)
+            np.copyto(y, x, where=ta)
+            vid += float(y.sum())
+            x = _vind_into(va[:r], s1a[sl], sigma_nsq)
+            y = _vind_into(vb[:r], s1b[sl], sigma_nsq)
+            np.copyto(y, x, where=ta)
+            vind += float(y.sum())
+        size = ga.size
+        total += wgt * float((vid + c * size) / (vind + c * size))
     return total
 
 
