@@ -1,13 +1,15 @@
 """Time the metrics: the 13 VIFB metrics on a 630x460 RGB triple, the seven most reported ones and
 VIFF on a 640x480 gray triple, and straightforward implementations of a few metrics for ratios.
 
-    python benchmarks/bench_metrics.py [--repeat 7] [--markdown]
+    python benchmarks/bench_metrics.py [--repeat 7] [--threads N]
 
 The RGB triple is VIFB's ``kettle`` (GFF) from ../shared/data/vifb_ref when it is there, else a
 synthetic one; the gray triple is the package's synthetic night scene at 640x480. Each time is
 the best of ``--repeat`` runs (the machine is shared; the minimum is the least disturbed run) of
 ``ivfuse.metrics.evaluate`` on arrays, so decoding is not included. "alone" times one metric per
 call (nothing shared); "together" is one call computing all of them with shared intermediates.
+``evaluate`` uses ``ivfuse.metrics.get_threads()`` threads (``--threads`` sets it); the totals
+are also given on one thread.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from scipy import signal
 
 from ivfuse import io
 from ivfuse.data.synthetic import night_scene
-from ivfuse.metrics import backend, evaluate, get_profile
+from ivfuse.metrics import backend, evaluate, get_profile, get_threads, set_threads
 
 VIFB_REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vifb_ref"
 
@@ -177,11 +179,21 @@ def naive_qabf(f: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--markdown", action="store_true", help="print the tables as markdown")
+    ap.add_argument("--threads", type=int, default=None, help="threads per evaluate() call")
     args = ap.parse_args()
     r = args.repeat
+    set_threads(args.threads)
+    threads = get_threads()
     print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPU(s), "
-          f"backend {backend()}, load average {os.getloadavg()[0]:.2f}, best of {r}")  # fmt: skip
+          f"backend {backend()}, {threads} thread(s) per call, "
+          f"load average {os.getloadavg()[0]:.2f}, best of {r}")  # fmt: skip
+
+    def one_thread(fn: Callable[[], object]) -> float:
+        old = set_threads(1)
+        try:
+            return best_ms(fn, r)
+        finally:
+            set_threads(old)
 
     label, f, ir, vi = rgb_triple()
     names = list(get_profile("vifb").default)
@@ -195,6 +207,8 @@ def main() -> None:
     together = best_ms(lambda: evaluate(f, ir, vi), r)
     print(f"| sum of the above | {alone:.1f} |")
     print(f"| **all 13 together** (target < 150) | **{together:.1f}** |")
+    if threads > 1:
+        print(f"| all 13 together, 1 thread | {one_thread(lambda: evaluate(f, ir, vi)):.1f} |")
 
     gf, gir, gvi = gray_triple()
     seven = ["EN", "SD", "SF", "AG", "MI", "QABF", "SSIM"]
@@ -213,6 +227,9 @@ def main() -> None:
             print(f"| {n} | {ours:.1f} | | | |")
     t7 = best_ms(lambda: evaluate(gf, gir, gvi, metrics=seven), r)
     print(f"| **{', '.join(seven)} together** (target < 20) | **{t7:.1f}** | | | |")
+    if threads > 1:
+        t7_1 = one_thread(lambda: evaluate(gf, gir, gvi, metrics=seven))
+        print(f"| the seven together, 1 thread | {t7_1:.1f} | | | |")
     t_viff = best_ms(lambda: evaluate(gf, gir, gvi, metrics=["VIFF"]), r)
     ref_viff = best_ms(lambda: naive_viff(gf, gir, gvi), 1)
     d_viff = abs(naive_viff(gf, gir, gvi) - evaluate(gf, gir, gvi, metrics=["VIFF"])["VIFF"])

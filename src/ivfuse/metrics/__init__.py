@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._core import Prepared, backend, prepare, rgb2gray, use_backend
+from ._core import POOL, Prepared, backend, prepare, rgb2gray, use_backend
 from ._engine import get_threads, run_jobs, set_threads
 from .information import cross_entropy, entropy, mutual_information, nmi
 from .reference import psnr, ssim_ref
@@ -56,6 +56,7 @@ __all__ = [
     "average_gradient",
     "backend",
     "correlation_coefficient",
+    "clear_buffers",
     "cross_entropy",
     "edge_intensity",
     "entropy",
@@ -91,6 +92,12 @@ __all__ = [
 ]
 
 ImageLike = Any  # numpy array, or a path to an image file
+
+
+def clear_buffers() -> None:
+    """Free the image-sized buffers that :func:`evaluate` keeps between calls for reuse (at most
+    128 MiB; reusing them spares the page faults of fresh memory)."""
+    POOL.clear()
 
 
 def load_image(x: ImageLike, role: str = "image") -> np.ndarray:
@@ -173,7 +180,8 @@ def evaluate(
     ``ma2019``: EN, MI, SD, SF, VIF, AG). Metrics that need no sources (EN, SD, SF, AG, EI, GLD,
     AG_FWD) work with ``ir`` and ``vi`` left out. Intermediate results shared by several metrics
     (histograms, Gaussian moments, gradients, FFTs) are computed once; the work runs on
-    :func:`get_threads` threads (values do not depend on it).
+    :func:`get_threads` threads (values do not depend on it), and image-sized buffers are kept
+    for the next call (:func:`clear_buffers` frees them).
     Raises :class:`ivfuse.errors.InputError` for unusable inputs or unknown names.
     """
     prof = get_profile(profile)

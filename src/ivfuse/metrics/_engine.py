@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from ._core import POOL_THREAD, Prepared, channel_mean
 
@@ -181,6 +181,7 @@ def run_jobs(jobs: list[tuple[Compute, Prepared]], costs: list[float] | None = N
 
     results: list[float | BaseException] = []
     n_threads = get_threads()
+    futures: list[Future[float]] = []
     try:
         if n_threads <= 1 or len(parts) <= 1:
             for part in parts:
@@ -190,11 +191,16 @@ def run_jobs(jobs: list[tuple[Compute, Prepared]], costs: list[float] | None = N
                     results.append(exc)
         else:
             pool = _get_pool(n_threads)
-            futures: list[Future[float]] = [pool.submit(run_part, *part) for part in parts]
+            futures = [pool.submit(run_part, *part) for part in parts]
             for fut in futures:
                 exc = fut.exception()
                 results.append(exc if exc is not None else fut.result())
     finally:
+        # interrupted (e.g. KeyboardInterrupt): no part may still use a plane once its arrays
+        # are back in the pool
+        for fut in futures:
+            fut.cancel()
+        wait(futures)
         for prep in preps:
             _release_all(prep)
 
