@@ -343,21 +343,43 @@ def _freq_radius(shape: tuple[int, int], div: float) -> np.ndarray:
 def _rfft_norm(p: Plane) -> np.ndarray:
     """rfft2 of Z. Liu's ``normalize1`` image (shared by QCB and QCV, and across channels)."""
     n = p.norm_plane()
-    # from float64: scipy's own conversion of 8-bit input is slower than this one
-    return n.cached("rfft", lambda: sfft.rfft2(n.data.astype(np.float64), workers=fft_workers()))
+
+    def compute() -> np.ndarray:
+        m, w = n.shape
+        x = POOL.take(n.shape)
+        x[...] = n.data  # float64 input: the transforms' own conversion of 8-bit data is slower
+        workers = fft_workers()
+        if workers == 1:  # numpy's pocketfft (the same transforms) into pooled memory
+            spec = n.alloc(np.complex128, (m, w // 2 + 1))
+            np.fft.rfft(x, axis=1, out=spec)
+            np.fft.fft(spec, axis=0, out=spec)
+        else:
+            spec = sfft.rfft2(x, workers=workers)
+        POOL.give(x)
+        return spec
+
+    return n.cached("rfft", compute)
 
 
-def _irfft2(spec: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Inverse of rfft2 (``spec`` is overwritten): column transforms, then the real row ones
-    (faster than scipy's ``irfft2`` on one thread)."""
-    w = fft_workers()
-    cols = sfft.ifft(spec, axis=0, workers=w, overwrite_x=True)
-    return sfft.irfft(cols, n=shape[1], axis=1, workers=w, overwrite_x=True)
+def _irfft2(spec: np.ndarray, shape: tuple[int, int], out: np.ndarray) -> np.ndarray:
+    """Inverse of rfft2 into ``out`` (``spec`` is overwritten): column transforms, then the real
+    row ones (faster than ``irfft2`` on one thread)."""
+    workers = fft_workers()
+    if workers == 1:
+        np.fft.ifft(spec, axis=0, out=spec)
+        return np.fft.irfft(spec, n=shape[1], axis=1, out=out)
+    cols = sfft.ifft(spec, axis=0, workers=workers, overwrite_x=True)
+    out[...] = sfft.irfft(cols, n=shape[1], axis=1, workers=workers, overwrite_x=True)
+    return out
 
 
 def _filtered(spec: np.ndarray, h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Real part of ifft2(spectrum * H) for a real, even filter H given on the rfft2 grid."""
-    return _irfft2(np.multiply(spec, h), shape)
+    """Real part of ifft2(spectrum * H) for a real, even filter H given on the rfft2 grid, in
+    an array from :data:`POOL` (give it back)."""
+    tmp = np.multiply(spec, h, out=POOL.take(spec.shape, spec.dtype))
+    out = _irfft2(tmp, shape, POOL.take(shape))
+    POOL.give(tmp)
+    return out
 
 
 _CB = {"f0": 15.3870, "f1": 1.3456, "a": 0.7622, "k": 1.0, "h": 1.0, "p": 3.0, "q": 2.0, "Z": 1e-4}
@@ -389,6 +411,7 @@ def _qcb_masked_contrast(p: Plane) -> np.ndarray:
         k1, k2 = _gauss31(2.0), _gauss31(4.0)
         c = sep_filter(i_f, k1, k1, "zero", out=p.alloc())
         g2 = sep_filter(i_f, k2, k2, "zero", out=POOL.take(p.shape))
+        POOL.give(i_f)
         m, n = c.shape
         blocks = row_blocks(0, m, n)
         buf = np.empty((blocks[0].stop, n))
@@ -481,11 +504,12 @@ def _qcv(t: Triple, alpha: float = 5.0, block: int = 16) -> float:
     den = 0.0
     for s in (a, b):
         lam = _qcv_saliency(s, alpha, block)
-        spec = np.subtract(_rfft_norm(s), ff)
+        spec = np.subtract(_rfft_norm(s), ff, out=POOL.take(ff.shape, ff.dtype))
         spec *= h
-        d = _irfft2(spec, f.shape)
+        d = _irfft2(spec, f.shape, POOL.take(f.shape))
         np.multiply(d, d, out=d)
         dist = block_sums(d, block) / (block * block)
+        POOL.give(spec, d)
         num += float(np.einsum("ij,ij->", lam, dist))
         den += float(lam.sum())
     return num / den if den > 0 else math.nan
