@@ -193,13 +193,12 @@ def sep_filter(
     kc: np.ndarray,
     border: str = "valid",
     *,
-    delta: float = 0.0,
     keep_size: bool = False,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Correlate ``x`` with the separable kernel ``kr[:, None] * kc[None, :]`` (odd lengths), plus
-    ``delta``; float64 result, accumulated in float64 (``x`` may be uint8/uint16/float), written
-    into ``out`` (a full-size C-contiguous float64 array) when given.
+    """Correlate ``x`` with the separable kernel ``kr[:, None] * kc[None, :]`` (odd lengths);
+    float64 result, accumulated in float64 (``x`` may be uint8/uint16/float), written into
+    ``out`` (a full-size C-contiguous float64 array) when given.
 
     ``border``: ``'valid'`` (MATLAB ``filter2(..., 'valid')``: only fully covered pixels),
     ``'zero'`` (``filter2(..., 'same')``, zero padding), ``'replicate'`` (``imfilter(...,
@@ -221,7 +220,6 @@ def sep_filter(
             np.asarray(kc, dtype=np.float64),
             np.asarray(kr, dtype=np.float64),
             dst=out,
-            delta=delta,
             borderType=_CV_BORDER[border],
         )
         if out is not None and y is not out:  # pragma: no cover - OpenCV reallocated
@@ -231,8 +229,6 @@ def sep_filter(
         mode = _SCIPY_MODE[border]
         y = ndimage.correlate1d(np.asarray(x, dtype=np.float64), kr, axis=0, mode=mode)
         y = ndimage.correlate1d(y, kc, axis=1, mode=mode, output=out)
-        if delta:
-            y += delta
     if border == "valid" and not keep_size:
         return y[hr : m - hr, hc : n - hc]
     return y
@@ -263,11 +259,6 @@ def filter_valid(
     """``filter2(k ⊗ k, x, 'valid')`` for a symmetric 1-D kernel ``k`` (see :func:`sep_filter`
     for ``keep_size`` and ``out``)."""
     return sep_filter(x, k, k, "valid", keep_size=keep_size, out=out)
-
-
-def filter_same(x: np.ndarray, kr: np.ndarray, kc: np.ndarray, mode: str = "zero") -> np.ndarray:
-    """Same-size correlation with ``kr ⊗ kc``; ``mode`` as the ``border`` of :func:`sep_filter`."""
-    return sep_filter(x, kr, kc, mode)
 
 
 _SMOOTH = np.array([1.0, 2.0, 1.0])
@@ -303,13 +294,6 @@ def sobel(
 def sobel_dtype(x: np.ndarray) -> Any:
     """dtype of :func:`sobel`'s responses for input ``x``."""
     return np.int16 if x.dtype == np.uint8 else np.float64
-
-
-def squared_magnitude(dx: np.ndarray, dy: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
-    """``dx^2 + dy^2`` in ``dtype`` (exact in float32 for 8-bit Sobel responses: < 2^24)."""
-    q = np.square(dx, dtype=dtype)
-    q += np.square(dy, dtype=dtype)
-    return q
 
 
 class ArrayPool:
@@ -533,6 +517,9 @@ class Plane:
         """Forget the memo (and the float64 copy of an 8-bit plane); give the arrays of the
         cached results back to :data:`POOL`. Nothing computed from this plane before may be
         used afterwards."""
+        for v in list(self._memo.values()):
+            if isinstance(v, Plane) and v is not self:  # e.g. the normalised image
+                v.release()
         self._memo.clear()
         self._locks.clear()
         owned, self._owned = self._owned, []
@@ -662,9 +649,9 @@ class Triple:
         POOL.give(*owned)
 
     def joint_counts(self, src: Plane, stretch: bool = False) -> np.ndarray:
-        """256 x 256 joint histogram (counts, ``np.bincount`` on ``256 a + b``) of the levels of
-        ``src`` (rows) and of the fused plane (columns); ``stretch`` uses VIFB's min-max stretched
-        levels (:meth:`Plane.mi_levels`), which for 8-bit planes are the levels themselves."""
+        """256 x 256 joint histogram (counts, :func:`histogram`) of the levels of ``src`` (rows)
+        and of the fused plane (columns); ``stretch`` uses VIFB's min-max stretched levels
+        (:meth:`Plane.mi_levels`), which for 8-bit planes are the levels themselves."""
         f = self.fused
         stretch = stretch and (src.u8 is None or f.u8 is None)
 

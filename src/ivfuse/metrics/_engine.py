@@ -74,8 +74,8 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size != n:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
+            # an old pool is not shut down (a concurrent call may still be submitting to it);
+            # its idle threads end when it is garbage-collected
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ivfuse-metrics", initializer=_mark)
             _pool_size = n
         return _pool
