@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,10 @@ from typer.testing import CliRunner
 from ivfuse import metrics as M
 from ivfuse.cli import app
 
+from .conftest import SHARED_DATA
+
 runner = CliRunner()
-VIFB_REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vifb_ref"
+VIFB_REF = SHARED_DATA / "vifb_ref"
 
 
 def run(*args):

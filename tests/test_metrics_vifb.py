@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ import pytest
 from ivfuse import metrics as M
 from ivfuse.io import read_image
 
-VIFB_REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vifb_ref"
+from .conftest import SHARED_DATA
+
+VIFB_REF = SHARED_DATA / "vifb_ref"
 
 # VIFB's file names -> ivfuse's names in the vifb profile
 NAMES = {
