@@ -15,8 +15,11 @@ Paths (cumulative where the name says so):
   +folded-bn          BatchNorm folded into the convolutions (fold_batchnorm)
   +channels-last      channels_last memory format (oneDNN blocked convolutions)
   +compile            torch.compile (inductor) of the fused network
-  bf16-autocast       autocast to bfloat16 on top of +channels-last (CPUs with bf16 support)
-  bf16+compile        both
+  bf16-autocast       the whole +channels-last network under bfloat16 autocast (for reference:
+                      rounding input and output to bf16 alone costs up to a gray level)
+  bf16-mixed          ivfuse's ``precision="bf16"``: conv2-conv6 in bf16, conv1, conv7 and the
+                      skip f1 in fp32 (CPUs with AVX512-BF16/AMX)
+  bf16-mixed+compile  ivfuse's ``precision="bf16", compile=True``
 
 Weights: the shipped ones when installed, else ``--weights``, else a randomly initialised
 network with BN statistics from random batches (timings do not depend on the values).
@@ -34,7 +37,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ivfuse.methods.didfuse import DIDFuseNet, fold_batchnorm, load_weights
+from ivfuse.methods.didfuse import DIDFuse, DIDFuseNet, fold_batchnorm, load_weights
 from ivfuse.methods.registry import weights_path
 from ivfuse.nn.fusion import RULES
 
@@ -127,20 +130,17 @@ def main(argv: list[str] | None = None) -> int:
                 return cl(ir_, vi_).float()
 
         paths.append(("bf16-autocast", bf16, torch.inference_mode))
+        mixed = DIDFuse(net, rule=rule, tile=None, precision="bf16")
+        paths.append(("bf16-mixed", mixed.fuse_tensor, torch.inference_mode))
         if not args.no_compile:
-            cbf = torch.compile(_batched(folded_cl, rule, torch.channels_last), dynamic=False)
-
-            def bf16_compiled(ir_, vi_):
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    return cbf(ir_, vi_).float()
-
-            paths.append(("bf16+compile", bf16_compiled, torch.inference_mode))
+            mixed_c = DIDFuse(net, rule=rule, tile=None, precision="bf16", compile=True)
+            paths.append(("bf16-mixed+compile", mixed_c.fuse_tensor, torch.inference_mode))
 
     print(
         f"DIDFuse fusion, 1x1x480x640 pair, rule={rule}, weights: {source}, "
         f"torch {torch.__version__}, {args.threads} threads, {args.runs} timed runs (median)"
     )
-    print(f"{'path':<18} {'ms/pair':>9} {'pairs/s':>8} {'vs eager':>9} {'max diff':>9}  check")
+    print(f"{'path':<19} {'ms/pair':>9} {'pairs/s':>8} {'vs eager':>9} {'max diff':>9}  check")
     # warm-up (and compilation) of every path, then the timed runs interleaved round-robin so
     # that load drifts on a shared machine hit every path alike
     outs: dict[str, torch.Tensor] = {}
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 outs[name] = fn(ir, vi).float()
             live.append((name, fn, ctx))
         except Exception as e:  # e.g. no C++ compiler for inductor
-            print(f"{name:<18} skipped: {type(e).__name__}: {str(e).splitlines()[0][:80]}")
+            print(f"{name:<19} skipped: {type(e).__name__}: {str(e).splitlines()[0][:80]}")
     times: dict[str, list[float]] = {name: [] for name, _, _ in live}
     for _ in range(args.runs):
         for name, fn, ctx in live:
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             }  # fmt: skip
         )
         print(
-            f"{name:<18} {med * 1e3:9.1f} {1 / med:8.3f} {base / med:8.2f}x {diff:9.4f}  "
+            f"{name:<19} {med * 1e3:9.1f} {1 / med:8.3f} {base / med:8.2f}x {diff:9.4f}  "
             f"{'ok' if ok else 'FAIL'}"
         )
     valid = [r for r in results if r["within_1_gray"]]
