@@ -72,10 +72,19 @@ def test_load_returns_reusable_fuser_and_files_work(tmp_path):
 
 
 def test_methods_lists_classical_with_metadata():
-    names = {m.name: m for m in ivfuse.methods()}
+    names = {m.name: m for m in ivfuse.list_methods()}
     for n in ("average", "max", "lp", "dwt", "dtcwt", "gff", "gtf"):
         assert names[n].family == "classical" and names[n].paper
     assert ivfuse.DEFAULT_METHOD in names
+
+
+def test_method_modules_import_by_dotted_name():
+    import importlib
+
+    # ivfuse.methods is the subpackage (not shadowed by a function), so both forms work
+    mod = importlib.import_module("ivfuse.methods.classical.pyramid")
+    assert ivfuse.methods.classical.pyramid is mod
+    assert ivfuse.methods.info("lp").name == "lp"
 
 
 def test_default_method_fuses_the_synthetic_scene_better_than_either_source():

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .api import DEFAULT_METHOD, Pipeline, fuse, load, methods
+from . import methods  # the subpackage: ivfuse.methods.didfuse, ivfuse.methods.registry, ...
+from .api import DEFAULT_METHOD, Pipeline, fuse, list_methods, load
 from .errors import InputError, IvfuseError, MethodError, TrainingError, WeightsError
 from .metrics import evaluate
 
@@ -31,6 +32,7 @@ __all__ = [
     "__version__",
     "evaluate",
     "fuse",
+    "list_methods",
     "load",
     "methods",
 ]

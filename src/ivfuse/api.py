@@ -114,7 +114,7 @@ def fuse(ir: ImageLike, vi: ImageLike, method: str = DEFAULT_METHOD, **options: 
     return Pipeline(method, **options).fuse(ir, vi)
 
 
-def methods() -> list[registry.MethodInfo]:
+def list_methods() -> list[registry.MethodInfo]:
     """Every registered method with its metadata."""
     return registry.available()
 

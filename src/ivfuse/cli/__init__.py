@@ -175,7 +175,7 @@ def methods_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List every fusion method: family, paper, and whether trained weights are shipped."""
-    infos = api.methods()
+    infos = api.list_methods()
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
