@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # (Re)start or resume the full official-recipe DIDFuse training in the background.
 # Log: runs/didfuse_full.log; per-epoch losses: runs/didfuse_full/losses.csv.
+# runs/ is not kept between development sessions, so scripts/save_didfuse_state.sh commits the
+# latest checkpoint to training_state/didfuse_full/; this script restores it from there when
+# runs/didfuse_full has none (or an older one).
 # When the 120 epochs are done: python scripts/ship_didfuse_weights.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p runs
+mkdir -p runs/didfuse_full
+saved=training_state/didfuse_full
+if [[ -f $saved/checkpoint.pt && ( ! -f runs/didfuse_full/checkpoint.pt || $saved/checkpoint.pt -nt runs/didfuse_full/checkpoint.pt ) ]]; then
+    cp -p "$saved/checkpoint.pt" "$saved/losses.csv" runs/didfuse_full/
+    [[ -f $saved/didfuse_full.log ]] && cp -p "$saved/didfuse_full.log" runs/didfuse_full.log
+    echo "restored checkpoint from $saved"
+fi
 OMP_NUM_THREADS=2 setsid nohup .venv/bin/ivfuse train didfuse \
     --data /work/shared/data/flir_train --out runs/didfuse_full \
     --seed 0 --threads 2 --no-progress --resume \

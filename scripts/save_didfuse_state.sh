@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Commit the running DIDFuse training's latest checkpoint (about 3 MB) to
+# training_state/didfuse_full/ so that a later session can resume it with
+# scripts/resume_didfuse_full.sh. Removed once the full run has shipped its weights.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+saved=training_state/didfuse_full
+mkdir -p "$saved"
+cp -p runs/didfuse_full/checkpoint.pt runs/didfuse_full/losses.csv "$saved/"
+cp -p runs/didfuse_full.log "$saved/didfuse_full.log"
+epoch=$(tail -n 1 "$saved/losses.csv" | cut -d, -f1)
+git add -f "$saved"
+git commit -q -m "training state: DIDFuse full recipe at epoch $epoch of 120" -- "$saved"
+echo "committed $saved at epoch $epoch"
