@@ -166,3 +166,35 @@ def test_engine_releases_every_plane(rgb_triple):
     planes = {id(p): p for t in prep.triples for p in (t.fused, t.vi, t.ir)}
     assert all(not p._memo and not p._owned for p in planes.values())
     assert all(not t.memo for t in prep.triples)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.4, 1.0, 2.5, 100.0, 1e30])
+def test_arctan_f32_within_3_ulp(scale):
+    x = (np.random.default_rng(7).standard_normal(50_003) * scale).astype(np.float32)
+    ref = np.arctan(x.astype(np.float64))
+    got = _core.arctan_f32(x)
+    assert got.dtype == np.float32
+    ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - ref) / ulp) <= 3.0
+
+
+def test_arctan_f32_special_values_and_in_place():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-40, 3e38], np.float32)
+    got = _core.arctan_f32(x)
+    want = np.arctan(x)
+    assert np.array_equal(np.signbit(got[:2]), [False, True])
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=0)  # NaN == NaN here
+    y = (np.random.default_rng(1).standard_normal((37, 41)) * 5).astype(np.float32)
+    expect = _core.arctan_f32(y.copy())
+    assert _core.arctan_f32(y, out=y) is y and np.array_equal(y, expect)
+    with pytest.raises(TypeError):
+        _core.arctan_f32(np.zeros(3))
+
+
+def test_qabf_same_with_either_arctan(monkeypatch, rgb_triple):
+    fused, ir, vi = rgb_triple
+    values = {}
+    for simd in (True, False):
+        monkeypatch.setattr(_core, "NUMPY_SIMD_ARCTAN", simd)
+        values[simd] = M.qabf(fused, ir, vi)
+    assert values[True] == pytest.approx(values[False], rel=1e-6)
