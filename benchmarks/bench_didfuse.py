@@ -119,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compile:
         compiled = torch.compile(_batched(folded_cl, rule, torch.channels_last), dynamic=False)
         paths.append(("+compile", compiled, torch.inference_mode))
-    bf16_ok = torch.backends.mkldnn.is_available() and (
-        "AVX512" in torch.backends.cpu.get_cpu_capability() or torch.cuda.is_available()
-    )
+    bf16_ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if not bf16_ok:
+        print(
+            f"bf16 paths skipped: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native "
+            "bfloat16 support in oneDNN (needs AVX512-BF16 or AMX)"
+        )
     if bf16_ok:
         cl = _batched(folded_cl, rule, torch.channels_last)
 

@@ -4,6 +4,7 @@ inference fuser (ranges, tiling, errors) and the safetensors weight round trip."
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -148,6 +149,7 @@ def test_rule_formulas():
     torch.testing.assert_close(fuse_l1(z, z), z)  # undefined ratio -> equal weights, no NaN
 
 
+@pytest.mark.filterwarnings("ignore:precision='bf16'")
 def test_fuser_output_and_errors(net):
     f = DIDFuse(net, rule="sum")
     rng = np.random.default_rng(0)
@@ -248,6 +250,7 @@ def test_fold_batchnorm_is_the_same_function(net):
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # original intact
 
 
+@pytest.mark.filterwarnings("ignore:precision='bf16'")
 def test_bf16_stays_within_one_gray_level_with_trained_weights():
     """Mixed bf16 (interior only) vs fp32 with the shipped weights on the synthetic scene."""
     if not registry.info("didfuse").weights_shipped:
@@ -259,3 +262,16 @@ def test_bf16_stays_within_one_gray_level_with_trained_weights():
     fp32 = registry.create("didfuse").fuse(s.ir, vi)
     bf16 = registry.create("didfuse", precision="bf16").fuse(s.ir, vi)
     assert 0 < np.abs(bf16 - fp32).max() * 255 <= 1.0
+
+
+def test_bf16_warns_on_cpus_without_native_bfloat16(net, monkeypatch):
+    import ivfuse.methods.didfuse as mod
+
+    monkeypatch.setattr(mod, "_cpu_has_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        DIDFuse(net, precision="bf16")
+    monkeypatch.setattr(mod, "_cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DIDFuse(net, precision="bf16")
+        DIDFuse(net)

@@ -17,6 +17,7 @@ code are recorded in ``shared/design/didfuse.md``.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -318,6 +319,13 @@ def training_spec(config: Config | None = None):
 HALO = 8
 
 
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class DIDFuse:
     """Fuser: ``fuse(ir, vi)`` on float32 (H, W) luma planes in [0, 1] -> fused (H, W) in [0, 1].
 
@@ -360,6 +368,13 @@ class DIDFuse:
         self.tile = tile
         self.margin = margin
         self.precision = precision
+        if precision == "bf16" and self.device.type == "cpu" and not _cpu_has_bf16():
+            warnings.warn(
+                "precision='bf16': this CPU has no native bfloat16 (AVX512-BF16/AMX), so bf16 "
+                "is emulated and slower than fp32",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._infer = fold_batchnorm(self.net).to(memory_format=torch.channels_last)
         self._forward = self._fuse_folded
         if compile:
