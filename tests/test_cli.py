@@ -144,9 +144,29 @@ def test_methods_table_and_json():
     assert r.exit_code == 0
     rows = {m["name"]: m for m in json.loads(r.output)}
     assert {"average", "max", "lp", "dwt", "dtcwt", "gff", "gtf"} <= rows.keys()
-    assert all({"family", "paper", "weights_shipped"} <= m.keys() for m in rows.values())
+    assert all({"family", "paper", "weights_shipped", "weights_status"} <= m.keys() for m in rows.values())
+    assert rows["lp"]["weights_status"] == "not needed"
     r = run("methods")
     assert r.exit_code == 0 and "gff" in r.output
+
+
+def test_methods_report_the_state_of_shipped_weights(tmp_path, monkeypatch):
+    from ivfuse.methods import registry
+
+    info = registry.info("didfuse")
+    (tmp_path / "didfuse.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(registry, "weights_path", lambda name: tmp_path / name)
+    card = {"epochs": 49, "epochs_planned": 120, "reduced_scale": True}
+    (tmp_path / "didfuse.json").write_text(json.dumps(card))
+    assert info.weights_status == "shipped, reduced scale (49/120 epochs)"
+    rows = {m["name"]: m for m in json.loads(run("methods", "--json").output)}
+    assert rows["didfuse"]["weights_status"] == "shipped, reduced scale (49/120 epochs)"
+    assert run("methods").exit_code == 0
+    card.update(epochs=120, reduced_scale=False)
+    (tmp_path / "didfuse.json").write_text(json.dumps(card))
+    assert info.weights_status == "shipped"
+    (tmp_path / "didfuse.safetensors").unlink()
+    assert info.weights_status == "missing: train it"
 
 
 def test_demo_writes_images_and_prints_metrics(tmp_path):

@@ -183,10 +183,8 @@ def methods_command(
     for col in ("name", "family", "paper", "weights"):
         table.add_column(col, overflow="fold")
     for i in infos:
-        shipped = "shipped" if i.weights_shipped else ("missing: train it" if i.trainable else "not needed")
-        table.add_row(
-            i.name + (" (default)" if i.name == api.DEFAULT_METHOD else ""), i.family, i.paper, shipped
-        )
+        name = i.name + (" (default)" if i.name == api.DEFAULT_METHOD else "")
+        table.add_row(name, i.family, i.paper, i.weights_status)
     out.print(table)
 
 

@@ -12,6 +12,7 @@ Colour handling, bit depths and file I/O happen outside methods (see :mod:`ivfus
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -50,9 +51,34 @@ class MethodInfo:
         """True when the package carries trained weights for this method."""
         return self.weights is not None and weights_path(self.weights).is_file()
 
+    @property
+    def weights_card(self) -> dict[str, Any] | None:
+        """The card shipped beside the weights (``<name>.json``: epochs, data, metrics), if any."""
+        if not self.weights_shipped:
+            return None
+        card = weights_path(self.weights).with_suffix(".json")
+        try:
+            return json.loads(card.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def weights_status(self) -> str:
+        """One line: ``not needed``, ``missing: train it``, ``shipped`` or the snapshot state."""
+        if self.weights is None:
+            return "not needed"
+        if not self.weights_shipped:
+            return "missing: train it"
+        card = self.weights_card or {}
+        if card.get("reduced_scale"):
+            done, planned = card.get("epochs"), card.get("epochs_planned") or card.get("recipe_epochs")
+            return f"shipped, reduced scale ({done}/{planned} epochs)"
+        return "shipped"
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["weights_shipped"] = self.weights_shipped
+        d["weights_status"] = self.weights_status
         return d
 
 
