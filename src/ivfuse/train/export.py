@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import TrainingError
 from .checkpoint import CHECKPOINT_NAME, atomic_write_text, export_safetensors, load_checkpoint
-from .trainer import CARD_NAME, WEIGHTS_NAME, package_version
+from .trainer import CARD_NAME, WEIGHTS_NAME, card_provenance
 
 
 def export_run(
@@ -64,16 +60,7 @@ def export_run(
             "wall_time_s": round(float(ck["wall_time_s"]), 1),
             "device": f"cpu ({platform.machine()})",
             "world_size": ck["world_size"],
-            "torch": torch.__version__,
-            "python": sys.version.split()[0],
-            "ivfuse": package_version(),
-            "final_losses": {
-                k: v
-                for k, v in (history[-1] if history else {}).items()
-                if k not in ("epoch", "stage", "seconds")
-            },
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
-            "metrics": None,
+            **card_provenance(history),
         }
     if recipe_epochs is not None:
         card["recipe_epochs"] = recipe_epochs

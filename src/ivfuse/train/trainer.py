@@ -503,6 +503,14 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
         "device": _device_name(device),
         "world_size": d.world,
         "threads": torch.get_num_threads(),
+        **card_provenance(history),
+        **spec.extra_card,
+    }
+
+
+def card_provenance(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The card fields every run shares: versions, last epoch's losses, creation time."""
+    return {
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "ivfuse": package_version(),
@@ -513,7 +521,6 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
         "metrics": None,
-        **spec.extra_card,
     }
 
 
