@@ -12,9 +12,10 @@ variant, so ``scripts/eval_didfuse_tno.py --weights`` can score each:
   pop-vi     the visible crops only
   pop-ir     the infrared crops only
 
-Statistics are recomputed layer by layer in train mode with ``momentum=None`` (a cumulative
-average), the batches of the recipe (24 crops, not shuffled), each modality through the encoder
-on its own as in training; the decoder sees each modality's own reconstruction pass.
+Statistics are recomputed by forward passes in train mode with ``momentum=None`` (a cumulative
+average over the batches, as "precise BN" and ``torch.optim.swa_utils.update_bn`` do), over the
+batches of the recipe (24 crops, not shuffled), each modality through the encoder on its own as
+in training; the decoder sees each modality's own reconstruction pass.
 """
 
 from __future__ import annotations
