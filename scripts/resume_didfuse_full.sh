@@ -16,6 +16,6 @@ if [[ -f $saved/checkpoint.pt && ( ! -f runs/didfuse_full/checkpoint.pt || $save
 fi
 OMP_NUM_THREADS=2 setsid nohup .venv/bin/ivfuse train didfuse \
     --data /work/shared/data/flir_train --out runs/didfuse_full \
-    --seed 0 --threads 2 --no-progress --resume \
+    --seed 0 --threads 2 --no-progress --resume --snapshot-every 10 \
     >> runs/didfuse_full.log 2>&1 < /dev/null &
 echo "started pid $!"

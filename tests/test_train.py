@@ -375,3 +375,22 @@ def test_tensorboard_scalars_when_installed(data, tmp_path, monkeypatch):
     tags = {t for t, _, _ in logged}
     assert {"total", "gap_detail", "lr", "seconds"} <= tags
     assert sorted({s for _, _, s in logged}) == [1, 2]
+
+
+def test_snapshots_every_n_epochs_survive_resume(data, tmp_path):
+    out = tmp_path / "run"
+    opts = dict(data=data, out=out, seed=1, progress=False, snapshot_every=2)
+    assert train(_spec(epochs=5), RunOptions(**opts, stop_after=3)) == {"stopped_at": 3}
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["epoch_002.safetensors"]
+    train(_spec(epochs=5), RunOptions(**opts, resume=True))
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["epoch_002.safetensors", "epoch_004.safetensors"]
+    # a snapshot is a loadable weights file; the epoch-4 one differs from the final weights
+    net, meta = load_weights(out / "snapshots" / "epoch_004.safetensors")
+    assert isinstance(net, DIDFuseNet) and meta["epochs"] == "4"
+    assert not _same(load_file(str(out / "snapshots" / "epoch_004.safetensors")), _weights(out))
+    # and equals an uninterrupted run's epoch-4 snapshot
+    ref = tmp_path / "ref"
+    train(_spec(epochs=4), RunOptions(data=data, out=ref, seed=1, progress=False, snapshot_every=4))
+    assert _same(load_file(str(ref / "snapshots" / "epoch_004.safetensors")), _weights(ref))
+    assert _same(load_file(str(out / "snapshots" / "epoch_004.safetensors")), _weights(ref))

@@ -58,6 +58,9 @@ def train_command(
     stop_after: Annotated[
         int | None, typer.Option(help="Stop after this many epochs in total (resume later).")
     ] = None,
+    snapshot_every: Annotated[
+        int, typer.Option(help="Also save the weights every N epochs to snapshots/epoch_NNN.safetensors.")
+    ] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train METHOD on a pairs folder (resumable, distributed under torchrun); export weights + card."""
@@ -67,6 +70,8 @@ def train_command(
 
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop": crop}
     overrides = {k: v for k, v in given.items() if v is not None}
+    if snapshot_every < 0:
+        raise TrainingError(f"--snapshot-every must be 0 (never) or positive, got {snapshot_every}")
     for k, v in overrides.items():
         if v <= 0:
             raise TrainingError(f"--{k.replace('_', '-')} must be positive, got {v}")
@@ -83,6 +88,7 @@ def train_command(
         progress=progress,
         test_data=test,
         stop_after=stop_after,
+        snapshot_every=snapshot_every,
     )
     result = train(spec, opts)
     import os

@@ -52,6 +52,7 @@ from .spec import TrainSpec, stage_at
 WEIGHTS_NAME = "weights.safetensors"
 CARD_NAME = "card.json"
 CSV_NAME = "losses.csv"
+SNAPSHOT_DIR = "snapshots"
 
 
 @dataclass
@@ -68,6 +69,8 @@ class RunOptions:
     test_data: Path | None = None
     #: stop after this many epochs in total without exporting, as if killed (tests, time slots)
     stop_after: int | None = None
+    #: also write the weights every N epochs to ``snapshots/epoch_NNN.safetensors`` (0: never)
+    snapshot_every: int = 0
 
 
 def _config_dict(cfg: Any) -> dict[str, Any]:
@@ -424,6 +427,9 @@ def _train(
                     },
                 )
                 _write_csv(out / CSV_NAME, history)
+                if opts.snapshot_every and (epoch + 1) % opts.snapshot_every == 0:
+                    snap = out / SNAPSHOT_DIR / f"epoch_{epoch + 1:03d}.safetensors"
+                    _export_weights(spec, model, snap, epoch + 1)
                 tb.log(row)
                 terms_txt = " ".join(f"{k}={v:.5g}" for k, v in means.items())
                 log.log(
@@ -443,16 +449,21 @@ def _train(
     if d.main:
         if opts.test_data is not None:
             card["metrics"] = evaluate_on(spec, model, Path(opts.test_data))
-        tensors = spec.export(model) if spec.export else dict(model.state_dict())
-        export_safetensors(
-            out / WEIGHTS_NAME,
-            tensors,
-            {"method": spec.method, "config": _config_dict(spec.config), "format": "ivfuse-1"},
-        )
+        _export_weights(spec, model, out / WEIGHTS_NAME)
         atomic_write_text(out / CARD_NAME, json.dumps(card, indent=2) + "\n")
         log.log(f"wrote {out / WEIGHTS_NAME} and {out / CARD_NAME}")
     d.barrier()
     return card
+
+
+def _export_weights(spec: TrainSpec, model: nn.Module, path: Path, epoch: int | None = None) -> None:
+    """The method's exported tensors as safetensors (loadable with ``weights=path``)."""
+    tensors = spec.export(model) if spec.export else dict(model.state_dict())
+    meta: dict[str, Any] = {"method": spec.method, "config": _config_dict(spec.config), "format": "ivfuse-1"}
+    if epoch is not None:
+        meta["epochs"] = str(epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_safetensors(path, tensors, meta)
 
 
 def _reduce_means(sums: dict[str, float], n: int, d: _Dist, device: torch.device) -> dict[str, float]:
