@@ -198,3 +198,21 @@ def test_qabf_same_with_either_arctan(monkeypatch, rgb_triple):
         monkeypatch.setattr(_core, "NUMPY_SIMD_ARCTAN", simd)
         values[simd] = M.qabf(fused, ir, vi)
     assert values[True] == pytest.approx(values[False], rel=1e-6)
+
+
+def test_qabf_angle_table_matches_direct_arctangent():
+    from ivfuse.metrics import structural
+
+    img = _img(4)
+    img[10:20, 30:40] = 0  # flat: sx == sy == 0
+    img[40:50, 5] = 255  # vertical line: sx == 0 next to it, sy != 0 at its ends
+    plane = _core.make_plane(img)
+    _, g, alpha, _ = structural._qabf_grad(plane)
+    dx, dy = _core.sobel(img, "zero")
+    dx, dy = dx.astype(np.float64), dy.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.where(dx == 0, np.pi / 2, np.arctan(dy / -dx))
+    assert alpha.dtype == np.float32
+    assert np.abs(alpha - want).max() < 2e-7  # float32 rounding of the ratio and of atan
+    assert np.all(alpha[dx == 0] == np.float32(np.pi / 2))
+    np.testing.assert_allclose(g, 255 * np.hypot(dx, dy), rtol=1e-6)
