@@ -184,3 +184,27 @@ def test_console_script_and_python_m():
         [sys.executable, "-m", "ivfuse", "--help"], capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0 and "fuse" in r.stdout
+
+
+def test_fuse_didfuse_colour_odd_size_rules_and_weights(tmp_path, pair):
+    from ivfuse.methods import registry
+
+    if not registry.info("didfuse").weights_shipped:
+        pytest.skip("no shipped DIDFuse weights")
+    r = run("fuse", *pair, "-o", tmp_path / "sum.png", "-m", "didfuse")
+    assert r.exit_code == 0, r.output
+    out = io.read_image(tmp_path / "sum.png")
+    assert out.shape == (48, 65, 3) and out.dtype == np.uint8
+    # the luma went through the network, the visible chroma was kept (up to 8-bit rounding)
+    vi = io.read_image(pair[1])
+    cb_cr = lambda a: io.rgb_to_ycbcr(a.astype(np.float32) / 255)[..., 1:]  # noqa: E731
+    assert np.abs(cb_cr(out) - cb_cr(vi)).mean() * 255 < 1.0
+    assert run("fuse", *pair, "-o", tmp_path / "l1.png", "-m", "didfuse", "--rule", "l1").exit_code == 0
+    assert not np.array_equal(io.read_image(tmp_path / "l1.png"), out)
+    # explicit weights file: the shipped one gives the shipped result
+    shipped = registry.weights_path("didfuse.safetensors")
+    r = run("fuse", *pair, "-o", tmp_path / "w.png", "-m", "didfuse", "-p", f"weights={shipped}")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(io.read_image(tmp_path / "w.png"), out)
+    r = run("fuse", *pair, "-o", tmp_path / "bad.png", "-m", "didfuse", "--rule", "median")
+    assert r.exit_code == 2 and "rule" in r.output and not (tmp_path / "bad.png").exists()
