@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def main() -> None:
                     "ma2019": mean_ma,
                     "paper_table4": PAPER_TNO,
                     "vifb": mean_vifb,
+                    "command": "python scripts/eval_didfuse_tno.py " + " ".join(sys.argv[1:]),
                 },
                 indent=2,
             )  # fmt: skip

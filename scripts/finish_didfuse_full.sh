@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# After the full DIDFuse run has finished: score it on TNO, ship weights + card into the package,
+# then score every snapshot (metric trajectory), the BatchNorm variants and the other fusion
+# rules of the final weights. Everything lands in RUN/eval/ (JSON + logs).
+#
+#   scripts/finish_didfuse_full.sh [RUN] [DEST]     RUN: runs/didfuse_full, DEST: the package
+#   LIMIT=3 scripts/finish_didfuse_full.sh RUN /tmp/dest    a quick dry run on 3 TNO pairs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=${1:-runs/didfuse_full}
+dest=${2:-src/ivfuse/weights}
+py=.venv/bin/python
+limit=()
+[[ -n ${LIMIT:-} ]] && limit=(--limit "$LIMIT")
+if [[ ! -f $run/weights.safetensors ]]; then
+    echo "$run has no weights.safetensors: the run has not finished" >&2
+    exit 1
+fi
+mkdir -p "$run/eval"
+tno() {  # tno NAME ARGS...: score on TNO into RUN/eval/NAME.{json,log}
+    local name=$1
+    shift
+    "$py" scripts/eval_didfuse_tno.py "${limit[@]}" "$@" --json "$run/eval/$name.json" > "$run/eval/$name.log"
+    tail -n 9 "$run/eval/$name.log" | head -n 7
+}
+echo "== final weights"
+tno final --weights "$run/weights.safetensors"
+"$py" scripts/ship_didfuse_weights.py "$run" --metrics "$run/eval/final.json" --dest "$dest"
+for s in "$run"/snapshots/epoch_*.safetensors; do
+    [[ -f $s ]] || continue
+    echo "== $(basename "$s")"
+    tno "$(basename "$s" .safetensors)" --weights "$s"
+done
+for rule in average l1; do
+    echo "== rule $rule"
+    tno "rule_$rule" --weights "$run/weights.safetensors" --rule "$rule"
+done
+"$py" scripts/didfuse_bn_study.py --weights "$run/weights.safetensors" --out "$run/bn_study"
+for v in pop-both pop-ir pop-vi; do
+    echo "== BN $v"
+    tno "bn_$v" --weights "$run/bn_study/didfuse_$v.safetensors"
+done
+echo "all results in $run/eval"
