@@ -189,6 +189,9 @@ def test_arctan_f32_special_values_and_in_place():
     assert _core.arctan_f32(y, out=y) is y and np.array_equal(y, expect)
     with pytest.raises(TypeError):
         _core.arctan_f32(np.zeros(3))
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.arctan_f32(y[:, ::2])
+    assert _core.arctan_f32(np.zeros((0, 5), np.float32)).shape == (0, 5)
 
 
 def test_qabf_same_with_either_arctan(monkeypatch, rgb_triple):

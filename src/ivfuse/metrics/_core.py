@@ -394,10 +394,10 @@ def arctan_f32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if x.dtype != np.float32:
         raise TypeError(f"arctan_f32 needs float32, got {x.dtype}")
     if out is None:
-        out = np.empty_like(x)
-    xf, of = x.reshape(-1), out.reshape(-1)
-    if not (np.shares_memory(of, out) and np.shares_memory(xf, x)):
-        raise ValueError("arctan_f32 needs contiguous arrays")
+        out = np.empty_like(x, order="C")
+    if not (x.flags.c_contiguous and out.flags.c_contiguous) or out.shape != x.shape:
+        raise ValueError("arctan_f32 needs C-contiguous arrays of the same shape")
+    xf, of = x.reshape(-1), out.reshape(-1)  # views
     for i in range(0, xf.size, _ATAN_CHUNK):  # small chunks: heap temporaries, L1/L2-resident
         _arctan_chunk(xf[i : i + _ATAN_CHUNK], of[i : i + _ATAN_CHUNK])
     return out
