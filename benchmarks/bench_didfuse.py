@@ -15,6 +15,8 @@ Paths (cumulative where the name says so):
   +folded-bn          BatchNorm folded into the convolutions (fold_batchnorm)
   +channels-last      channels_last memory format (oneDNN blocked convolutions)
   +compile            torch.compile (inductor) of the fused network
+  ivfuse-default      the library's fp32 path: ``DIDFuse(net)`` (what ``ivfuse fuse -m didfuse`` runs)
+  ivfuse-compile      ``DIDFuse(net, compile=True)`` (``-p compile=true``)
   bf16-autocast       the whole +channels-last network under bfloat16 autocast (for reference:
                       rounding input and output to bf16 alone costs up to a gray level)
   bf16-mixed          ivfuse's ``precision="bf16"``: conv2-conv6 in bf16, conv1, conv7 and the
@@ -119,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compile:
         compiled = torch.compile(_batched(folded_cl, rule, torch.channels_last), dynamic=False)
         paths.append(("+compile", compiled, torch.inference_mode))
+    # what `ivfuse fuse -m didfuse` runs (folded BN, channels-last, one encoder pass per source)
+    paths.append(("ivfuse-default", DIDFuse(net, rule=rule, tile=None).fuse_tensor, torch.inference_mode))
+    if not args.no_compile:
+        lib_c = DIDFuse(net, rule=rule, tile=None, compile=True)
+        paths.append(("ivfuse-compile", lib_c.fuse_tensor, torch.inference_mode))
     bf16_ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     if not bf16_ok:
         print(
