@@ -12,6 +12,10 @@ saved=training_state/didfuse_full
 if [[ -f $saved/checkpoint.pt && ( ! -f runs/didfuse_full/checkpoint.pt || $saved/checkpoint.pt -nt runs/didfuse_full/checkpoint.pt ) ]]; then
     cp -p "$saved/checkpoint.pt" "$saved/losses.csv" runs/didfuse_full/
     [[ -f $saved/didfuse_full.log ]] && cp -p "$saved/didfuse_full.log" runs/didfuse_full.log
+    if [[ -d $saved/snapshots ]]; then
+        mkdir -p runs/didfuse_full/snapshots
+        cp -p "$saved"/snapshots/*.safetensors runs/didfuse_full/snapshots/
+    fi
     echo "restored checkpoint from $saved"
 fi
 OMP_NUM_THREADS=2 setsid nohup .venv/bin/ivfuse train didfuse \
