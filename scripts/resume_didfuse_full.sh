@@ -7,6 +7,10 @@
 # When the 120 epochs are done: python scripts/ship_didfuse_weights.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ! -x .venv/bin/ivfuse ]]; then
+    echo "no .venv/bin/ivfuse: python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 && .venv/bin/pip install -e ." >&2
+    exit 1
+fi
 mkdir -p runs/didfuse_full
 saved=training_state/didfuse_full
 if [[ -f $saved/checkpoint.pt && ( ! -f runs/didfuse_full/checkpoint.pt || $saved/checkpoint.pt -nt runs/didfuse_full/checkpoint.pt ) ]]; then
