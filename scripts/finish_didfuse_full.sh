@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # After the full DIDFuse run has finished: score it on TNO, ship weights + card into the package,
 # then score every snapshot (metric trajectory), the BatchNorm variants and the other fusion
-# rules of the final weights. Everything lands in RUN/eval/ (JSON + logs).
+# rules of the final weights. Everything lands in RUN/eval/ (JSON + logs), and the README tables
+# made from those JSON files in RUN/eval/report.md (scripts/didfuse_report.py).
 #
 #   scripts/finish_didfuse_full.sh [RUN] [DEST]     RUN: runs/didfuse_full, DEST: the package
 #   LIMIT=3 scripts/finish_didfuse_full.sh RUN /tmp/dest    a quick dry run on 3 TNO pairs
@@ -40,4 +41,5 @@ for v in pop-both pop-ir pop-vi; do
     echo "== BN $v"
     tno "bn_$v" --weights "$run/bn_study/didfuse_$v.safetensors"
 done
-echo "all results in $run/eval"
+"$py" scripts/didfuse_report.py "$run" > "$run/eval/report.md"
+echo "all results in $run/eval; README tables in $run/eval/report.md"
