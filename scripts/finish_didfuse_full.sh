@@ -6,6 +6,8 @@
 #
 #   scripts/finish_didfuse_full.sh [RUN] [DEST]     RUN: runs/didfuse_full, DEST: the package
 #   LIMIT=3 scripts/finish_didfuse_full.sh RUN /tmp/dest    a quick dry run on 3 TNO pairs
+#   ONLY_FINAL=1 scripts/finish_didfuse_full.sh                score + ship the final weights only
+#   (about 2 minutes; the snapshots, rules and BN variants take another 30-40 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/didfuse_full}
@@ -27,10 +29,19 @@ tno() {  # tno NAME ARGS...: score on TNO into RUN/eval/NAME.{json,log}
 echo "== final weights"
 tno final --weights "$run/weights.safetensors"
 "$py" scripts/ship_didfuse_weights.py "$run" --metrics "$run/eval/final.json" --dest "$dest"
+report() {
+    "$py" scripts/didfuse_report.py "$run" > "$run/eval/report.md"
+    echo "all results in $run/eval; README tables in $run/eval/report.md"
+}
+if [[ -n ${ONLY_FINAL:-} ]]; then
+    report
+    exit 0
+fi
 for s in "$run"/snapshots/epoch_*.safetensors; do
-    [[ -f $s ]] || continue
-    echo "== $(basename "$s")"
-    tno "$(basename "$s" .safetensors)" --weights "$s"
+    name=$(basename "$s" .safetensors)
+    [[ -f $s && ! -f $run/eval/$name.json ]] || continue  # scored already (or no snapshots)
+    echo "== $name"
+    tno "$name" --weights "$s"
 done
 for rule in average l1; do
     echo "== rule $rule"
@@ -41,5 +52,4 @@ for v in pop-both pop-ir pop-vi; do
     echo "== BN $v"
     tno "bn_$v" --weights "$run/bn_study/didfuse_$v.safetensors"
 done
-"$py" scripts/didfuse_report.py "$run" > "$run/eval/report.md"
-echo "all results in $run/eval; README tables in $run/eval/report.md"
+report
