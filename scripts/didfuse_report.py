@@ -63,7 +63,9 @@ def report(run: Path) -> str:
     out = [f"TNO, {pairs} pairs, `ma2019` profile", ""]
     out += _header("TNO")
     out.append(_row("DIDFuse paper, Table 4", paper))
-    out.append(_row("ivfuse, 120 epochs (shipped)", final["ma2019"]))
+    card = run / "card.json"
+    epochs = json.loads(card.read_text())["epochs"] if card.exists() else None
+    out.append(_row(f"ivfuse, {epochs} epochs" if epochs else "ivfuse, final weights", final["ma2019"]))
     diffs = {k: 100 * (final["ma2019"][k] - paper[k]) / paper[k] for k in KEYS}
     out.append("| difference | " + " | ".join(f"{diffs[k]:+.1f} %" for k in KEYS) + " |")
     within = [k for k in KEYS if abs(diffs[k]) <= 3.0]
@@ -95,7 +97,7 @@ def report(run: Path) -> str:
     if len(present) > 1:
         out.append("Variants of the final weights:")
         out.append("")
-        out += _header("120-epoch weights, TNO, `ma2019`")
+        out += _header("final weights, TNO, `ma2019`")
         out += [_row(label, results[n]["ma2019"]) for n, label in present]
         out.append("")
 
