@@ -28,12 +28,12 @@ VARIANTS = [
 ]
 
 
-def _fmt(k: str, v: float) -> str:
+def _fmt(v: float) -> str:
     return f"{v:.3f}"
 
 
 def _row(label: str, vals: dict[str, float]) -> str:
-    return f"| {label} | " + " | ".join(_fmt(k, vals[k]) for k in KEYS) + " |"
+    return f"| {label} | " + " | ".join(_fmt(vals[k]) for k in KEYS) + " |"
 
 
 def _header(first: str) -> list[str]:
@@ -88,7 +88,7 @@ def report(run: Path) -> str:
             vals = results[name]["ma2019"]
             out.append(
                 f"| {epoch} | {row.get('lr', '')} | {_loss(row.get('total'))} | "
-                + " | ".join(_fmt(k, vals[k]) for k in KEYS)
+                + " | ".join(_fmt(vals[k]) for k in KEYS)
                 + " |"
             )
         out.append("")

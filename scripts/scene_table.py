@@ -46,10 +46,8 @@ def main() -> None:
         t0 = time.perf_counter()
         fused = fuser.fuse(scene.ir, scene.vi)
         ms = 1000 * (time.perf_counter() - t0)
-        print(
-            f"| {name} | {target_contrast(fused, scene):.3f} ({target_contrast(fused, scene) / ir_c:.0%}) "
-            f"| {texture_detail(fused, scene):.4f} ({texture_detail(fused, scene) / vi_t:.0%}) | {ms:.0f} |"
-        )
+        c, t = target_contrast(fused, scene), texture_detail(fused, scene)
+        print(f"| {name} | {c:.3f} ({c / ir_c:.0%}) | {t:.4f} ({t / vi_t:.0%}) | {ms:.0f} |")
 
 
 if __name__ == "__main__":
