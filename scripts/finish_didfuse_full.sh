@@ -28,7 +28,7 @@ tno() {  # tno NAME ARGS...: score on TNO into RUN/eval/NAME.{json,log}
 }
 echo "== final weights"
 tno final --weights "$run/weights.safetensors"
-"$py" scripts/ship_didfuse_weights.py "$run" --metrics "$run/eval/final.json" --dest "$dest"
+"$py" scripts/ship_weights.py didfuse "$run" --metrics "$run/eval/final.json" --dest "$dest"
 report() {
     "$py" scripts/didfuse_report.py "$run" > "$run/eval/report.md"
     echo "all results in $run/eval; README tables in $run/eval/report.md"

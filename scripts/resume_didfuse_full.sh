@@ -4,7 +4,7 @@
 # runs/ is not kept between development sessions, so scripts/save_didfuse_state.sh commits the
 # latest checkpoint to training_state/didfuse_full/; this script restores it from there when
 # runs/didfuse_full has none (or an older one).
-# When the 120 epochs are done: python scripts/ship_didfuse_weights.py
+# When the 120 epochs are done: python scripts/ship_weights.py didfuse runs/didfuse_full
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ! -x .venv/bin/ivfuse ]]; then

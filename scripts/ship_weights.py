@@ -1,0 +1,59 @@
+"""Copy a training run into the package: ivfuse/weights/<method>.{safetensors,json}.
+
+    python scripts/ship_weights.py METHOD RUN [--metrics metrics.json] [--dest DIR]
+
+Works for every trainable method (``ivfuse methods`` lists them), on a finished run and on the
+checkpoint of an unfinished one (the card then says how many of the recipe's epochs were done,
+``reduced_scale: true``). ``--metrics`` adds a JSON object of test-set metrics to the card.
+The recipe's epoch count and the paper come from the method module (``Config``, ``PAPER``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from ivfuse.methods import registry
+from ivfuse.train.export import export_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("method", help="trainable method, e.g. didfuse")
+    ap.add_argument("run", help="run folder of `ivfuse train` (checkpoint.pt, card.json, weights)")
+    ap.add_argument("--metrics", default=None, help="JSON file with test-set metrics")
+    ap.add_argument("--dest", default=str(ROOT / "src" / "ivfuse" / "weights"), help="target folder")
+    args = ap.parse_args()
+    info = registry.info(args.method)
+    if not info.trainable or info.weights is None:
+        raise SystemExit(f"error: {info.name} is not a trainable method with weights")
+    mod = importlib.import_module(f"ivfuse.methods.{info.name}")
+    recipe = mod.Config()
+    recipe_epochs = getattr(recipe, "epochs", None)
+    if recipe_epochs is None and hasattr(mod, "training_spec"):
+        recipe_epochs = mod.training_spec(recipe).total_epochs
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    weights = dest / info.weights
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+    card = export_run(
+        args.run,
+        weights,
+        weights.with_suffix(".json"),
+        info.name,
+        recipe_epochs=recipe_epochs,
+        metrics=metrics,
+        paper=getattr(mod, "PAPER", info.paper),
+    )
+    print(
+        f"shipped {info.name}: {card['epochs']}/{card.get('recipe_epochs')} epochs "
+        f"(reduced_scale={card['reduced_scale']}) to {dest}"
+    )
+
+
+if __name__ == "__main__":
+    main()
