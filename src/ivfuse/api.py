@@ -50,13 +50,23 @@ class Pipeline:
 
     Args:
         method: registered method name (``ivfuse methods`` lists them).
+        task: ``"ivif"`` (default: infrared + visible), ``"mef"`` (under- + over-exposed) or ``"mff"``
+            (two focus planes); a method that does not support the task is refused (``MethodError``).
+            For ``mef``/``mff`` both sources are treated alike: when either is colour, the method
+            fuses the two lumas (BT.601 Y) and the chroma planes are fused by the saturation-weighted
+            rule of DeepFuse (Prabhakar et al., ICCV 2017, eq. 4): ``C = (C1 |C1 - 0.5| + C2 |C2 - 0.5|)
+            / (|C1 - 0.5| + |C2 - 0.5|)`` (0.5 where both are neutral), so the more saturated source
+            gives the colour.
         stretch16: map 16-bit inputs with the percentile stretch of :func:`ivfuse.io.to_unit`
             (default) instead of a plain ``/ 65535``.
         **options: method options (e.g. ``rule="l1"`` for didfuse, ``levels=4`` for lp).
     """
 
-    def __init__(self, method: str = DEFAULT_METHOD, *, stretch16: bool = True, **options: Any):
-        self.info = registry.info(method)
+    def __init__(
+        self, method: str = DEFAULT_METHOD, *, task: str = "ivif", stretch16: bool = True, **options: Any
+    ):
+        self.info = registry.check_task(method, task)
+        self.task = task
         self.method = registry.create(method, **options)
         self.stretch16 = stretch16
 
@@ -67,7 +77,11 @@ class Pipeline:
         """Fuse one pair (arrays of stored values or file paths).
 
         Returns float32 in [0, 1]: (H, W) for a gray visible image, (H, W, 3) for a colour one.
+        For the ``mef``/``mff`` tasks ``ir`` and ``vi`` are the first and second source (under/over
+        exposed, focus planes A/B) and the result is colour when either source is.
         """
+        if self.task != "ivif":
+            return self._fuse_two(ir, vi)
         ir_arr, ir_name = _load(ir, "infrared")
         vi_arr, vi_name = _load(vi, "visible")
         _check(ir_arr, ir_name)
@@ -89,6 +103,40 @@ class Pipeline:
         vi_plane = vi_unit[..., 0] if vi_unit.ndim == 3 else vi_unit
         return self._fuse_planes(ir_unit, vi_plane)
 
+    def _fuse_two(self, a: ImageLike, b: ImageLike) -> np.ndarray:
+        """Multi-exposure / multi-focus: two sources of the same kind, colour kept from both."""
+        units = []
+        names = []
+        for x, role in ((a, "first source"), (b, "second source")):
+            arr, name = _load(x, role)
+            _check(arr, name)
+            if arr.ndim == 3 and arr.shape[-1] == 1:
+                arr = arr[..., 0]
+            units.append(io.to_unit(arr, stretch16=self.stretch16))
+            names.append((name, arr))
+        (na, ra), (nb, rb) = names
+        if ra.shape[:2] != rb.shape[:2]:
+            (h1, w1), (h2, w2) = ra.shape[:2], rb.shape[:2]
+            raise InputError(f"{na} is {w1}x{h1} but {nb} is {w2}x{h2}: sizes differ")
+        colour = [u.ndim == 3 and not io.is_gray_rgb(r) for u, (_, r) in zip(units, names, strict=True)]
+        if not any(colour):
+            planes = [u[..., 0] if u.ndim == 3 else u for u in units]
+            return self._fuse_planes(planes[0], planes[1])
+        yccs = []
+        for u in units:
+            if u.ndim == 2:
+                u = np.repeat(u[..., None], 3, axis=-1)
+            yccs.append(io.rgb_to_ycbcr(u))
+        out = np.empty_like(yccs[0])
+        out[..., 0] = self._fuse_planes(np.clip(yccs[0][..., 0], 0, 1), np.clip(yccs[1][..., 0], 0, 1))
+        for c in (1, 2):
+            c1, c2 = yccs[0][..., c], yccs[1][..., c]
+            w1, w2 = np.abs(c1 - 0.5), np.abs(c2 - 0.5)
+            den = w1 + w2
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[..., c] = np.where(den > 0, (c1 * w1 + c2 * w2) / den, 0.5)
+        return io.ycbcr_to_rgb(out)
+
     def _fuse_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         out = np.asarray(
             self.method.fuse(np.ascontiguousarray(ir), np.ascontiguousarray(vi)), dtype=np.float32
@@ -104,9 +152,9 @@ class Pipeline:
         return io.write_image(out, self.fuse(ir, vi), bit_depth=bit_depth)
 
 
-def load(method: str = DEFAULT_METHOD, **options: Any) -> Pipeline:
-    """A reusable :class:`Pipeline` for ``method`` (weights are loaded once)."""
-    return Pipeline(method, **options)
+def load(method: str = DEFAULT_METHOD, *, task: str = "ivif", **options: Any) -> Pipeline:
+    """A reusable :class:`Pipeline` for ``method`` and ``task`` (weights are loaded once)."""
+    return Pipeline(method, task=task, **options)
 
 
 def fuse(ir: ImageLike, vi: ImageLike, method: str = DEFAULT_METHOD, **options: Any) -> np.ndarray:

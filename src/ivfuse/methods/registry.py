@@ -26,7 +26,12 @@ from ..errors import MethodError
 METHOD_MODULES: tuple[str, ...] = (
     "ivfuse.methods.classical",
     "ivfuse.methods.didfuse",
+    "ivfuse.methods.sslwaeie",
 )
+
+
+#: fusion tasks: infrared-visible, multi-exposure, multi-focus
+TASKS: tuple[str, ...] = ("ivif", "mef", "mff")
 
 
 class Fuser(Protocol):
@@ -45,6 +50,8 @@ class MethodInfo:
     summary: str = ""
     trainable: bool = False
     weights: str | None = None  # file name under ivfuse/weights/, None for classical methods
+    #: fusion tasks it supports: "ivif" (infrared-visible), "mef" (multi-exposure), "mff" (multi-focus)
+    tasks: tuple[str, ...] = ("ivif",)
 
     @property
     def weights_shipped(self) -> bool:
@@ -94,18 +101,23 @@ def register(
     summary: str = "",
     trainable: bool = False,
     weights: str | None = None,
+    tasks: tuple[str, ...] = ("ivif",),
 ) -> Callable[[Callable[..., Fuser]], Callable[..., Fuser]]:
     """Class/function decorator registering a fuser factory under ``name`` (lowercase)."""
     if name != name.lower():
         raise ValueError(f"method names are lowercase, got {name!r}")
     if family not in ("classical", "self-supervised"):
         raise ValueError(f"unknown family {family!r}")
+    if not tasks or any(t not in TASKS for t in tasks):
+        raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tasks!r}")
 
     def deco(factory: Callable[..., Fuser]) -> Callable[..., Fuser]:
         if name in _REGISTRY and _REGISTRY[name][1] is not factory:
             raise ValueError(f"method {name!r} registered twice")
         _REGISTRY[name] = (
-            MethodInfo(name, family, paper, summary or _first_line(factory), trainable, weights),
+            MethodInfo(
+                name, family, paper, summary or _first_line(factory), trainable, weights, tuple(tasks)
+            ),
             factory,
         )
         return factory
@@ -146,6 +158,36 @@ def create(name: str, **kwargs: Any) -> Fuser:
     """Build the fuser registered under ``name``; ``kwargs`` go to its factory."""
     info(name)
     return _REGISTRY[name.lower()][1](**kwargs)
+
+
+def check_task(name: str, task: str) -> MethodInfo:
+    """The method's metadata if it supports ``task``; :class:`MethodError` with one line otherwise."""
+    if task not in TASKS:
+        raise MethodError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    mi = info(name)
+    if task not in mi.tasks:
+        raise MethodError(
+            f"method {mi.name!r} does not support the task {task!r} (it supports: {', '.join(mi.tasks)})"
+        )
+    return mi
+
+
+def parameter_count(fuser: object) -> int:
+    """Trainable-network size of a fuser: its ``parameter_count()`` if it has one, else the parameters
+    of the ``torch.nn.Module`` objects among its attributes (0 for classical methods)."""
+    if callable(getattr(fuser, "parameter_count", None)):
+        return int(fuser.parameter_count())
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    seen: dict[int, object] = {}
+    for value in vars(fuser).values() if hasattr(fuser, "__dict__") else ():
+        if isinstance(value, torch.nn.Module):
+            for prm in value.parameters():
+                seen[id(prm)] = prm
+    return int(sum(p.numel() for p in seen.values()))
 
 
 def weights_path(filename: str):

@@ -40,6 +40,7 @@ def _normalised(w: np.ndarray) -> np.ndarray:
 @register(
     "gff",
     family="classical",
+    tasks=("ivif", "mef", "mff"),
     paper="S. Li, X. Kang, J. Hu, Image fusion with guided filtering, IEEE TIP 2013",
 )
 class GuidedFilterFusion:

@@ -16,6 +16,7 @@ from ._common import check_pair, finish
 @register(
     "average",
     family="classical",
+    tasks=("ivif", "mef", "mff"),
     paper="Pixel-wise mean of the sources (baseline; see J. Ma et al., Information Fusion 2019 survey)",
 )
 class Average:
@@ -32,6 +33,7 @@ class Average:
 @register(
     "max",
     family="classical",
+    tasks=("ivif", "mef", "mff"),
     paper="Pixel-wise choose-max of the sources (baseline; see J. Ma et al., Information Fusion 2019 survey)",
 )
 class ChooseMax:

@@ -66,6 +66,7 @@ def reconstruct(pyr: list[np.ndarray]) -> np.ndarray:
 @register(
     "lp",
     family="classical",
+    tasks=("ivif", "mef", "mff"),
     paper="P. J. Burt, E. H. Adelson, The Laplacian pyramid as a compact image code, "
     "IEEE Trans. Commun. 1983",
 )

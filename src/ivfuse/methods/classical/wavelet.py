@@ -28,6 +28,7 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @register(
     "dwt",
     family="classical",
+    tasks=("ivif", "mef", "mff"),
     paper="H. Li, B. S. Manjunath, S. K. Mitra, Multisensor image fusion using the wavelet transform, "
     "Graphical Models and Image Processing 1995",
 )
@@ -73,6 +74,7 @@ class WaveletFusion:
 @register(
     "dtcwt",
     family="classical",
+    tasks=("ivif", "mef", "mff"),
     paper="J. J. Lewis, R. J. O'Callaghan, S. G. Nikolov, D. R. Bull, N. Canagarajah, Pixel- and "
     "region-based image fusion with complex wavelets, Information Fusion 2007",
 )
