@@ -788,10 +788,12 @@ def prepare(
     """Validate inputs and split them into :class:`Triple` objects under a colour rule.
 
     ``color='vifb'``: per-channel triples for a colour fused image (mean over them later);
-    ``color='gray'``: everything converted with ``rgb2gray``, one triple.
+    ``color='gray'``: everything converted with ``rgb2gray``, one triple; ``color='mefb'``: as
+    ``'vifb'``, except that a colour fused image with two gray sources is evaluated on its first
+    (red) channel alone, as every wrapper of MEFB's ``metrics*.m`` does (``fused(:,:,1)``).
     """
-    if color not in ("vifb", "gray"):
-        raise InputError(f"unknown colour rule {color!r} (use 'vifb' or 'gray')")
+    if color not in ("vifb", "gray", "mefb"):
+        raise InputError(f"unknown colour rule {color!r} (use 'vifb', 'gray' or 'mefb')")
     f = check_image(fused, "fused")
     srcs: dict[str, np.ndarray | None] = {}
     for role, val in (("infrared", ir), ("visible", vi)):
@@ -810,6 +812,9 @@ def prepare(
         check_same_size(f, r, "reference")
         ref = r
     ir_a, vi_a = srcs["infrared"], srcs["visible"]
+    if color == "mefb" and f.ndim == 3 and ir_a is not None and vi_a is not None:
+        if ir_a.ndim == 2 and vi_a.ndim == 2:
+            f = np.ascontiguousarray(f[:, :, 0])
 
     if color == "gray" or f.ndim == 2:
         fp = make_plane(rgb2gray(f))

@@ -1,10 +1,13 @@
-"""Information-theoretic metrics: EN, CE, MI, NMI.
+"""Information-theoretic metrics: EN, CE, MI, NMI, TE (Tsallis), QNCIE.
 
 All histograms have 256 bins, one per integer grey level 0..255 (see :mod:`._core` for how
 non-8-bit inputs are quantised), and are built with ``np.bincount`` on the 8-bit levels (joint
 histograms on ``256 a + b`` as uint16, shared with VIFB's PSNR / RMSE).
 
-Sources: ``A`` is the visible image and ``B`` the infrared image (VIFB's img1/img2 order).
+Sources: ``A`` is the visible image and ``B`` the infrared image (VIFB's img1/img2 order); in the
+``mefb`` profile ``A`` is the under- and ``B`` the over-exposed image. TE and QNCIE work, as
+Z. Liu's code that MEFB uses, on images normalised with ``normalize1`` (min-max to 0..255, rounded;
+:meth:`Plane.norm_plane`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Plane, Triple, channel_mean, prepare
+from ._core import Plane, Triple, channel_mean, histogram, prepare
 
-__all__ = ["cross_entropy", "entropy", "mutual_information", "nmi"]
+__all__ = ["cross_entropy", "entropy", "mutual_information", "nmi", "qncie", "tsallis_entropy"]
 
 _COMBINE = ("sum", "mean")
 
@@ -92,6 +95,51 @@ def _nmi(t: Triple, stretch: bool = False) -> float:
     return 2.0 * total
 
 
+def _joint_norm(t: Triple, x: Plane, y: Plane) -> np.ndarray:
+    """256 x 256 joint probability of the ``normalize1`` levels of x (rows) and y (columns)."""
+
+    def compute() -> np.ndarray:
+        h = histogram([x.norm_plane().levels(), y.norm_plane().levels()])
+        return h / float(h.sum())
+
+    return t.cached(("joint_norm", id(x), id(y)), compute)
+
+
+def _tsallis_pair(t: Triple, s: Plane, q: float) -> float:
+    h = _joint_norm(t, s, t.fused)  # rows: source level, columns: fused level
+    pf = h.sum(axis=0)  # Z. Liu's ``im1_marg = sum(h)``: the marginal of the fused image ...
+    ps = h.sum(axis=1)
+    buff = np.multiply.outer(pf, ps)  # ... multiplied as if it were the rows' marginal (sic)
+    m = buff != 0
+    total = float((h[m] ** q / buff[m] ** (q - 1)).sum())
+    return (1.0 - total) / (1.0 - q)
+
+
+def _te(t: Triple, q: float = 1.85) -> float:
+    a, b = t.sources("TE")
+    return _tsallis_pair(t, a, q) + _tsallis_pair(t, b, q)
+
+
+def _ncc(t: Triple, x: Plane, y: Plane) -> float:
+    """Z. Liu's ``NCC``: (H_x + H_y - H_xy) / log2(256) of the normalised images."""
+    h = _joint_norm(t, x, y)
+    hx = _entropy_of(h.sum(axis=0), 2.0)
+    hy = _entropy_of(h.sum(axis=1), 2.0)
+    return (hx + hy - _entropy_of(h.ravel(), 2.0)) / 8.0
+
+
+def _qncie(t: Triple) -> float:
+    a, b = t.sources("QNCIE")
+    f = t.fused
+    nab, naf, nbf = _ncc(t, a, b), _ncc(t, a, f), _ncc(t, b, f)
+    r = np.linalg.eigvalsh(np.array([[1.0, nab, naf], [nab, 1.0, nbf], [naf, nbf, 1.0]]))
+    # eigenvalues of a singular R (e.g. F = A = B) come out as 0 or -1e-16: their term is 0,
+    # its limit (MATLAB gives NaN or a complex number there)
+    r = r[r > 0]
+    hr = -float((r * np.log2(r / 3.0) / 3.0).sum()) / 8.0
+    return 1.0 - hr
+
+
 # ---------------------------------------------------------------------------- public API
 
 
@@ -152,3 +200,32 @@ def nmi(fused: Any, ir: Any, vi: Any) -> float:
     """
     prep = prepare(fused, ir, vi, need_sources=True, metric="NMI")
     return channel_mean([_nmi(t) for t in prep.triples])
+
+
+def tsallis_entropy(fused: Any, a: Any, b: Any, *, q: float = 1.85) -> float:
+    """Tsallis-entropy fusion metric TE (Cvejic, Canagarajah & Bull, Electronics Letters 42(11),
+    2006), as MEFB's ``metricsTE.m`` (Z. Liu's ``metricMI.m``, case 2) computes it.
+
+    ``TE = I_q(A, F) + I_q(B, F)`` with Cvejic's ``q = 1.85`` and ``I_q(S, F) = (1 - sum_ij
+    h(i,j)^q / (p_F(i) p_S(j))^(q-1)) / (1 - q)`` over the cells where the product is non-zero;
+    ``h`` is the joint histogram of the ``normalize1`` images (rows: S), and, as in that code,
+    the fused image's marginal is indexed by the row and the source's by the column. Colour:
+    mean over RGB channels. Unbounded (values in the thousands are usual); **higher is better**.
+    """
+    if q == 1:
+        raise ValueError("q must not be 1")
+    prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="TE")
+    return channel_mean([_te(t, q) for t in prep.triples])
+
+
+def qncie(fused: Any, a: Any, b: Any) -> float:
+    """Nonlinear correlation information entropy Q_NCIE (Wang, Shen & Zhang, Physica D 200, 2005;
+    Wang, Shen & Jin 2008), as MEFB's ``metricsQncie.m`` (Z. Liu's ``metricWang.m``) computes it.
+
+    Nonlinear correlation coefficients ``NCC(X, Y) = (H_X + H_Y - H_XY) / log2(256)`` (256-bin
+    histograms of the ``normalize1`` images) fill the 3 x 3 matrix R of (A, B, F);
+    ``Q_NCIE = 1 + sum_i (l_i / 3) log_256(l_i / 3)`` over its eigenvalues l_i. Colour: mean over
+    RGB channels. Range [0, 1]; **higher is better**; 1 when both sources equal F.
+    """
+    prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="QNCIE")
+    return channel_mean([_qncie(t) for t in prep.triples])
