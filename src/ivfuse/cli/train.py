@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +25,10 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
         raise MethodError(f"method {info.name!r} is not trainable")
     mod = importlib.import_module(f"ivfuse.methods.{info.name}")
     config_cls = mod.Config
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    for k in overrides:
+        if k not in known:
+            raise TrainingError(f"--{k.replace('_', '-')} is not an option of method {info.name!r}")
     ck_path = out / CHECKPOINT_NAME
     seed = None
     if resume and ck_path.is_file():
@@ -49,7 +54,11 @@ def train_command(
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the paper's).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
     lr: Annotated[float | None, typer.Option(help="Initial learning rate.")] = None,
-    crop: Annotated[int | None, typer.Option(help="Centre-crop size of training images.")] = None,
+    crop: Annotated[int | None, typer.Option(help="Crop size of training images.")] = None,
+    vgg19: Annotated[
+        Path | None,
+        typer.Option(help="Local VGG19 ImageNet weights (.pth state dict or .safetensors) for the encoder."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (weights init, sampling).")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
@@ -69,12 +78,14 @@ def train_command(
     from ..train.trainer import RunOptions, train
 
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop": crop}
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if snapshot_every < 0:
         raise TrainingError(f"--snapshot-every must be 0 (never) or positive, got {snapshot_every}")
     for k, v in overrides.items():
         if v <= 0:
             raise TrainingError(f"--{k.replace('_', '-')} must be positive, got {v}")
+    if vgg19 is not None:  # a field of the method's Config (jcae); refused by methods without it
+        overrides["vgg19"] = str(vgg19)
     spec, ck_seed = build_spec(method, overrides, out, resume)
     if ck_seed is not None and seed not in (0, ck_seed):
         raise TrainingError(f"--seed {seed} differs from the checkpoint's seed {ck_seed}")

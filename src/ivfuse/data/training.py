@@ -99,3 +99,50 @@ class CenterCropPairs(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"ir": self.ir[i], "vi": self.vi[i]}
+
+
+class RandomCropPairs(Dataset):
+    """Pairs as ``{"ir": (1, c, c), "vi": (1, c, c)}``: a random aligned crop, optionally flipped.
+
+    Each pair is decoded once at construction (full size, PIL 'L' luma, kept as 8-bit). Every
+    ``__getitem__`` draws the crop's top-left corner (uniform over the valid positions) and a
+    horizontal flip (probability 1/2) from torch's global generator, the same for infrared and
+    visible, so the pair stays registered. The trainer seeds that generator and stores its state
+    in every checkpoint: a run resumed from a checkpoint draws the same crops as an unbroken run.
+    """
+
+    def __init__(self, root: str | Path, crop: int = 128, flip: bool = True):
+        self.root = Path(root)
+        self.crop = int(crop)
+        self.flip = bool(flip)
+        self.pairs = training_pairs(self.root)
+        self.ir: list[torch.Tensor] = []
+        self.vi: list[torch.Tensor] = []
+        for p in self.pairs:
+            ir = np.round(load_gray_crop(p.ir, None) * 255).astype(np.uint8)
+            vi = np.round(load_gray_crop(p.vi, None) * 255).astype(np.uint8)
+            if ir.shape != vi.shape:
+                raise TrainingError(f"pair {p.stem}: infrared {ir.shape} and visible {vi.shape} sizes differ")
+            if min(ir.shape) < self.crop:
+                raise TrainingError(
+                    f"{p.ir}: image is {ir.shape[1]}x{ir.shape[0]}, smaller than the {crop}x{crop} crop"
+                )
+            self.ir.append(torch.from_numpy(ir))
+            self.vi.append(torch.from_numpy(vi))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        h, w = self.ir[i].shape
+        c = self.crop
+        top = int(torch.randint(0, h - c + 1, (1,)))
+        left = int(torch.randint(0, w - c + 1, (1,)))
+        flip = self.flip and bool(torch.randint(0, 2, (1,)))
+        out = {}
+        for k, img in (("ir", self.ir[i]), ("vi", self.vi[i])):
+            x = img[top : top + c, left : left + c]
+            if flip:
+                x = x.flip(-1)
+            out[k] = x.to(torch.float32).div(255.0).unsqueeze(0).contiguous()
+        return out

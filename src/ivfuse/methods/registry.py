@@ -26,6 +26,7 @@ from ..errors import MethodError
 METHOD_MODULES: tuple[str, ...] = (
     "ivfuse.methods.classical",
     "ivfuse.methods.didfuse",
+    "ivfuse.methods.jcae",
     "ivfuse.methods.sslwaeie",
 )
 

@@ -1,0 +1,635 @@
+"""JCAE: A Joint Convolution Auto-encoder Network for Infrared and Visible Image Fusion.
+
+Z. Zhang, Y. Gao, M. Xiong, X. Luo, X.-J. Wu (Suzhou University of Science and Technology;
+Jiangnan University).
+
+The idea (paper Sec. 2.1-2.2, Fig. 1c, Fig. 2): the encoder of an auto-encoder is split into
+two *private* branches, one per modality (not shared), that learn what distinguishes infrared
+from visible (complementary features), and one *common* branch, shared by both modalities, that
+learns what they have in common (redundant features). One decoder, shared by everything, turns
+features back into images, and each source is reconstructed as the sum of the decoded common
+and the decoded private features, Eq. (4)::
+
+    min (A - [g_dec(g_enc^C(A)) + g_dec(g_enc^PA(A))]) + (B - [g_dec(g_enc^C(B)) + g_dec(g_enc^PB(B))])
+
+The encoder layers are VGG19's first three convolutions with the pooling between them (Sec.
+2.4), optionally initialised from ImageNet weights. Training minimises L_mse + lambda (1 - SSIM)
+on both reconstructions (Eq. 5-7). To fuse (Sec. 2.5), the private features of the two sources
+are fused by choose-max (Eq. 8), the common features by an activity-switched choose-max /
+weighted average (Eq. 9), and both fused feature sets are decoded as in training.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError, TrainingError, WeightsError
+from ..nn.losses import ssim_map
+from .registry import register, weights_path
+
+PAPER = (
+    "Z. Zhang, Y. Gao, M. Xiong, X. Luo, X.-J. Wu, A Joint Convolution Auto-encoder Network "
+    "for Infrared and Visible Image Fusion"
+)
+WEIGHTS_FILE = "jcae.safetensors"
+
+#: fusion rules of :class:`JCAE`: the paper's (Eq. 8 + Eq. 9), and two plain ones for study
+FUSION_RULES = ("paper", "sum", "average")
+
+#: torchvision's ImageNet input normalisation, which its VGG19 weights expect (RGB order)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: keys of torchvision's ``vgg19`` state dict for conv1_1, conv1_2 and conv2_1 (Sec. 2.4)
+VGG19_KEYS = ("features.0", "features.2", "features.5")
+
+
+# --------------------------------------------------------------------------------------------
+# Hyper-parameters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """JCAE hyper-parameters; defaults are the paper's where it gives them.
+
+    From the paper: Adam with lr 3e-4 (Sec. 3.1); loss ``L_mse + lambda (1 - SSIM)`` with
+    lambda = 100 (Eq. 5, 7, Sec. 3.2) on both modalities' reconstructions (Eq. 4 sums them);
+    encoder = VGG19 conv1_1 (64), conv1_2 (64), max-pool 2x2, conv2_1 (128) (Sec. 2.4), so the
+    encoder output has 128 feature maps (Sec. 3.3) at half the input size; the gray input is
+    replicated to 3 channels for the VGG layers (Sec. 2.4); threshold T = (h w) 3/5 of Eq. (9).
+
+    Choices where the paper is silent or contradicts itself:
+
+    * ``pixel_loss`` - Eq. (6) prints ``sqrt(1/MN) sum [I - O]``, the root of a mean *signed*
+      difference (which cancels and can be negative): the square is missing. We read it as the
+      RMSE ``sqrt(mean((I - O)^2))`` (``"rmse"``, default): it keeps the root the equation
+      prints, and with ``pixel_scale`` = 255 (gray levels, the scale of the paper's Keras VGG19
+      input) it is "an approximated order of magnitude" of ``100 (1 - SSIM)`` as Sec. 3.2 says
+      lambda = 100 achieves (a converged auto-encoder: RMSE a few gray levels, 1 - SSIM a few
+      hundredths). ``"mse"`` is the squared version the text's name ("mean squared error")
+      suggests. The RMSE is taken per image, then averaged over the batch.
+    * ``ssim_loss`` - ``False`` trains with the pixel term only (the "MSE-only" model of
+      Fig. 4). SSIM is the library's Gaussian SSIM (11 x 11, sigma 1.5, Wang et al. 2004)
+      on [0, 1] images; ``1 - SSIM`` is ``1 - mean(SSIM map)``.
+    * ``common_branch`` - ``False`` removes the common branch: a plain two-branch auto-encoder
+      (Fig. 1b with a shared decoder), each image reconstructed from its private features only
+      and fused by choose-max of the private features (ablation).
+    * ``vgg19`` - path of a local VGG19 ImageNet state dict (torchvision ``vgg19-*.pth`` or a
+      safetensors file with the same keys) that initialises conv1_1, conv1_2, conv2_1 of *every*
+      encoder branch (Sec. 2.4 transfers them into "the encoder layer"). ``None``: PyTorch's
+      default initialisation (Kaiming-uniform), recorded in the card as ``init: random``.
+    * Input: gray in [0, 1], replicated to 3 channels and normalised with torchvision's
+      ImageNet mean/std, the input convention of the VGG19 weights accepted here (the paper's
+      Keras weights expect BGR 0-255 minus the mean; a fixed affine map either way).
+    * Activations: ReLU after every encoder convolution (VGG19's), so the encoder outputs are
+      >= 0 and the "non-zero activations" Eq. (9) counts exist; ReLU in the decoder except its
+      last convolution, which is linear: the two decoder outputs are *added* (Eq. 4), so each
+      must be free to carry any part of the image; the fused image is clipped to [0, 1].
+    * Decoder widths mirror the encoder: conv 128->64, nearest-neighbour 2x upsampling (Keras'
+      ``UpSampling2D`` default; the paper used Keras), conv 64->64, conv 64->1; all 3 x 3.
+    * Padding: every convolution pads by reflection (not VGG's zeros): fewer border artefacts,
+      and the input normalisation then folds exactly into a 1-channel first convolution for
+      inference. Odd sizes: the input is reflect-padded by one row/column to even size before
+      the pooling and the output is cropped back.
+    * Eq. (9): L^m_K counts the non-zero activations of feature map m of source K. The paper
+      leaves open which K decides; ``activity="min"`` (default) averages a map only when both
+      sources reach T (a map active in one source only is complementary: choose-max), and
+      ``"union"`` counts the positions where either source is non-zero (the set notation of
+      the text). T = ``activity_ratio`` x h x w, h x w the size of the feature map. Where
+      ``C_A + C_B = 0`` the weights are 1/2.
+    * Training data: the paper resizes ~1400 IFCNN pairs to 360 x 280; we train on random
+      ``crop`` x ``crop`` crops (aligned in both modalities) with random horizontal flips of
+      the 180 FLIR pairs we have; ``batch_size`` is not given by the paper.
+    """
+
+    lam: float = 100.0  # lambda of Eq. (5), Sec. 3.2
+    ssim_loss: bool = True  # False: MSE-only ablation of Fig. 4
+    pixel_loss: str = "rmse"  # "rmse" | "mse", Eq. (6), see above
+    pixel_scale: float = 255.0  # the pixel term in gray levels
+    common_branch: bool = True  # False: plain two-branch AE (ablation)
+    vgg19: str | None = None  # VGG19 ImageNet state dict for the encoder (Sec. 2.4)
+    # optimisation (Sec. 3.1)
+    epochs: int = 30  # Fig. 5: the loss has converged after about 30 epochs
+    batch_size: int = 4
+    lr: float = 3e-4
+    crop: int = 128
+    flip: bool = True
+    # inference (Sec. 2.5)
+    rule: str = "paper"  # "paper" (Eq. 8 + 9) | "sum" | "average"
+    activity: str = "min"  # which count of Eq. (9) decides: "min" | "union"
+    activity_ratio: float = 0.6  # T = (h w) 3/5
+
+    def __post_init__(self) -> None:
+        if self.pixel_loss not in ("rmse", "mse"):
+            raise ValueError(f"pixel_loss must be 'rmse' or 'mse', got {self.pixel_loss!r}")
+        if self.rule not in FUSION_RULES:
+            raise ValueError(f"rule must be one of {list(FUSION_RULES)}, got {self.rule!r}")
+        if self.activity not in ("min", "union"):
+            raise ValueError(f"activity must be 'min' or 'union', got {self.activity!r}")
+        if self.vgg19 is not None:
+            self.vgg19 = str(self.vgg19)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------
+# Network (Sec. 2.2, Fig. 2, Eq. 2-4; layers of Sec. 2.4)
+# --------------------------------------------------------------------------------------------
+
+
+def _conv(cin: int, cout: int, reflect: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect" if reflect else "zeros")
+
+
+class GrayToVGG(nn.Module):
+    """Gray (N, 1, H, W) in [0, 1] -> 3 replicated channels normalised as VGG19 expects."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+
+
+class EncoderBranch(nn.Module):
+    """One encoder branch: VGG19 conv1_1 (64) -> conv1_2 (64) -> max-pool -> conv2_1 (128), ReLUs."""
+
+    def __init__(self, in_channels: int = 3):
+        super().__init__()
+        self.conv1 = _conv(in_channels, 64, reflect=True)  # reflect: see Config (padding)
+        self.conv2 = _conv(64, 64)
+        self.conv3 = _conv(64, 128)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.relu(self.conv3(F.max_pool2d(x, 2)))
+
+
+class Decoder(nn.Module):
+    """The shared decoder, mirroring a branch: conv 128->64, 2x nearest upsampling, 64->64, 64->1."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = _conv(128, 64)
+        self.conv2 = _conv(64, 64)
+        self.conv3 = _conv(64, 1)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(F.relu(self.conv1(f)), scale_factor=2, mode="nearest")
+        return self.conv3(F.relu(self.conv2(x)))  # linear: two outputs are added (Eq. 4)
+
+
+def _pad_even(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = h % 2, w % 2
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x, h, w
+
+
+class JCAENet(nn.Module):
+    """Private infrared/visible branches, a shared common branch and a shared decoder (Fig. 2).
+
+    ``forward(ir, vi)`` is the feature-learning stage: both reconstructions of Eq. (4) and the
+    four feature maps. ``fuse(ir, vi, rule)`` is the fusion stage (Sec. 2.5).
+    """
+
+    def __init__(self, common_branch: bool = True):
+        super().__init__()
+        self.input = GrayToVGG()
+        self.private_ir = EncoderBranch()
+        self.private_vi = EncoderBranch()
+        self.common = EncoderBranch() if common_branch else None
+        self.decoder = Decoder()
+
+    @property
+    def has_common(self) -> bool:
+        return self.common is not None
+
+    def encode(self, ir: torch.Tensor, vi: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Features of both sources (inputs already of even size)."""
+        xi, xv = self.input(ir), self.input(vi)
+        feats = {"P_ir": self.private_ir(xi), "P_vi": self.private_vi(xv)}
+        if self.common is not None:  # one shared branch: both modalities in one batch
+            feats["C_ir"], feats["C_vi"] = self.common(torch.cat([xi, xv])).chunk(2)
+        return feats
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> dict[str, torch.Tensor]:
+        ir, h, w = _pad_even(ir)
+        vi, _, _ = _pad_even(vi)
+        feats = self.encode(ir, vi)
+        n = ir.shape[0]
+        if self.common is None:
+            dec = self.decoder(torch.cat([feats["P_ir"], feats["P_vi"]]))[..., :h, :w]
+            ir_hat, vi_hat = dec[:n], dec[n:]
+        else:  # the shared decoder on all four feature sets at once
+            dec = self.decoder(torch.cat([feats["C_ir"], feats["P_ir"], feats["C_vi"], feats["P_vi"]]))
+            dec = dec[..., :h, :w]
+            ir_hat = dec[:n] + dec[n : 2 * n]  # g_dec(g_enc^C(A)) + g_dec(g_enc^PA(A)), Eq. (4)
+            vi_hat = dec[2 * n : 3 * n] + dec[3 * n :]
+        return {"ir_hat": ir_hat, "vi_hat": vi_hat, **feats}
+
+    def fuse(
+        self,
+        ir: torch.Tensor,
+        vi: torch.Tensor,
+        rule: str = "paper",
+        activity: str = "min",
+        activity_ratio: float = 0.6,
+    ) -> torch.Tensor:
+        """Fusion stage: encode both, fuse private and common features, decode both and add."""
+        ir, h, w = _pad_even(ir)
+        vi, _, _ = _pad_even(vi)
+        f = self.encode(ir, vi)
+        fused = fuse_features(f, rule, activity, activity_ratio)
+        return sum(self.decoder(x) for x in fused)[..., :h, :w]
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Fusion rules (Sec. 2.5, Eq. 8-9)
+# --------------------------------------------------------------------------------------------
+
+
+def fuse_private(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Eq. (8): choose-max, ``F_S(x, y) = max(F_A^m(x, y), F_B^m(x, y))`` for every map m."""
+    return torch.maximum(a, b)
+
+
+def activity_counts(a: torch.Tensor, b: torch.Tensor, activity: str = "min") -> torch.Tensor:
+    """L^m of Eq. (9), shape (N, M): non-zero activations of each feature map.
+
+    ``"min"``: ``min(L^m_A, L^m_B)``; ``"union"``: positions where ``F_A^m`` or ``F_B^m`` is
+    non-zero.
+    """
+    if activity == "min":
+        return torch.minimum((a != 0).sum((-2, -1)), (b != 0).sum((-2, -1)))
+    if activity == "union":
+        return ((a != 0) | (b != 0)).sum((-2, -1))
+    raise ValueError(f"activity must be 'min' or 'union', got {activity!r}")
+
+
+def fuse_common(
+    a: torch.Tensor, b: torch.Tensor, activity: str = "min", activity_ratio: float = 0.6
+) -> torch.Tensor:
+    """Eq. (9): per feature map, choose-max when ``L^m < T``, else the weighted average.
+
+    ``T = activity_ratio * h * w``; the weights are ``w1 = C_A / (C_A + C_B)``, ``w2 = C_B /
+    (C_A + C_B)`` with ``C_K(x, y) = sum_m F_K^m(x, y)`` (one weight map for all m; 1/2 where
+    ``C_A + C_B = 0``).
+    """
+    h, w = a.shape[-2:]
+    active = activity_counts(a, b, activity) >= activity_ratio * h * w  # (N, M)
+    ca, cb = a.sum(1, keepdim=True), b.sum(1, keepdim=True)
+    den = ca + cb
+    zero = den == 0
+    w1 = torch.where(zero, torch.full_like(den, 0.5), ca / torch.where(zero, torch.ones_like(den), den))
+    weighted = w1 * a + (1 - w1) * b
+    return torch.where(active[..., None, None], weighted, torch.maximum(a, b))
+
+
+def fuse_features(
+    f: dict[str, torch.Tensor], rule: str = "paper", activity: str = "min", activity_ratio: float = 0.6
+) -> list[torch.Tensor]:
+    """Fused feature sets to decode: [private] or [common, private] (``f`` from ``encode``)."""
+    pa, pb = f["P_ir"], f["P_vi"]
+    has_common = "C_ir" in f
+    if rule == "paper":
+        out = [fuse_private(pa, pb)]
+        if has_common:
+            out.insert(0, fuse_common(f["C_ir"], f["C_vi"], activity, activity_ratio))
+    elif rule == "sum":
+        out = [pa + pb] + ([f["C_ir"] + f["C_vi"]] if has_common else [])
+    elif rule == "average":
+        out = [(pa + pb) / 2] + ([(f["C_ir"] + f["C_vi"]) / 2] if has_common else [])
+    else:
+        raise ValueError(f"unknown JCAE fusion rule {rule!r}; choose one of {list(FUSION_RULES)}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# VGG19 initialisation (Sec. 2.4)
+# --------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_vgg19(path: str | Path) -> dict[str, torch.Tensor]:
+    """conv1_1, conv1_2, conv2_1 weights and biases of a local VGG19 ImageNet file.
+
+    Accepts torchvision's ``vgg19-*.pth`` state dict (read with ``torch.load(weights_only=True)``,
+    no code executed) and a ``.safetensors`` file with the same keys (``features.0.weight`` ...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"--vgg19 {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TrainingError(
+            f"--vgg19 {path}: not a readable VGG19 state dict ({type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(state, dict):
+        raise TrainingError(f"--vgg19 {path}: expected a state dict, got {type(state).__name__}")
+    want = {"features.0": (64, 3), "features.2": (64, 64), "features.5": (128, 64)}
+    out = {}
+    for key, (cout, cin) in want.items():
+        wt, bs = state.get(f"{key}.weight"), state.get(f"{key}.bias")
+        if not isinstance(wt, torch.Tensor) or not isinstance(bs, torch.Tensor):
+            raise TrainingError(
+                f"--vgg19 {path}: no {key}.weight/{key}.bias (not a torchvision VGG19 state dict)"
+            )
+        if tuple(wt.shape) != (cout, cin, 3, 3) or tuple(bs.shape) != (cout,):
+            raise TrainingError(
+                f"--vgg19 {path}: {key}.weight is {tuple(wt.shape)}, expected {(cout, cin, 3, 3)} (VGG19)"
+            )
+        out[f"{key}.weight"], out[f"{key}.bias"] = wt.float(), bs.float()
+    return out
+
+
+def init_from_vgg19(net: JCAENet, path: str | Path) -> str:
+    """Copy VGG19 conv1_1, conv1_2, conv2_1 into every encoder branch; returns the file's SHA-256."""
+    vgg = read_vgg19(path)
+    branches = [net.private_ir, net.private_vi] + ([net.common] if net.common is not None else [])
+    with torch.no_grad():
+        for br in branches:
+            for conv, key in zip((br.conv1, br.conv2, br.conv3), VGG19_KEYS, strict=True):
+                conv.weight.copy_(vgg[f"{key}.weight"])
+                conv.bias.copy_(vgg[f"{key}.bias"])
+    return _sha256(Path(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Loss (Eq. 5-7)
+# --------------------------------------------------------------------------------------------
+
+
+def pixel_term(cfg: Config, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Eq. (6) read as per-image RMSE (or MSE) in units of ``pixel_scale``, batch mean."""
+    mse = ((cfg.pixel_scale * (x - y)) ** 2).mean((-3, -2, -1))
+    return (mse.add(1e-12).sqrt() if cfg.pixel_loss == "rmse" else mse).mean()
+
+
+def jcae_loss(
+    cfg: Config, ir: torch.Tensor, vi: torch.Tensor, out: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Eq. (5) on both reconstructions: ``sum_K L_mse(K) + lambda (1 - SSIM(K))``.
+
+    Terms: ``pixel_ir``, ``pixel_vi`` (Eq. 6), ``ssim_ir``, ``ssim_vi`` (``1 - SSIM``, Eq. 7) and
+    the weighted ``total`` (with ``ssim_loss=False`` the SSIM terms are logged, not trained).
+    """
+    t: dict[str, torch.Tensor] = {}
+    for k, x, xh in (("ir", ir, out["ir_hat"]), ("vi", vi, out["vi_hat"])):
+        t[f"pixel_{k}"] = pixel_term(cfg, x, xh)
+        t[f"ssim_{k}"] = 1.0 - ssim_map(xh, x).mean()
+    total = t["pixel_ir"] + t["pixel_vi"]
+    if cfg.ssim_loss:
+        total = total + cfg.lam * (t["ssim_ir"] + t["ssim_vi"])
+    t["total"] = total
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Training spec for ivfuse.train
+# --------------------------------------------------------------------------------------------
+
+
+def _card_notes(cfg: Config) -> dict[str, Any]:
+    notes = [
+        "paper: ~1400 gray IFCNN pairs resized to 360x280; here random "
+        f"{cfg.crop}x{cfg.crop} crops{' and horizontal flips' if cfg.flip else ''} of the training folder",
+        "paper: Keras, batch size not stated; here PyTorch, batch size "
+        f"{cfg.batch_size}",
+    ]
+    if cfg.vgg19 is None:
+        notes.append(
+            "paper: encoder initialised from VGG19 ImageNet weights; here random init (no VGG19 file)"
+        )
+    d: dict[str, Any] = {"init": "vgg19" if cfg.vgg19 else "random (PyTorch default)", "recipe_notes": notes}
+    if cfg.vgg19 is None:
+        d["reduced_scale"] = True
+    return d
+
+
+def training_spec(config: Config | None = None):
+    """The paper's training recipe as a :class:`ivfuse.train.spec.TrainSpec`."""
+    from ..data.training import RandomCropPairs
+    from ..train.spec import Stage, TrainSpec
+
+    cfg = config or Config()
+    extra = _card_notes(cfg)
+
+    def build() -> JCAENet:
+        net = JCAENet(common_branch=cfg.common_branch)
+        if cfg.vgg19 is not None:
+            extra["vgg19_sha256"] = init_from_vgg19(net, cfg.vgg19)
+        return net
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return jcae_loss(cfg, batch["ir"], batch["vi"], model(batch["ir"], batch["vi"]))
+
+    stage = Stage(
+        name="autoencoder",
+        epochs=cfg.epochs,
+        loss=loss,
+        optimizer=lambda params: torch.optim.Adam(params, lr=cfg.lr),
+    )
+    return TrainSpec(
+        method="jcae",
+        config=cfg,
+        default_config=Config(),
+        build_model=build,
+        dataset=lambda root: RandomCropPairs(root, crop=cfg.crop, flip=cfg.flip),
+        stages=[stage],
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        fuser=lambda model: JCAE(
+            model, rule=cfg.rule, activity=cfg.activity, activity_ratio=cfg.activity_ratio
+        ),
+        test_metrics=[("vifb", None)],
+        paper=PAPER,
+        extra_card=extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+
+def fold_input(net: JCAENet) -> JCAENet:
+    """Copy of ``net`` whose branches take the gray image directly (same function).
+
+    conv1 of a branch sees ``(x - mean_c) / std_c`` on 3 copies of x, so it equals one
+    1-channel convolution with weights ``sum_c W_c / std_c`` and bias
+    ``b - sum_c mean_c / std_c sum W_c`` (exact: reflection padding commutes with the affine
+    map). A third of conv1's work and no replicated input.
+    """
+    folded = copy.deepcopy(net).eval()
+    mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
+    branches = [folded.private_ir, folded.private_vi] + ([folded.common] if folded.common is not None else [])
+    with torch.no_grad():
+        for br in branches:
+            w, b = br.conv1.weight, br.conv1.bias
+            conv = _conv(1, 64, reflect=True)
+            conv.weight.copy_((w / std).sum(1, keepdim=True))
+            conv.bias.copy_(b - (w * (mean / std)).sum((1, 2, 3)))
+            br.conv1 = conv
+    folded.input = nn.Identity()
+    return folded
+
+
+class JCAE:
+    """Fuser: ``fuse(ir, vi)`` on float32 (H, W) luma planes in [0, 1] -> fused (H, W) in [0, 1].
+
+    Inference runs a copy of the network with the input normalisation folded into 1-channel
+    first convolutions (:func:`fold_input`), in channels-last memory format under
+    ``torch.inference_mode``, with the two decoder passes of Eq. (4) as one batch of 2
+    (``benchmarks/bench_jcae.py`` times it against the plain eager pass). ``compile=True`` wraps
+    it in ``torch.compile``. No tiling: Eq. (9) counts activations over whole feature maps.
+    """
+
+    def __init__(
+        self,
+        net: JCAENet,
+        rule: str = "paper",
+        device: str | torch.device = "cpu",
+        activity: str = "min",
+        activity_ratio: float = 0.6,
+        compile: bool = False,
+    ):
+        if rule not in FUSION_RULES:
+            raise InputError(f"unknown JCAE fusion rule {rule!r}; choose one of {list(FUSION_RULES)}")
+        if activity not in ("min", "union"):
+            raise InputError(f"activity must be 'min' or 'union', got {activity!r}")
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.rule, self.activity, self.activity_ratio = rule, activity, float(activity_ratio)
+        self._infer = fold_input(self.net).to(self.device, memory_format=torch.channels_last)
+        self._forward = torch.compile(self._fuse_fast, dynamic=False) if compile else self._fuse_fast
+
+    def _fuse_fast(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        n = self._infer
+        ir, h, w = _pad_even(ir)
+        vi, _, _ = _pad_even(vi)
+        cl = torch.channels_last
+        f = n.encode(ir.contiguous(memory_format=cl), vi.contiguous(memory_format=cl))
+        fused = fuse_features(f, self.rule, self.activity, self.activity_ratio)
+        dec = n.decoder(torch.cat(fused))  # both decoder passes as one batch
+        return dec.sum(0, keepdim=True)[..., :h, :w]
+
+    def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W)."""
+        return self._forward(ir, vi)
+
+    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        ir = np.asarray(ir, dtype=np.float32)
+        vi = np.asarray(vi, dtype=np.float32)
+        if ir.ndim != 2 or vi.ndim != 2:
+            raise InputError(f"JCAE fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
+        if ir.shape != vi.shape:
+            raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
+        if min(ir.shape) < 2:
+            raise InputError(f"image too small for JCAE: {ir.shape}")
+        with torch.inference_mode():
+            ti = torch.from_numpy(ir)[None, None].to(self.device)
+            tv = torch.from_numpy(vi)[None, None].to(self.device)
+            out = self.fuse_tensor(ti, tv)
+        return np.clip(out[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[JCAENet, dict]:
+    """Build a :class:`JCAENet` from a safetensors file (no pickle). Returns (net, metadata)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"no JCAE weights at {path}; train them with `ivfuse train jcae --data DIR --out RUN` "
+            "and pass weights=RUN/weights.safetensors"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("method", "jcae") != "jcae":
+        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not jcae")
+    common = any(k.startswith("common.") for k in state)
+    if "config" in meta:
+        common = bool(json.loads(meta["config"]).get("common_branch", common))
+    net = JCAENet(common_branch=common)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "key mismatch"
+        raise WeightsError(f"{path}: does not match the JCAE network ({first})") from e
+    return net.to(device).eval(), meta
+
+
+@register(
+    "jcae",
+    family="self-supervised",
+    paper=PAPER,
+    summary="JCAE: joint conv auto-encoder, private + common branches, shared decoder",
+    trainable=True,
+    weights=WEIGHTS_FILE,
+)
+def create_jcae(
+    rule: str = "paper",
+    device: str = "cpu",
+    weights: str | Path | None = None,
+    activity: str = "min",
+    activity_ratio: float = 0.6,
+    compile: bool = False,
+) -> JCAE:
+    """JCAE with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
+    if weights is None:
+        ref = weights_path(WEIGHTS_FILE)
+        if not ref.is_file():
+            raise WeightsError(
+                "JCAE weights are not installed (ivfuse/weights/jcae.safetensors); train them "
+                "with `ivfuse train jcae --data DIR --out RUN` and pass weights=RUN/weights.safetensors"
+            )
+        weights = Path(str(ref))
+    net, _ = load_weights(weights, device=device)
+    return JCAE(
+        net, rule=rule, device=device, activity=activity, activity_ratio=activity_ratio, compile=compile
+    )
