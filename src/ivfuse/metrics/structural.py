@@ -1,4 +1,4 @@
-"""Structural and gradient-preservation metrics: SSIM, QABF, QCB, QCV, QY, MEF-SSIM.
+"""Structural and gradient-preservation metrics: SSIM, QABF, QCB, QCV, QY, QC, QW, MEF-SSIM.
 
 Sources: A = visible, B = infrared (VIFB's img1/img2). Local statistics use separable Gaussian
 windows ('valid' part, MATLAB ``filter2``) in float64, read from the 8-bit values directly;
@@ -34,7 +34,7 @@ from ._core import (
     valid,
 )
 
-__all__ = ["mef_ssim", "qabf", "qcb", "qcv", "qy", "ssim", "ssim_fusion"]
+__all__ = ["mef_ssim", "qabf", "qc", "qcb", "qcv", "qw", "qy", "ssim", "ssim_fusion"]
 
 _EPS = float(np.finfo(np.float64).eps)
 _F32 = np.float32
@@ -564,6 +564,66 @@ def _qy(t: Triple) -> float:
     return float(q.mean()) if q.size else math.nan
 
 
+# ---------------------------------------------------------------------------- QC, QW
+
+_YANG = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16, "from_float": True}
+
+
+def _covariance(x: Plane, y: Plane, size: int, sigma: float) -> np.ndarray:
+    """'valid' Gaussian-window covariance E[xy] - mu_x mu_y (float64 images)."""
+    k = fspecial_gaussian_1d(size, sigma)
+    mx, _ = _local_stats(x, size, sigma, True)
+    my, _ = _local_stats(y, size, sigma, True)
+    c = filter_valid(x.x * y.x, k)
+    c -= valid(mx, size) * valid(my, size)
+    return c
+
+
+def _qc(t: Triple) -> float:
+    a, b = t.sources("QC")
+    f = t.fused
+    s_af = ssim_map(a, f, **_YANG)[0]
+    s_bf = ssim_map(b, f, **_YANG)[0]
+    c_af = _covariance(a, f, 7, 1.5)
+    c_bf = _covariance(b, f, 7, 1.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = c_af / (c_af + c_bf)
+        q = w * s_af + (1 - w) * s_bf
+    q[w < 0] = 0.0
+    q[w > 1] = 1.0
+    q = q[~np.isnan(q)]
+    return float(q.mean()) if q.size else math.nan
+
+
+def _prewitt_magnitude(p: Plane) -> Plane:
+    """sqrt(gx^2 + gy^2) of filter2 'same' (zero padding) with [1 0 -1; 1 0 -1; 1 0 -1] and
+    [1 1 1; 0 0 0; -1 -1 -1] (Z. Liu's ``metricPeilla.m``), as a float plane."""
+
+    def compute() -> Plane:
+        one, diff = np.ones(3), np.array([1.0, 0.0, -1.0])
+        gx = sep_filter(p.data, one, diff, "zero")
+        gy = sep_filter(p.data, diff, one, "zero")
+        return Plane(np.sqrt(gx * gx + gy * gy))
+
+    return p.cached("prewitt_magnitude", compute)
+
+
+def _qw(t: Triple) -> float:
+    a, b = t.sources("QW")
+    ea, eb, ef = (_prewitt_magnitude(p) for p in (a, b, t.fused))
+    _, va, vb = ssim_map(ea, eb, variances=True)
+    assert va is not None and vb is not None
+    tie = (va + vb) == 0
+    va = va + 0.5 * tie
+    vb = vb + 0.5 * tie
+    lam = va / (va + vb)
+    s_a = ssim_map(ef, ea)[0]
+    s_b = ssim_map(ef, eb)[0]
+    cw = np.maximum(va, vb)
+    cw /= cw.sum()
+    return float((cw * (lam * s_a + (1 - lam) * s_b)).sum())
+
+
 def _mef_ssim_scale(seq: list[np.ndarray], f: np.ndarray, k: float = 0.03) -> float:
     """One scale of Ma, Zeng & Wang's MEF-SSIM (all patch operations as window filters)."""
     w = 11
@@ -728,3 +788,32 @@ def mef_ssim(fused: Any, ir: Any, vi: Any) -> float:
     """
     prep = prepare(fused, ir, vi, color="gray", need_sources=True, metric="MEF-SSIM")
     return _mef_ssim(prep.triples[0])
+
+
+def qc(fused: Any, a: Any, b: Any) -> float:
+    """Cvejic's metric Q_C (Cvejic, Loza, Bull & Canagarajah, Int. J. Signal Processing 2(3),
+    2005), as MEFB's ``metricsQc.m`` (Z. Liu's ``metricCvejic.m``) computes it.
+
+    Local SSIM maps of each source with F (7 x 7 Gaussian window, sigma 1.5, C1 = C2 = 2e-16,
+    'valid'); weight ``w = s_AF / (s_AF + s_BF)`` from the local covariances; ``Q = w SSIM(A, F)
+    + (1 - w) SSIM(B, F)``, set to 0 where w < 0 and to 1 where w > 1; mean over the windows
+    where it is defined (not NaN). Not symmetric in A and B (the clipping). Colour: mean over RGB
+    channels. Range [-1, 1]; **higher is better**; 1 when both sources equal F.
+    """
+    prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="QC")
+    return channel_mean([_qc(t) for t in prep.triples])
+
+
+def qw(fused: Any, a: Any, b: Any) -> float:
+    """Piella's edge-dependent (weighted) fusion quality index Q_W (Piella & Heijmans, ICIP 2003),
+    as MEFB's ``metricsQw.m`` (Z. Liu's ``metricPeilla.m``, case 3, alpha = 1) computes it.
+
+    On the Prewitt edge magnitudes (filter2 'same') of A, B and F: SSIM maps (Wang's
+    ``ssim_index``: 11 x 11 Gaussian, sigma 1.5, K = (0.01, 0.03), L = 255, 'valid') of F with
+    each source; local saliency = the local variances of the source edge maps (0.5 added to both
+    where both are 0); ``Q_W = sum c(w) (l SSIM(A, F) + (1 - l) SSIM(B, F))`` with ``l = s_A /
+    (s_A + s_B)`` and ``c(w) = max(s_A, s_B) / sum max(s_A, s_B)``. Colour: mean over RGB channels.
+    Range [-1, 1]; **higher is better**; 1 when both sources equal F.
+    """
+    prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="QW")
+    return channel_mean([_qw(t) for t in prep.triples])
