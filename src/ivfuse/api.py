@@ -152,6 +152,25 @@ class Pipeline:
         return io.write_image(out, self.fuse(ir, vi), bit_depth=bit_depth)
 
 
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """Method options from ``KEY=VALUE`` strings:
+    ``["levels=4", "wavelet=db2"]`` -> ``{"levels": 4, "wavelet": "db2"}`` (ints/floats parsed)."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--param expects KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                params[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            params[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return params
+
+
 def load(method: str = DEFAULT_METHOD, *, task: str = "ivif", **options: Any) -> Pipeline:
     """A reusable :class:`Pipeline` for ``method`` and ``task`` (weights are loaded once)."""
     return Pipeline(method, task=task, **options)

@@ -237,11 +237,15 @@ def to_gray(arr: np.ndarray, *, name: str = "infrared image", warn: bool = True)
 # writing
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray, *, bit_depth: int = 8) -> Path:
+def write_image(
+    path: str | os.PathLike, img: np.ndarray, *, bit_depth: int = 8, png_level: int | None = None
+) -> Path:
     """Write a float [0, 1] (or uint8/uint16) gray or RGB image atomically.
 
     The format follows the extension (.png, .jpg/.jpeg, .bmp, .tif/.tiff). 16-bit output needs
     PNG or TIFF. The file appears complete or not at all (temporary file + ``os.replace``).
+    ``png_level`` (0-9) sets the zlib level of 8-bit PNG files (default: Pillow's 6; 1 writes
+    about 6x faster and 15 % larger files, what caches want).
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -265,7 +269,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, bit_depth: int = 8)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=ext + ".part", dir=p.parent)
     os.close(fd)
     try:
-        _encode(Path(tmp), data, ext)
+        _encode(Path(tmp), data, ext, png_level)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -273,7 +277,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, bit_depth: int = 8)
     return p
 
 
-def _encode(tmp: Path, data: np.ndarray, ext: str) -> None:
+def _encode(tmp: Path, data: np.ndarray, ext: str, png_level: int | None = None) -> None:
     if ext in (".tif", ".tiff"):
         import tifffile
 
@@ -284,5 +288,7 @@ def _encode(tmp: Path, data: np.ndarray, ext: str) -> None:
         tmp.write_bytes(imagecodecs.png_encode(data))
     else:
         fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}[ext]
-        kw = {"quality": 95} if fmt == "JPEG" else {}
+        kw: dict[str, int] = {"quality": 95} if fmt == "JPEG" else {}
+        if fmt == "PNG" and png_level is not None:
+            kw["compress_level"] = int(png_level)
         Image.fromarray(data).save(tmp, format=fmt, **kw)

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import api, io
+from ..api import parse_params
 from ..errors import InputError, IvfuseError
 
 app = typer.Typer(
@@ -58,24 +59,6 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a command wrapped by :func:`friendly`."""
     return lambda fn: app.command(name)(friendly(fn))
-
-
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["levels=4", "wavelet=db2"]`` -> ``{"levels": 4, "wavelet": "db2"}`` (ints/floats parsed)."""
-    params: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--param expects KEY=VALUE, got {item!r}")
-        for cast in (int, float):
-            try:
-                params[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            params[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return params
 
 
 MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `ivfuse methods`).")]
@@ -220,7 +203,11 @@ def main() -> None:
 
 def _register_optional() -> None:
     # Commands that live in their own modules.
-    for module, attr, name in (("eval", "eval_command", "eval"), ("train", "train_command", "train")):
+    for module, attr, name in (
+        ("eval", "eval_command", "eval"),
+        ("train", "train_command", "train"),
+        ("bench", "bench_command", "bench"),
+    ):
         try:
             mod = __import__(f"{__name__}.{module}", fromlist=[attr])
         except ModuleNotFoundError as exc:

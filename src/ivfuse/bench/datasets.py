@@ -1,0 +1,219 @@
+"""Named test sets of the seed papers, resolved under a data root.
+
+A :class:`Dataset` says where its pairs are (a folder with two source sub-folders, or a split list of
+``<set>/<stem>`` lines), its task (``ivif``, ``mef``, ``mff``), which source is *first* and how colour
+is handled. :func:`resolve` turns a name (or a folder path) into the list of pairs, with one clear
+:class:`~ivfuse.errors.InputError` line when the data root or the set is missing.
+
+The data root is ``--data-root`` when given, else ``$IVFUSE_DATA``, else ``../shared/data`` (seen from
+the current directory, then from the source checkout) when it exists. The layout is the one of
+``shared/data/README.md``: ``<set>/ir|vi/<stem>.<ext>``, ``mef_<set>/under|over/``, ``mff_<set>/a|b/``
+and ``splits/<name>.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.pairs import Pair, find_pairs, list_images
+from ..errors import InputError
+
+#: the two source sub-folders of each task, first source first
+TASK_FOLDERS: dict[str, tuple[str, str]] = {"ivif": ("ir", "vi"), "mef": ("under", "over"), "mff": ("a", "b")}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One named test set.
+
+    ``folder`` is a set folder under the data root (``tno``, ``mef_mefb``) or ``None`` when the pairs
+    come from ``split`` (a file under ``splits/`` whose lines are ``<set>/<stem>``, possibly drawing on
+    several set folders). ``first`` names the first source (IR for ``ivif``, the under-exposed image
+    for ``mef``, image A for ``mff``); metrics get the sources in the order (first, second).
+    """
+
+    name: str
+    task: str
+    description: str
+    folder: str | None = None
+    split: str | None = None
+    pairs: int | None = None  # expected count (checked, so a damaged copy is noticed)
+    colour: str = ""
+    paper_use: str = ""
+
+    @property
+    def sources(self) -> tuple[str, str]:
+        return TASK_FOLDERS[self.task]
+
+    @property
+    def first(self) -> str:
+        return self.sources[0]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "description": self.description,
+            "sources": list(self.sources),
+            "first": self.first,
+            "colour": self.colour,
+            "paper_use": self.paper_use,
+        }
+
+
+_IVIF_COLOUR = "IR gray; a colour visible image is fused on its luma and keeps its chroma"
+_RGB = "RGB sources; luma fused by the method, chroma by the saturation-weighted rule (see ivfuse.api)"
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset("tno", "ivif", "TNO, the 40 test pairs DIDFuse ships (gray)", folder="tno", pairs=40,
+                colour="gray IR and VI", paper_use="DIDFuse Table 4, JCAE Table 1"),
+        Dataset("tno-test24", "ivif", "TNO pairs not in splits/tno_train16 (leak-free for TNO training)",
+                split="tno_test24", pairs=24, colour="gray IR and VI",
+                paper_use="SSL-WAEIE Table 1, IFESNet Tables I-II (stand-in)"),
+        Dataset("tno25", "ivif", "the 25 TNO pairs CDDFuse ships (24 of tno + tno_extra/25)", split="tno25",
+                pairs=25, colour="gray IR and VI"),
+        Dataset("roadscene-test41", "ivif", "RoadScene pairs not in flir_train (leak-free for FLIR training)",
+                split="roadscene_not_in_flir_train", pairs=41, colour=_IVIF_COLOUR,
+                paper_use="SSL-WAEIE Table 2, DeFusion Table 3"),
+        Dataset("roadscene50", "ivif", "the 50 RoadScene pairs CDDFuse ships (40 of them are in flir_train)",
+                split="roadscene50", pairs=50, colour=_IVIF_COLOUR),
+        Dataset("flir-test", "ivif", "FLIR test split of DIDFuse (gray)", folder="flir_test", pairs=40,
+                colour="gray IR and VI", paper_use="DIDFuse Table 4"),
+        Dataset("nir", "ivif", "RGB-NIR Scene 'country' test split of DIDFuse (near-infrared)",
+                folder="nir_country", pairs=52, colour="gray NIR and VI", paper_use="DIDFuse Table 4"),
+        Dataset("mefb", "mef", "MEFB multi-exposure benchmark, 100 under/over pairs", folder="mef_mefb",
+                pairs=100, colour=_RGB, paper_use="DeFusion Table 1"),
+        Dataset("lytro", "mff", "Lytro multi-focus pairs (no ground truth)", folder="mff_lytro", pairs=20,
+                colour=_RGB, paper_use="DeFusion Table 2 (without ground truth)"),
+        Dataset("mffw", "mff", "MFFW multi-focus pairs in the wild (no ground truth)", folder="mff_mffw",
+                pairs=13, colour=_RGB, paper_use="DeFusion Table 2 (without ground truth)"),
+        Dataset("mfiwhu", "mff", "30 MFI-WHU multi-focus pairs (no ground truth)", folder="mff_mfiwhu",
+                pairs=30, colour=_RGB, paper_use="DeFusion Table 2 (without ground truth)"),
+    )
+}  # fmt: skip
+
+
+def default_data_root() -> Path | None:
+    """``$IVFUSE_DATA``, else ``../shared/data`` from the current directory or the source checkout."""
+    env = os.environ.get("IVFUSE_DATA")
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        cand = base.parent / "shared" / "data"
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root to use; :class:`InputError` with one line when there is none."""
+    path = Path(root) if root is not None else default_data_root()
+    if path is None:
+        raise InputError(
+            "no data root: pass --data-root DIR or set IVFUSE_DATA (the folder holding tno/, splits/, ...)"
+        )
+    if not path.is_dir():
+        raise InputError(f"data root {path}: folder not found")
+    return path
+
+
+def get(name: str) -> Dataset:
+    """The registered data set ``name``; :class:`InputError` listing the choices otherwise."""
+    key = name.strip().lower()
+    if key not in DATASETS:
+        choices = ", ".join(DATASETS)
+        raise InputError(f"unknown data set {name!r}; choose one of: {choices} (or a folder path)")
+    return DATASETS[key]
+
+
+def _task_of_folder(folder: Path) -> str:
+    subs = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
+    for task, (a, b) in TASK_FOLDERS.items():
+        if a in subs and b in subs:
+            return task
+    raise InputError(f"{folder}: expected sub-folders ir/ + vi/ (or under/ + over/, or a/ + b/)")
+
+
+def _subfolder(folder: Path, name: str) -> Path:
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.lower() == name:
+            return p
+    raise InputError(f"{folder}: sub-folder {name}/ not found")
+
+
+def _folder_pairs(folder: Path, task: str) -> list[Pair]:
+    a, b = TASK_FOLDERS[task]
+    scan = find_pairs(_subfolder(folder, a), _subfolder(folder, b))
+    if scan.ambiguous:
+        raise InputError(f"{scan.ambiguous[0]}: several files share the stem {scan.ambiguous[0].stem!r}")
+    return scan.pairs
+
+
+def _split_pairs(root: Path, split: str, task: str) -> list[Pair]:
+    path = root / "splits" / f"{split}.txt"
+    if not path.is_file():
+        raise InputError(f"split list {path} not found under the data root {root}")
+    a, b = TASK_FOLDERS[task]
+    pairs = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        set_name, _, stem = line.partition("/")
+        found = []
+        for sub in (a, b):
+            d = root / set_name / sub
+            hits = [p for p in list_images(d) if p.stem == stem] if d.is_dir() else []
+            if len(hits) != 1:
+                raise InputError(f"{path}: {line}: no single {sub} image {d}/{stem}.*")
+            found.append(hits[0])
+        # several sets can share a stem (tno/025 vs tno_extra/25 do not, but be safe): keep the set
+        pairs.append(Pair(stem, found[0], found[1]))
+    return pairs
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A data set with its pairs (``Pair.ir`` is the first source, ``Pair.vi`` the second)."""
+
+    dataset: Dataset
+    pairs: list[Pair]
+    location: Path
+
+
+def resolve(name_or_path: str, root: str | os.PathLike | None = None) -> Resolved:
+    """Pairs of a registered data set under the data root, or of a folder given by path.
+
+    A path (anything that is an existing folder, or contains a path separator) is a user's own set
+    with ``ir/`` + ``vi/`` (or ``under/`` + ``over/``, ``a/`` + ``b/``); its name is the folder name.
+    """
+    p = Path(name_or_path).expanduser()
+    if p.is_dir() or os.sep in name_or_path or name_or_path.startswith("."):
+        if not p.is_dir():
+            raise InputError(f"data set folder {p} not found")
+        task = _task_of_folder(p)
+        ds = Dataset(p.resolve().name, task, f"user folder {p}", folder=str(p), colour="as stored")
+        pairs = _folder_pairs(p, task)
+        location = p
+    else:
+        ds = get(name_or_path)
+        base = data_root(root)
+        if ds.split is not None:
+            pairs = _split_pairs(base, ds.split, ds.task)
+            location = base / "splits" / f"{ds.split}.txt"
+        else:
+            location = base / str(ds.folder)
+            if not location.is_dir():
+                raise InputError(f"data set {ds.name!r}: folder {location} not found under the data root")
+            pairs = _folder_pairs(location, ds.task)
+        if ds.pairs is not None and len(pairs) != ds.pairs:
+            raise InputError(
+                f"data set {ds.name!r} at {location}: {len(pairs)} pairs found, {ds.pairs} expected"
+            )
+    if not pairs:
+        raise InputError(f"data set {ds.name!r} at {location}: no pairs found")
+    return Resolved(ds, pairs, location)

@@ -1,0 +1,309 @@
+"""The benchmark runner: fuse every pair with every method (cached), then evaluate (cached).
+
+Layout of a results folder::
+
+    RESULTS/fused/<dataset>/<method>/<stem>.png     fused images, 8-bit (the official test pipelines
+                                                   round to 8 bits before scoring)
+    RESULTS/fused/<dataset>/<method>/timing.json   ms per pair of the run that fused each image
+    RESULTS/cache/metrics.json                     metric values keyed by image, profile and metric,
+                                                   with the fused file's size and mtime
+
+A rerun fuses only missing images and evaluates only missing (or stale) values; ``overwrite``
+redoes both. Methods are built once per data set; one that cannot be built (weights not shipped,
+task not supported) is skipped with one line, and the rest go on. One pair that fails (unreadable
+file, sizes differ) is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import io
+from ..api import Pipeline
+from ..errors import IvfuseError
+from ..methods import registry
+from .datasets import Resolved
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method with options; ``key`` names its cache folder (``didfuse`` or ``didfuse@rule=l1``)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def make(cls, name: str, options: dict[str, Any] | None = None) -> MethodSpec:
+        return cls(name.strip().lower(), tuple(sorted((options or {}).items())))
+
+    @property
+    def key(self) -> str:
+        if not self.options:
+            return self.name
+        return self.name + "@" + ",".join(f"{k}={v}" for k, v in self.options)
+
+
+@dataclass
+class Task:
+    """One data set: which methods to run on it and which metrics (per profile) to compute."""
+
+    data: Resolved
+    methods: list[MethodSpec]
+    metrics: dict[str, list[str]]  # profile -> metric names (registry names of that profile)
+
+
+@dataclass
+class MethodRun:
+    """What happened to one method on one data set."""
+
+    method: MethodSpec
+    status: str = "ok"  # ok | skipped
+    reason: str = ""
+    params: int = 0
+    ms: list[float] = field(default_factory=list)  # per fused pair (this run or cached timings)
+    failed: dict[str, str] = field(default_factory=dict)  # stem -> reason
+    fused: dict[str, Path] = field(default_factory=dict)  # stem -> fused file
+
+
+@dataclass
+class Timing:
+    """Where the time of a run went (seconds)."""
+
+    total: float = 0.0
+    fusion: float = 0.0  # inside the methods' fuse()
+    metrics: float = 0.0  # inside evaluate() (wall time of the metric phase with workers > 1)
+    fused_now: int = 0
+    evaluated_now: int = 0
+
+    @property
+    def overhead(self) -> float:
+        return max(0.0, self.total - self.fusion - self.metrics)
+
+
+@dataclass
+class Outcome:
+    """Everything a report needs: per data set the method runs and the per-image values."""
+
+    tasks: list[Task]
+    runs: dict[str, dict[str, MethodRun]]  # dataset -> method key -> run
+    values: dict[tuple[str, str, str, str, str], float]  # (dataset, method, stem, profile, metric)
+    timing: Timing
+    messages: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[str, int], None]  # (description, advance)
+
+
+def _fused_dir(out: Path, dataset: str, method: MethodSpec) -> Path:
+    return out / "fused" / dataset / method.key
+
+
+def _signature(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+class _MetricCache:
+    def __init__(self, path: Path, overwrite: bool):
+        self.path = path
+        self.data: dict[str, dict[str, Any]] = {}
+        if path.is_file() and not overwrite:
+            try:
+                self.data = json.loads(path.read_text())
+            except ValueError:
+                self.data = {}
+
+    @staticmethod
+    def key(dataset: str, method: str, stem: str, profile: str) -> str:
+        return f"{dataset}|{method}|{stem}|{profile}"
+
+    def get(self, key: str, sig: list[int], metric: str) -> float | None:
+        entry = self.data.get(key)
+        if not entry or entry.get("sig") != sig or metric not in entry["values"]:
+            return None
+        v = entry["values"][metric]
+        return math.nan if v is None else float(v)
+
+    def put(self, key: str, sig: list[int], values: dict[str, float]) -> None:
+        entry = self.data.get(key)
+        if not entry or entry.get("sig") != sig:
+            entry = self.data[key] = {"sig": sig, "values": {}}
+        entry["values"].update({k: (None if not math.isfinite(v) else v) for k, v in values.items()})
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.part")
+        tmp.write_text(json.dumps(self.data, separators=(",", ":")))
+        os.replace(tmp, self.path)
+
+
+def _evaluate_job(
+    fused: str, a: str, b: str, metrics: list[str], profile: str
+) -> tuple[dict | None, str, float]:
+    from ..metrics import evaluate
+
+    t0 = time.perf_counter()
+    try:
+        vals = evaluate(fused, a, b, metrics=metrics, profile=profile)
+        return vals, "", time.perf_counter() - t0
+    except IvfuseError as exc:
+        return None, str(exc), time.perf_counter() - t0
+
+
+def _worker_init() -> None:
+    from ..metrics import set_threads
+
+    set_threads(1)
+
+
+def fuse_phase(
+    task: Task, out: Path, overwrite: bool, timing: Timing, progress: Progress, messages: list[str]
+) -> dict[str, MethodRun]:
+    """Fuse the pairs of one data set with each of its methods (missing images only)."""
+    runs: dict[str, MethodRun] = {}
+    ds = task.data.dataset
+    for spec in task.methods:
+        run = runs[spec.key] = MethodRun(spec)
+        folder = _fused_dir(out, ds.name, spec)
+        try:
+            pipeline = Pipeline(spec.name, task=ds.task, **dict(spec.options))
+        except (IvfuseError, TypeError) as exc:
+            run.status, run.reason = "skipped", str(exc)
+            messages.append(f"{spec.key} on {ds.name}: skipped ({exc})")
+            progress(f"{ds.name}: {spec.key} skipped", len(task.data.pairs))
+            continue
+        run.params = registry.parameter_count(pipeline.method)
+        timing_file = folder / "timing.json"
+        times: dict[str, float] = {}
+        if timing_file.is_file() and not overwrite:
+            try:
+                times = json.loads(timing_file.read_text())
+            except ValueError:
+                times = {}
+        changed = False
+        for pair in task.data.pairs:
+            target = folder / f"{pair.stem}.png"
+            if target.is_file() and not overwrite:
+                run.fused[pair.stem] = target
+                progress(f"{ds.name}: {spec.key}", 1)
+                continue
+            try:
+                a, b = io.read_image(pair.ir), io.read_image(pair.vi)
+                t0 = time.perf_counter()
+                fused = pipeline.fuse(a, b)
+                dt = time.perf_counter() - t0
+                io.write_image(target, fused, png_level=1)
+            except IvfuseError as exc:
+                run.failed[pair.stem] = str(exc)
+                messages.append(f"{spec.key} on {ds.name}/{pair.stem}: failed ({exc})")
+                progress(f"{ds.name}: {spec.key}", 1)
+                continue
+            timing.fusion += dt
+            timing.fused_now += 1
+            times[pair.stem] = dt * 1000.0
+            changed = True
+            run.fused[pair.stem] = target
+            progress(f"{ds.name}: {spec.key}", 1)
+        if changed:
+            folder.mkdir(parents=True, exist_ok=True)
+            timing_file.write_text(json.dumps(times, indent=0, sort_keys=True) + "\n")
+        run.ms = [times[s] for s in run.fused if s in times]
+    return runs
+
+
+def run(
+    tasks: list[Task],
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Fuse and evaluate every task; values come from the cache where they are current."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = progress or (lambda desc, n: None)
+    timing = Timing()
+    messages: list[str] = []
+    t_start = time.perf_counter()
+    runs: dict[str, dict[str, MethodRun]] = {}
+    for task in tasks:
+        runs[task.data.dataset.name] = fuse_phase(task, out, overwrite, timing, progress, messages)
+
+    cache = _MetricCache(out / "cache" / "metrics.json", overwrite)
+    values: dict[tuple[str, str, str, str, str], float] = {}
+    todo: list[tuple[str, str, str, str, list[int], str, str, str, list[str]]] = []
+    for task in tasks:
+        ds = task.data.dataset.name
+        by_stem = {p.stem: p for p in task.data.pairs}
+        for key, mrun in runs[ds].items():
+            unscored = len(task.data.pairs) - len(mrun.fused)  # skipped method, failed pairs
+            if unscored:
+                progress(f"{ds}: metrics", unscored * len(task.metrics))
+            for stem, fused in mrun.fused.items():
+                sig = _signature(fused)
+                for profile, names in task.metrics.items():
+                    ck = cache.key(ds, key, stem, profile)
+                    missing = []
+                    for m in names:
+                        v = cache.get(ck, sig, m)
+                        if v is None:
+                            missing.append(m)
+                        else:
+                            values[(ds, key, stem, profile, m)] = v
+                    if missing:
+                        p = by_stem[stem]
+                        todo.append(
+                            (ds, key, stem, ck, sig, str(fused), str(p.ir), str(p.vi), missing, profile)
+                        )
+                    else:
+                        progress(f"{ds}: metrics", 1)
+
+    def record(job, vals: dict | None, err: str) -> None:
+        ds, key, stem, ck, sig = job[:5]
+        profile = job[9]
+        if vals is None:
+            messages.append(f"{key} on {ds}/{stem}: metrics failed ({err})")
+            runs[ds][key].failed[stem] = err
+        else:
+            cache.put(ck, sig, vals)
+            for m, v in vals.items():
+                values[(ds, key, stem, profile, m)] = v
+            timing.evaluated_now += 1
+        progress(f"{ds}: metrics", 1)
+
+    t_metrics = time.perf_counter()
+    n_workers = min(max(1, workers), len(todo), os.cpu_count() or 1)
+    if n_workers <= 1:
+        for job in todo:
+            vals, err, dt = _evaluate_job(job[5], job[6], job[7], job[8], job[9])
+            timing.metrics += dt
+            record(job, vals, err)
+    elif todo:
+        with ProcessPoolExecutor(max_workers=n_workers, initializer=_worker_init) as pool:
+            futures = {pool.submit(_evaluate_job, j[5], j[6], j[7], j[8], j[9]): j for j in todo}
+            for fut in as_completed(futures):
+                vals, err, _dt = fut.result()
+                record(futures[fut], vals, err)
+        timing.metrics += time.perf_counter() - t_metrics
+    if todo:
+        cache.save()
+    timing.total = time.perf_counter() - t_start
+    return Outcome(tasks, runs, values, timing, messages)
+
+
+def total_steps(tasks: list[Task]) -> int:
+    """Progress units of :func:`run`: one per pair and method (fusing) plus one per pair, method
+    and profile (metrics)."""
+    n = 0
+    for t in tasks:
+        n += len(t.data.pairs) * len(t.methods) * (1 + len(t.metrics))
+    return n

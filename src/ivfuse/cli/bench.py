@@ -1,0 +1,172 @@
+"""``ivfuse bench``: every method on every named test set, or one seed paper's tables rebuilt."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import InputError
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _print_list() -> None:
+    from ..bench.datasets import DATASETS
+    from ..bench.papers import PAPERS
+
+    table = Table(title="data sets (resolved under --data-root, $IVFUSE_DATA or ../shared/data)")
+    for col in ("name", "task", "pairs", "where", "description"):
+        table.add_column(col, overflow="fold")
+    for d in DATASETS.values():
+        where = f"splits/{d.split}.txt" if d.split else f"{d.folder}/"
+        table.add_row(d.name, d.task, str(d.pairs or ""), where, d.description)
+    _out.print(table)
+    _out.print(f"papers (--paper): {', '.join(PAPERS)}", highlight=False)
+
+
+def bench_command(
+    methods: Annotated[
+        str | None,
+        typer.Option("--methods", help="Comma-separated methods; options with @, e.g. didfuse@rule=l1."),
+    ] = None,
+    datasets: Annotated[
+        str | None, typer.Option("--datasets", help="Comma-separated data set names (see --list).")
+    ] = None,
+    dataset: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--dataset", help="Your own folder with ir/ + vi/ (or under/ + over/, a/ + b/); repeatable."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Results folder (cache, tables, report).")
+    ] = None,
+    paper: Annotated[
+        str | None,
+        typer.Option(
+            "--paper", help="Rebuild a seed paper's tables: didfuse, sslwaeie, ifesnet, jcae, defusion."
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Metric profile (default: vifb; mefb for MEF sets).")
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", "-m", help="Comma-separated metrics, or 'all' (default: the profile's)."),
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option("--data-root", help="Folder of the named data sets (default $IVFUSE_DATA).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo cached fused images and metrics.")
+    ] = False,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Processes for the metrics.")] = 1,
+    test: Annotated[str, typer.Option("--test", help="Paired test: wilcoxon or t.")] = "wilcoxon",
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the paired test.")] = 0.05,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write figures/.")] = True,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Write report.html.")] = True,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List the data sets and papers and exit.")
+    ] = False,
+) -> None:
+    """Fuse test sets with several methods, score them, and write tables, figures and an HTML report."""
+    from .. import bench as b
+
+    if list_only:
+        _print_list()
+        return
+    if out is None:
+        raise InputError("--out RESULTS folder is required")
+    if test not in ("wilcoxon", "t"):
+        raise InputError(f"--test must be wilcoxon or t, got {test!r}")
+    if not 0 < alpha < 1:
+        raise InputError(f"--alpha must be in (0, 1), got {alpha}")
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    given = [
+        ("--paper", paper), ("--methods", methods), ("--datasets", datasets),
+        *(("--dataset", str(p)) for p in dataset or []), ("--profile", profile), ("--metrics", metrics),
+        ("--data-root", data_root), ("--out", out), ("--workers", workers if workers != 1 else None),
+        ("--test", test if test != "wilcoxon" else None), ("--alpha", alpha if alpha != 0.05 else None),
+    ]  # fmt: skip
+    command = " ".join(["ivfuse bench", *(f"{k} {shlex.quote(str(v))}" for k, v in given if v is not None)])
+    if paper is not None:
+        if datasets or dataset or profile or metrics:
+            raise InputError(
+                "--paper chooses its own data sets and metrics; drop --datasets/--profile/--metrics"
+            )
+        extra = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        prepared = b.paper_tasks(paper, data_root=data_root, extra_methods=extra)
+        for msg in prepared[2]:
+            _err.print(f"[yellow]note:[/yellow] {msg}", highlight=False, soft_wrap=True)
+        tasks = prepared[1]
+    else:
+        names = [s for s in (datasets or "").split(",") if s.strip()] + [str(p) for p in dataset or []]
+        tasks = b.make_tasks(methods or "", names, profile=profile, metrics=metrics, data_root=data_root)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_err, transient=False) as bar:
+        job = bar.add_task("bench", total=b.total_steps(tasks))
+
+        def progress(desc: str, n: int) -> None:
+            bar.update(job, advance=n, description=desc)
+
+        common = dict(
+            overwrite=overwrite, workers=workers, test=test, alpha=alpha, figures=figures, html=html
+        )
+        if paper is not None:
+            b.bench_paper(paper, out, command=command, progress=progress, prepared=prepared, **common)
+        else:
+            b.bench(None, None, out, command=command, progress=progress, tasks=tasks, **common)
+    results = __import__("json").loads((out / "results.json").read_text())
+    for msg in results["messages"]:
+        _err.print(f"[yellow]note:[/yellow] {msg}", highlight=False, soft_wrap=True)
+    _summary(results)
+    t = results["timing"]
+    wrote = ["results.json", "results.csv", "report.md"] + (["report.html"] if html else [])
+    if paper is not None:
+        wrote[:0] = [f"paper_{paper}.json", f"paper_{paper}.md"]
+    _out.print(
+        f"{t['total_s']:.1f} s: fusion {t['fusion_s']:.1f} s, metrics {t['metrics_s']:.1f} s, "
+        f"other {t['overhead_s']:.1f} s; wrote {', '.join(wrote)} to {out}",
+        highlight=False,
+    )
+
+
+def _summary(results: dict) -> None:
+    """One table per data set: metrics as rows, methods as columns (means; best in bold)."""
+    from ..bench.report import fmt, ranked_methods
+
+    for d in results["datasets"]:
+        methods = ranked_methods(d)
+        if not methods:
+            continue
+        cell = {(c["method"], c["profile"], c["metric"]): c for c in d["cells"]}
+        table = Table(
+            title=f"{d['name']} ({d['pairs']} pairs), means; bold = best, † = not significantly worse"
+        )
+        table.add_column("metric")
+        for m in methods:
+            table.add_column(m["method"], justify="right")
+        several = len({c["profile"] for c in d["metrics"]}) > 1
+        for c in d["metrics"]:
+            label = f"{c['metric']} ({c['profile']})" if several else c["metric"]
+            row = [label + (" ↑" if c["higher_is_better"] else " ↓")]
+            for m in methods:
+                x = cell.get((m["method"], c["profile"], c["metric"]))
+                text = fmt(x["mean"]) if x else "–"
+                if x and x["best"]:
+                    text = f"[bold]{text}[/bold]"
+                elif x and x["tied_with_best"]:
+                    text += " †"
+                row.append(text)
+            table.add_row(*row)
+        table.add_row("ms/pair", *(fmt(m["ms_median"]) for m in methods), end_section=False)
+        table.add_row("avg rank", *(fmt(m["avg_rank"]) for m in methods))
+        _out.print(table)
