@@ -6,6 +6,11 @@ in ``--fused`` goes with ``<stem>.*`` in ``--ir`` and ``--vi`` (``--suffix _GTF`
 note). Unmatched fused files (no pair with their stem) and mismatched ones (sizes differ,
 unreadable) are reported one line each; the others are still evaluated.
 
+Multi-exposure pairs (profile ``mefb``): ``--a`` (under-exposed) and ``--b`` (over-exposed) name
+the two source folders in MEFB's order, or ``--pairs DIR`` takes ``DIR/under`` + ``DIR/over``
+(``DIR/a`` + ``DIR/b`` for other two-source sets, ``DIR/ir`` + ``DIR/vi`` for infrared-visible
+ones). The first folder is the profile's first source (``evaluate(fused, a, b)``).
+
 Exit status: 0 when every fused image was evaluated, 1 when some failed or were unmatched, 2 when
 the input is unusable as a whole (missing folder, unknown metric or profile, nothing to do).
 """
@@ -73,11 +78,17 @@ def _by_stem(files: list[Path]) -> tuple[dict[str, Path], set[str]]:
 
 
 def plan_jobs(
-    ir_dir: Path, vi_dir: Path, fused_dir: Path, suffix: str = "", gt_dir: Path | None = None
+    ir_dir: Path,
+    vi_dir: Path,
+    fused_dir: Path,
+    suffix: str = "",
+    gt_dir: Path | None = None,
+    roles: tuple[str, str] = ("infrared", "visible"),
 ) -> Plan:
-    """Match every fused image to its IR/VI pair (and ground truth) by stem."""
-    ir, amb_ir = _by_stem(_images(ir_dir, "--ir"))
-    vi, amb_vi = _by_stem(_images(vi_dir, "--vi"))
+    """Match every fused image to its IR/VI pair (and ground truth) by stem (``roles``: the
+    names of the two sources in messages, e.g. the profile's ``sources``)."""
+    ir, amb_ir = _by_stem(_images(ir_dir, "--ir" if roles[0] == "infrared" else "source folder"))
+    vi, amb_vi = _by_stem(_images(vi_dir, "--vi" if roles[1] == "visible" else "source folder"))
     gt, amb_gt = _by_stem(_images(gt_dir, "--gt")) if gt_dir is not None else ({}, set())
     fused_files = _images(fused_dir, "--fused")
     plan = Plan()
@@ -97,7 +108,7 @@ def plan_jobs(
         stems_seen[stem] = f
         missing = [
             what
-            for what, table, amb in (("infrared", ir, amb_ir), ("visible", vi, amb_vi))
+            for what, table, amb in ((roles[0], ir, amb_ir), (roles[1], vi, amb_vi))
             if stem not in table or stem in amb
         ]
         if gt_dir is not None and (stem not in gt or stem in amb_gt):
@@ -137,6 +148,34 @@ def _json_num(v: float) -> float | None:
     return None if (isinstance(v, float) and not math.isfinite(v)) else v
 
 
+#: sub-folders of a --pairs folder: (first source, second source, --ir/--vi order)
+_PAIR_LAYOUTS = (("under", "over"), ("a", "b"), ("ir", "vi"))
+
+
+def resolve_sources(
+    ir: Path | None, vi: Path | None, a: Path | None, b: Path | None, pairs: Path | None
+) -> tuple[Path, Path]:
+    """The two source folders in evaluate()'s order (IR, VI for vifb; A, B for mefb)."""
+    given = [n for n, v in (("--ir/--vi", ir or vi), ("--a/--b", a or b), ("--pairs", pairs)) if v]
+    if len(given) > 1:
+        raise InputError(f"give the sources one way only, not {' and '.join(given)}")
+    if pairs is not None:
+        if not pairs.is_dir():
+            raise InputError(f"--pairs {pairs}: folder not found")
+        for first, second in _PAIR_LAYOUTS:
+            if (pairs / first).is_dir() and (pairs / second).is_dir():
+                return pairs / first, pairs / second
+        names = ", ".join(f"{x}/ + {y}/" for x, y in _PAIR_LAYOUTS)
+        raise InputError(f"--pairs {pairs}: no source sub-folders ({names})")
+    if a is not None or b is not None:
+        if a is None or b is None:
+            raise InputError("--a and --b are both required")
+        return a, b
+    if ir is None or vi is None:
+        raise InputError("--ir, --vi and --fused folders are all required (or --a/--b, --pairs, or --list)")
+    return ir, vi
+
+
 def _print_list() -> None:
     for prof in PROFILES.values():
         table = Table(title=f"profile {prof.name}: {prof.description}", show_lines=False)
@@ -164,7 +203,19 @@ def eval_command(
             "--metrics", "-m", help="Comma-separated metric names, or 'all' (default: the profile's set)."
         ),
     ] = None,
-    profile: Annotated[str, typer.Option("--profile", help="Metric conventions: vifb or ma2019.")] = "vifb",
+    a: Annotated[
+        Path | None, typer.Option("--a", help="Folder of first sources (MEF: under-exposed, MEFB's _A).")
+    ] = None,
+    b: Annotated[
+        Path | None, typer.Option("--b", help="Folder of second sources (MEF: over-exposed, MEFB's _B).")
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="Folder with under/ + over/ (or a/ + b/, ir/ + vi/) sub-folders."),
+    ] = None,
+    profile: Annotated[
+        str, typer.Option("--profile", help="Metric conventions: vifb, ma2019 or mefb.")
+    ] = "vifb",
     workers: Annotated[int, typer.Option("--workers", "-j", help="Parallel worker processes.")] = 1,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Write per-image values to this CSV file.")
@@ -184,6 +235,8 @@ def eval_command(
 ) -> None:
     """Evaluate fused images against their infrared/visible pairs (matched by file stem)."""
     try:
+        if not list_only:
+            ir, vi = resolve_sources(ir, vi, a, b, pairs)
         _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only)
     except IvfuseError as exc:
         _err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -195,20 +248,20 @@ def _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix,
         _print_list()
         return
     if ir is None or vi is None or fused is None:
-        raise InputError("--ir, --vi and --fused folders are all required (or use --list)")
+        raise InputError("--ir, --vi and --fused folders are all required (or --a/--b, --pairs, or --list)")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     prof = get_profile(profile)
     infos = resolve_metrics(metrics, prof, has_sources=True, has_reference=gt is not None)
     names = [m.name for m in infos]
-    plan = plan_jobs(ir, vi, fused, suffix, gt)
+    plan = plan_jobs(ir, vi, fused, suffix, gt, prof.sources)
     for line in plan.problems:
         _err.print(f"[red]unmatched:[/red] {line}", highlight=False, soft_wrap=True)
     for line in plan.notes:
         _err.print(f"[yellow]note:[/yellow] {line}", highlight=False, soft_wrap=True)
     if not plan.jobs:
         raise InputError(
-            f"no fused image in {fused} matches an infrared/visible pair"
+            f"no fused image in {fused} matches a pair of {prof.sources[0]}/{prof.sources[1]} images"
             + (f" (suffix {suffix!r})" if suffix else " (use --suffix if the names carry one)")
         )
 
