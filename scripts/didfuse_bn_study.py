@@ -6,7 +6,8 @@ At test time DIDFuse's BatchNorm layers use running statistics, an exponential a
 (momentum 0.1) over the *last few* training batches of both modalities - in the official
 recipe the last update comes from the final infrared batch of 12 images. This script replaces
 them with population statistics of the whole training set and writes one weights file per
-variant, so ``scripts/eval_didfuse_tno.py --weights`` can score each:
+variant, so ``ivfuse bench`` can score each
+(``--methods didfuse@weights=OUT/didfuse_pop-both.safetensors,...``):
 
   pop-both   mean/variance over all 180 crops of both modalities (what the EMA approximates)
   pop-vi     the visible crops only

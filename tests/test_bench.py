@@ -161,6 +161,12 @@ def test_parse_method_options():
     assert s.name == "didfuse" and dict(s.options) == {"rule": "l1", "tile": 512}
     assert s.key == "didfuse@rule=l1,tile=512"
     assert parse_method(" LP ").key == "lp"
+    from ivfuse.bench.runner import folder_name
+
+    key = parse_method("didfuse@weights=runs/a b/epoch_010.safetensors").key
+    assert folder_name(key) == "didfuse@weights=runs_a_b_epoch_010.safetensors"
+    long = folder_name("didfuse@weights=" + "x/" * 60)
+    assert len(long) == 73 and "/" not in long
 
 
 def test_bench_schema_cache_and_rerun(tmp_path):

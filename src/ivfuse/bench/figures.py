@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import io
+from .runner import folder_name
 
 
 def _plt():
@@ -140,7 +141,7 @@ def dataset_figures(results: dict[str, Any], out: Path, n_rows: int = 3) -> dict
         ok = [m for m in d["methods"] if m["status"] == "ok" and m["fused"]]
         if not ok:
             continue
-        loc = {m["method"]: out / "fused" / d["name"] / m["method"] for m in ok}
+        loc = {m["method"]: out / "fused" / d["name"] / folder_name(m["method"]) for m in ok}
         first, second = d["sources"]
         pairs = {p["stem"]: p for p in d.get("pair_files", [])}
         stems = [s for s in pairs if all((loc[m["method"]] / f"{s}.png").is_file() for m in ok)]

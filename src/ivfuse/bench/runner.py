@@ -102,8 +102,19 @@ class Outcome:
 Progress = Callable[[str, int], None]  # (description, advance)
 
 
+def folder_name(key: str) -> str:
+    """A method key as one safe folder name: characters other than letters, digits and ``._=,@-``
+    become ``_`` (a weights path option has slashes); long keys keep a hash of the full key."""
+    safe = "".join(c if c.isalnum() or c in "._=,@-" else "_" for c in key)
+    if len(safe) > 80:
+        import hashlib
+
+        safe = safe[:60] + "-" + hashlib.sha1(key.encode()).hexdigest()[:12]
+    return safe
+
+
 def _fused_dir(out: Path, dataset: str, method: MethodSpec) -> Path:
-    return out / "fused" / dataset / method.key
+    return out / "fused" / dataset / folder_name(method.key)
 
 
 def _signature(path: Path) -> list[int]:
