@@ -32,8 +32,10 @@ class Stage:
     optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     #: built on the stage's optimiser; stepped once at the end of every epoch
     scheduler: Callable[[torch.optim.Optimizer], Any] | None = None
-    #: which parameters this stage trains (default: all of the model)
-    parameters: Callable[[nn.Module], Iterable[nn.Parameter]] | None = None
+    #: which parameters this stage trains (default: all of the model). It may also return
+    #: parameter groups (dicts with ``"params"`` and optionally ``"lr"`` and ``"name"``) for a
+    #: per-group learning rate; the trainer logs each named group's rate as ``lr_<name>``.
+    parameters: Callable[[nn.Module], Iterable[nn.Parameter] | Iterable[dict[str, Any]]] | None = None
 
 
 @dataclass

@@ -369,6 +369,7 @@ def _train(
                         find_unused_parameters=stage.parameters is not None,
                     )
             lr = opt.param_groups[0]["lr"]
+            group_lrs = _group_lrs(opt)
             t_epoch = time.perf_counter()
             model.train()
             sums: dict[str, float] = {}
@@ -399,6 +400,7 @@ def _train(
                 "epoch": epoch + 1,
                 "stage": stage.name,
                 "lr": lr,
+                **group_lrs,
                 "seconds": round(time.perf_counter() - t_epoch, 3),
                 **means,
             }
@@ -454,6 +456,16 @@ def _train(
         log.log(f"wrote {out / WEIGHTS_NAME} and {out / CARD_NAME}")
     d.barrier()
     return card
+
+
+def _group_lrs(opt: torch.optim.Optimizer) -> dict[str, float]:
+    """``{"lr_<name>": lr}`` for every named parameter group (``"name"`` key) and, when a stage
+    has several groups, for the unnamed ones by index; empty for one unnamed group (the row's
+    ``lr`` is its rate)."""
+    groups = opt.param_groups
+    return {
+        f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(groups) if "name" in g or len(groups) > 1
+    }
 
 
 def _export_weights(spec: TrainSpec, model: nn.Module, path: Path, epoch: int | None = None) -> None:

@@ -1,0 +1,574 @@
+"""SSL-WAEIE: self-supervised IVIF with a weighted auto-encoder and convolutional information exchange.
+
+The seed text is a letter ("Dear editor"; title, authors and venue not given; ``shared/seeds/
+ssl-waeie.txt``). Its Fig. 1 is not in the text, so the widths below are ours (see :class:`Config`).
+
+The idea: the fused image is a per-pixel weighted sum of the sources (Eq. 1),
+``F = tau_i * I_i + tau_v * I_v``. The weights come from *information exchange*: a source that
+receives more information from the other one contributes less (the inverse proportional rule,
+Eq. 7-8). Two networks, trained in two stages:
+
+1. **WAE** (weighted auto-encoder, Eq. 2-3): a Siamese encoder of three full-resolution
+   convolution blocks gives multi-level features ``F^(1..3)`` of each source; a decoder of the
+   same shape reconstructs the image. Stage 1 trains it on the weighted reconstruction loss
+   (Eq. 9-11).
+2. **CIEN** (Eq. 4-8): the information exchange encoder (IEE, one IEM-CNN per level) turns each
+   pair of features into a pair of exchanged informations ``dE_i^(l), dE_v^(l)``; the
+   contribution estimation decoder (CED, Siamese) reduces the concatenated levels to single-
+   channel ``dE_i, dE_v``; ``tau_i = dE_v / (dE_i + dE_v)``. Stage 2 trains CIEN on the loss of
+   Eq. (12)-(14) while the WAE is fine-tuned at a tenth of the learning rate.
+
+At test time only the encoder and CIEN run; the decoder serves the auxiliary task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, WeightsError
+from ..nn.losses import ssim_map
+from .registry import register, weights_path
+
+PAPER = (
+    "SSL-WAEIE: self-supervised infrared-visible fusion with a weighted auto-encoder and a "
+    "convolutional information exchange network (letter; authors and venue not stated)"
+)
+WEIGHTS_FILE = "sslwaeie.safetensors"
+
+NETWORKS = ("iee", "no_iee", "sl_iee")
+LOSSES = ("cien", "wf", "f")
+IE_FORMS = ("paper", "tanh")
+
+
+# --------------------------------------------------------------------------------------------
+# Hyper-parameters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """SSL-WAEIE hyper-parameters. Defaults: the letter where it speaks, our choices elsewhere.
+
+    From the letter: Adam with beta1 0.5, beta2 0.999, eps 1e-8, learning rate 2e-5, the WAE at a
+    tenth of it while fine-tuning (stage 2); ``lam`` = 5 (Eq. 9); ``mu`` = 10 (Eq. 12, Table 3);
+    16 TNO training pairs; three CB-I blocks per WAE branch, three IEM-CNNs, three CB-III blocks
+    in the CED; 3x3 kernels.
+
+    Our choices (the letter's Fig. 1 is missing from the text):
+
+    * Widths ``channels`` = C_1..C_3 of the WAE encoder levels = (16, 32, 32); the decoder
+      mirrors them (C_3 -> C_2 -> C_1 -> 1). CED widths ``ced_channels`` = (32, 16, 8): block k
+      maps its input to ``ced_channels[k]`` channels, the last block's second convolution to 1.
+      Small, because everything runs at full resolution and the recipe must train on a 2-core
+      CPU; the fused image is a weighted sum of the sources, so capacity only shapes tau.
+    * A CB-I block is conv3x3 -> conv3x3 -> ReLU (the letter: "two 2D convolutions and a ReLU");
+      a CB-III block is conv3x3 -> conv3x3 -> BatchNorm -> ReLU; an IEM-CNN (CB-II) is one
+      conv3x3 (2 C_l -> 2 C_l) + ReLU (Eq. 4). Reflection padding of 1 px in every convolution
+      (no border seams in tau), biases on, PyTorch's default initialisation.
+    * The decoder reconstructs from ``F^(3)`` alone (the letter: "channel reduction of inputs").
+    * The Siamese CED runs both branches as one batch, so its BatchNorm normalises dE_i and dE_v
+      with the same statistics; separate statistics would erase their relative scale, which is
+      all tau depends on.
+    * Norms: the letter's ``||.||_2^2`` in Eq. (10) and (13) is a plain sum while Eq. (14)
+      divides by MN. Summed, L_wf would outweigh mu L_IE by a factor MN (16,384 for a 128 x 128
+      crop) and mu = 10 would mean nothing, so every term is a per-pixel mean: L_w-WAE and L_wf
+      average the squared weighted errors over pixels, L_IE is ``(1/MN) sum_l sum_c``
+      (channels summed, pixels averaged) exactly as Eq. (14); all averaged over the batch.
+    * Guards: ``W_i = I_i / (I_i + I_v)`` is set to 1/2 where both sources are black (0/0: no
+      evidence for either). ``tau_i = (dE_v + eps) / (dE_i + dE_v + 2 eps)`` with ``eps`` =
+      1e-6, so tau_i = 1/2 where both exchanged informations vanish, and ``tau_v = 1 - tau_i``
+      (they sum to one exactly; both lie in [0, 1] because dE >= 0 after the ReLU).
+    * Stage 2 trains CIEN on L_CIEN and fine-tunes the WAE *encoder* through it at
+      ``finetune_factor`` x lr; the decoder gets no gradient from L_CIEN (the letter gives no
+      reconstruction term for stage 2) and keeps its stage-1 weights.
+    * ``ie_form``: ``"paper"`` is Eq. (14) as printed (unbounded below); ``"tanh"`` uses
+      ``-sum_l tanh(mean_pixels sum_c (dE_i - dE_v)^2)``, bounded in [-3, 0].
+
+    Training schedule (the letter gives no epochs): ``wae_epochs`` and ``cien_epochs`` epochs of
+    ``crops_per_pair`` random ``crop`` x ``crop`` crops (random horizontal flips) of each
+    training pair, batch ``batch_size``; chosen so both losses converge within about two hours
+    on one CPU thread (numbers and curves in the weights card).
+
+    Ablations of Table 4: ``network`` = ``"iee"`` (ours), ``"no_iee"`` (the WAE features go
+    straight into the CED: dE^(l) := F^(l)), ``"sl_iee"`` (one IEM-CNN on the last level only,
+    the CED sees level 3 only); ``pretrain=False`` is No-WAE (no stage 1; the encoder trains
+    from scratch at the full learning rate in stage 2); ``loss`` = ``"cien"`` (L_wf + mu L_IE),
+    ``"wf"`` (L2 = L_wf, no L_IE), ``"f"`` (L1 = L_f, unweighted fidelity, no L_IE).
+    """
+
+    channels: tuple[int, ...] = (16, 32, 32)
+    ced_channels: tuple[int, ...] = (32, 16, 8)
+    lam: float = 5.0  # SSIM weight, Eq. (9)
+    mu: float = 10.0  # information exchange weight, Eq. (12), Table 3
+    ssim_window: int = 11
+    eps: float = 1e-6  # guard of tau, Eq. (7)-(8)
+    ie_form: str = "paper"  # "paper" (Eq. 14) | "tanh" (bounded)
+    network: str = "iee"  # "iee" | "no_iee" | "sl_iee" (Table 4)
+    loss: str = "cien"  # "cien" | "wf" (L2) | "f" (L1) (Table 4)
+    pretrain: bool = True  # False: the No-WAE ablation
+    # optimisation
+    lr: float = 2e-5
+    betas: tuple[float, float] = (0.5, 0.999)
+    adam_eps: float = 1e-8
+    finetune_factor: float = 0.1  # WAE learning rate in stage 2, relative to lr
+    wae_epochs: int = 45
+    cien_epochs: int = 65
+    #: CLI ``--epochs``: total over both stages (stage 1 keeps ``wae_epochs``); None: the sum
+    epochs: int | None = None
+    batch_size: int = 8
+    crop: int = 96
+    crops_per_pair: int = 16
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        self.ced_channels = tuple(int(c) for c in self.ced_channels)
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if len(self.channels) != 3 or len(self.ced_channels) != 3:
+            raise ValueError("channels and ced_channels need three widths (three blocks each)")
+        for name, value, allowed in (
+            ("network", self.network, NETWORKS),
+            ("loss", self.loss, LOSSES),
+            ("ie_form", self.ie_form, IE_FORMS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.epochs is not None:
+            wae = self.stage1_epochs
+            if self.epochs < wae:
+                raise ValueError(f"epochs {self.epochs} < the {wae} epochs of stage 1")
+            self.cien_epochs = self.epochs - wae
+            self.epochs = None
+
+    @property
+    def stage1_epochs(self) -> int:
+        return self.wae_epochs if self.pretrain else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("channels", "ced_channels", "betas"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------
+# Network
+# --------------------------------------------------------------------------------------------
+
+
+def conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
+
+
+class CB1(nn.Module):
+    """CB-I of the WAE: conv3x3 -> conv3x3 -> ReLU (``out="sigmoid"``: the image output)."""
+
+    def __init__(self, cin: int, cmid: int, cout: int, out: str = "relu"):
+        super().__init__()
+        self.conv1 = conv3x3(cin, cmid)
+        self.conv2 = conv3x3(cmid, cout)
+        self.act = torch.sigmoid if out == "sigmoid" else torch.relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv2(self.conv1(x)))
+
+
+class CB3(nn.Module):
+    """CB-III of the CED: conv3x3 -> conv3x3 -> BatchNorm -> ReLU."""
+
+    def __init__(self, cin: int, cmid: int, cout: int):
+        super().__init__()
+        self.conv1 = conv3x3(cin, cmid)
+        self.conv2 = conv3x3(cmid, cout)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv2(self.conv1(x))))
+
+
+class WAE(nn.Module):
+    """Weighted auto-encoder: encoder of three CB-I (Eq. 2-3), mirrored decoder."""
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 32)):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.encoder = nn.ModuleList([CB1(1, c1, c1), CB1(c1, c2, c2), CB1(c2, c3, c3)])
+        self.decoder = nn.ModuleList([CB1(c3, c2, c2), CB1(c2, c1, c1), CB1(c1, c1, 1, out="sigmoid")])
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[F^(1), F^(2), F^(3)]`` with ``F^(0) = x`` (Eq. 2-3), all at full resolution."""
+        feats = []
+        for block in self.encoder:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+    def decode(self, f3: torch.Tensor) -> torch.Tensor:
+        for block in self.decoder:
+            f3 = block(f3)
+        return f3
+
+
+class IEM(nn.Module):
+    """IEM-CNN (CB-II), Eq. (4): ``dE_i, dE_v = split(ReLU(conv3x3(F_i o F_v)))``."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = conv3x3(2 * c, 2 * c)
+
+    def forward(self, fi: torch.Tensor, fv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = torch.relu(self.conv(torch.cat([fi, fv], dim=1)))
+        de_i, de_v = torch.chunk(e, 2, dim=1)
+        return de_i, de_v
+
+
+class CIEN(nn.Module):
+    """Information exchange encoder (IEE) + contribution estimation decoder (CED), Eq. (4)-(8)."""
+
+    def __init__(
+        self,
+        channels: tuple[int, ...] = (16, 32, 32),
+        ced_channels: tuple[int, ...] = (32, 16, 8),
+        network: str = "iee",
+        eps: float = 1e-6,
+    ):
+        super().__init__()
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
+        self.network = network
+        self.eps = eps
+        #: encoder levels whose (exchanged) information the CED sees
+        self.levels = [2] if network == "sl_iee" else [0, 1, 2]
+        if network == "no_iee":
+            self.iee = nn.ModuleList()
+        else:
+            self.iee = nn.ModuleList([IEM(channels[lv]) for lv in self.levels])
+        k1, k2, k3 = ced_channels
+        cin = sum(channels[lv] for lv in self.levels)
+        self.ced = nn.ModuleList([CB3(cin, k1, k1), CB3(k1, k2, k2), CB3(k2, k3, 1)])
+
+    def exchange(self, fi: list[torch.Tensor], fv: list[torch.Tensor]):
+        """Per-level pairs ``(dE_i^(l), dE_v^(l))`` (Eq. 4); No-IEE passes the features through."""
+        if self.network == "no_iee":
+            return [(fi[lv], fv[lv]) for lv in self.levels]
+        return [iem(fi[lv], fv[lv]) for iem, lv in zip(self.iee, self.levels, strict=True)]
+
+    def decode(self, pairs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Siamese CED (Eq. 5-6) on both branches at once (one batch, shared BN statistics)."""
+        n = pairs[0][0].shape[0]
+        x = torch.cat(
+            [torch.cat([p[0] for p in pairs], dim=1), torch.cat([p[1] for p in pairs], dim=1)], dim=0
+        )
+        for block in self.ced:
+            x = block(x)
+        return x[:n], x[n:]
+
+    def contributions(self, de_i: torch.Tensor, de_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (7)-(8), guarded: ``tau_i = (dE_v + eps) / (dE_i + dE_v + 2 eps)``, ``tau_v = 1 - tau_i``."""
+        tau_i = (de_v + self.eps) / (de_i + de_v + 2 * self.eps)
+        return tau_i, 1.0 - tau_i
+
+    def forward(self, fi: list[torch.Tensor], fv: list[torch.Tensor]) -> dict[str, Any]:
+        pairs = self.exchange(fi, fv)
+        de_i, de_v = self.decode(pairs)
+        tau_i, tau_v = self.contributions(de_i, de_v)
+        return {"exchanged": pairs, "dE_i": de_i, "dE_v": de_v, "tau_i": tau_i, "tau_v": tau_v}
+
+
+class SSLWAEIENet(nn.Module):
+    """WAE + CIEN. ``forward(ir, vi, phase)``: ``"wae"`` (stage 1) or ``"cien"`` (stage 2)."""
+
+    def __init__(self, cfg: Config | None = None):
+        super().__init__()
+        cfg = cfg or Config()
+        self.wae = WAE(cfg.channels)
+        self.cien = CIEN(cfg.channels, cfg.ced_channels, cfg.network, cfg.eps)
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor, phase: str = "cien") -> dict[str, Any]:
+        if phase == "wae":
+            # Siamese: one encoder pass over both sources stacked along the batch
+            n = ir.shape[0]
+            f3 = self.wae.encode(torch.cat([ir, vi], dim=0))[-1]
+            rec = self.wae.decode(f3)
+            return {"ir_hat": rec[:n], "vi_hat": rec[n:]}
+        if phase != "cien":
+            raise ValueError(f"phase must be 'wae' or 'cien', got {phase!r}")
+        out = self.cien(self.wae.encode(ir), self.wae.encode(vi))
+        out["fused"] = out["tau_i"] * ir + out["tau_v"] * vi  # Eq. (1)
+        return out
+
+    def tau(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """Contribution map ``tau_i`` of the infrared image (inference)."""
+        return self.cien(self.wae.encode(ir), self.wae.encode(vi))["tau_i"]
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Losses (Eq. 9-14)
+# --------------------------------------------------------------------------------------------
+
+
+def source_weights(ir: torch.Tensor, vi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W_i = I_i / (I_i + I_v)`` (1/2 where both are 0), ``W_v = 1 - W_i`` (after Eq. 10)."""
+    s = ir + vi
+    w_i = torch.where(s > 0, ir / torch.where(s > 0, s, torch.ones_like(s)), torch.full_like(s, 0.5))
+    return w_i, 1.0 - w_i
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Mean SSIM [20] (Gaussian window, sigma 1.5, reflect border) of batches in [0, 1]."""
+    return ssim_map(x, y, window_size=window).mean()
+
+
+def wae_loss(
+    cfg: Config, ir: torch.Tensor, vi: torch.Tensor, out: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Eq. (9)-(11): ``L_WAE = L_w-WAE + lam L_ssim`` (per-pixel means, see :class:`Config`)."""
+    w_i, w_v = source_weights(ir, vi)
+    t = {
+        "w_rec": ((w_i * (out["ir_hat"] - ir)) ** 2).mean() + ((w_v * (out["vi_hat"] - vi)) ** 2).mean(),
+        "ssim_loss": 2.0
+        - ssim(out["ir_hat"], ir, cfg.ssim_window)
+        - ssim(out["vi_hat"], vi, cfg.ssim_window),
+    }
+    t["total"] = t["w_rec"] + cfg.lam * t["ssim_loss"]
+    return t
+
+
+def information_exchange(pairs, form: str = "paper") -> torch.Tensor:
+    """Eq. (14): ``-(1/MN) sum_l ||dE_i^(l) - dE_v^(l)||^2`` (batch mean); ``"tanh"``: bounded."""
+    total = 0.0
+    for de_i, de_v in pairs:
+        per_pixel = ((de_i - de_v) ** 2).sum(dim=1).mean()  # sum over channels, mean over N, M, N
+        total = total + (torch.tanh(per_pixel) if form == "tanh" else per_pixel)
+    return -total
+
+
+def cien_loss(
+    cfg: Config, ir: torch.Tensor, vi: torch.Tensor, out: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Eq. (12)-(14): ``L_CIEN = L_wf + mu L_IE``; ablations L1 = L_f and L2 = L_wf (Table 4)."""
+    f = out["fused"]
+    if cfg.loss == "f":
+        w_i = w_v = torch.ones_like(ir)
+    else:
+        w_i, w_v = source_weights(ir, vi)
+    fid = ((w_i * (f - ir)) ** 2).mean() + ((w_v * (f - vi)) ** 2).mean()
+    ie = information_exchange(out["exchanged"], cfg.ie_form)
+    t = {"fidelity": fid, "info_exchange": ie, "tau_i_mean": out["tau_i"].mean().detach()}
+    t["total"] = fid + cfg.mu * ie if cfg.loss == "cien" else fid + 0.0 * ie
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Training spec for ivfuse.train
+# --------------------------------------------------------------------------------------------
+
+
+def training_spec(config: Config | None = None):
+    """Both stages as a :class:`ivfuse.train.spec.TrainSpec` (stage 1 skipped for No-WAE)."""
+    from torch.utils.data import ConcatDataset
+
+    from ..data.training import RandomCropPairs
+    from ..train.spec import Stage, TrainSpec
+
+    cfg = config or Config()
+
+    def adam(groups):
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps)
+
+    def loss_wae(model, batch):
+        return wae_loss(cfg, batch["ir"], batch["vi"], model(batch["ir"], batch["vi"], "wae"))
+
+    def loss_cien(model, batch):
+        return cien_loss(cfg, batch["ir"], batch["vi"], model(batch["ir"], batch["vi"], "cien"))
+
+    def wae_params(model):
+        return [{"name": "wae", "params": list(model.wae.parameters())}]
+
+    def cien_params(model):
+        wae_lr = cfg.lr * (cfg.finetune_factor if cfg.pretrain else 1.0)
+        return [
+            {"name": "cien", "params": list(model.cien.parameters())},
+            {"name": "wae", "params": list(model.wae.encoder.parameters()), "lr": wae_lr},
+        ]
+
+    stages = [
+        Stage("wae", cfg.stage1_epochs, loss_wae, adam, parameters=wae_params),
+        Stage("cien", cfg.cien_epochs, loss_cien, adam, parameters=cien_params),
+    ]
+    return TrainSpec(
+        method="sslwaeie",
+        config=cfg,
+        default_config=Config(),
+        build_model=lambda: SSLWAEIENet(cfg),
+        # one pass over ConcatDataset = crops_per_pair random crops of every pair (decoded once)
+        dataset=lambda root: ConcatDataset(
+            [RandomCropPairs(root, crop=cfg.crop, flip=True)] * cfg.crops_per_pair
+        ),
+        stages=[s for s in stages if s.epochs > 0],
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=True,
+        fuser=lambda model: SSLWAEIE(model),
+        test_metrics=[("vifb", ["NMI", "QY", "QABF", "IFC"])],
+        paper=PAPER,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+#: receptive-field radius of tau: 6 encoder + 1 IEM + 6 CED 3x3 convolutions
+HALO = 13
+
+
+class SSLWAEIE:
+    """Fuser: ``fuse(ir, vi)`` on float32 (H, W) planes in [0, 1] -> ``tau_i I_i + tau_v I_v``.
+
+    After every call ``last_maps["contributions"]`` holds the contribution map tau_i (float32
+    (H, W) in [0, 1]); :meth:`contributions` computes it alone. ``map_outputs`` (from the
+    factory's ``contributions=PATH``) names where :class:`ivfuse.api.Pipeline` writes it; a
+    ``{stem}`` in PATH is replaced by the output's stem (folder mode).
+
+    Any size: the network is fully convolutional at full resolution (no padding to multiples);
+    large images are processed in tiles extended by a margin beyond the receptive-field radius,
+    so the result equals the untiled one.
+    """
+
+    def __init__(
+        self,
+        net: SSLWAEIENet,
+        device: str | torch.device = "cpu",
+        tile: int | None = 768,
+        margin: int = 16,
+        contributions: str | Path | None = None,
+    ):
+        if margin < HALO:
+            raise ValueError(f"margin must be >= {HALO}, got {margin}")
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.tile = tile
+        self.margin = margin
+        self.map_outputs: dict[str, str] = {}
+        if contributions is not None:
+            self.map_outputs["contributions"] = str(contributions)
+        self.last_maps: dict[str, np.ndarray] = {}
+
+    def tau_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) -> tau_i (1, 1, H, W), tiled when large."""
+        h, w = ir.shape[-2:]
+        t, m = self.tile, self.margin
+        if t is None or (h <= t and w <= t):
+            return self.net.tau(ir, vi)
+        out = torch.empty_like(ir)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                ya, xa = max(y0 - m, 0), max(x0 - m, 0)
+                yb, xb = min(y1 + m, h), min(x1 + m, w)
+                r = self.net.tau(ir[..., ya:yb, xa:xb], vi[..., ya:yb, xa:xb])
+                out[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        return out
+
+    def contributions(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        """Contribution map tau_i of the infrared image, float32 (H, W) in [0, 1] (Eq. 7)."""
+        ir, vi = _check_planes(ir, vi)
+        with torch.inference_mode():
+            ti = torch.from_numpy(ir)[None, None].to(self.device)
+            tv = torch.from_numpy(vi)[None, None].to(self.device)
+            tau = self.tau_tensor(ti, tv)
+        return np.clip(tau[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        ir, vi = _check_planes(ir, vi)
+        tau_i = self.contributions(ir, vi)
+        self.last_maps = {"contributions": tau_i}
+        fused = tau_i * ir + (1.0 - tau_i) * vi  # Eq. (1) with tau_v = 1 - tau_i
+        return np.clip(fused, 0.0, 1.0).astype(np.float32)
+
+
+def _check_planes(ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ir = np.ascontiguousarray(ir, dtype=np.float32)
+    vi = np.ascontiguousarray(vi, dtype=np.float32)
+    if ir.ndim != 2 or vi.ndim != 2:
+        raise InputError(f"SSL-WAEIE fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
+    if ir.shape != vi.shape:
+        raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
+    if min(ir.shape) < 2:
+        raise InputError(f"image too small for SSL-WAEIE (reflection padding needs 2 px): {ir.shape}")
+    return ir, vi
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLWAEIENet, dict]:
+    """Build a :class:`SSLWAEIENet` from a safetensors file (no pickle). Returns (net, metadata)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"no SSL-WAEIE weights at {path}; train them with `ivfuse train sslwaeie --data DIR "
+            f"--out RUN` and pass weights=RUN/weights.safetensors"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("method", "sslwaeie") != "sslwaeie":
+        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not sslwaeie")
+    cfg = Config.from_dict(json.loads(meta["config"])) if "config" in meta else Config()
+    net = SSLWAEIENet(cfg)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "key mismatch"
+        raise WeightsError(f"{path}: does not match the SSL-WAEIE network ({first})") from e
+    return net.to(device).eval(), meta
+
+
+@register(
+    "sslwaeie",
+    family="self-supervised",
+    paper=PAPER,
+    summary="SSL-WAEIE: weighted auto-encoder + CNN information exchange, per-pixel contributions",
+    trainable=True,
+    weights=WEIGHTS_FILE,
+)
+def create_sslwaeie(
+    device: str = "cpu",
+    weights: str | Path | None = None,
+    tile: int | None = 768,
+    contributions: str | None = None,
+) -> SSLWAEIE:
+    """SSL-WAEIE with the shipped weights (or ``weights=``); ``contributions=PATH`` saves tau_i."""
+    if weights is None:
+        ref = weights_path(WEIGHTS_FILE)
+        if not ref.is_file():
+            raise WeightsError(
+                "SSL-WAEIE weights are not installed (ivfuse/weights/sslwaeie.safetensors); train "
+                "them with `ivfuse train sslwaeie --data DIR --out RUN` and pass "
+                "weights=RUN/weights.safetensors"
+            )
+        weights = Path(str(ref))
+    net, _ = load_weights(weights, device=device)
+    return SSLWAEIE(net, device=device, tile=tile, contributions=contributions)
