@@ -188,7 +188,11 @@ def _feature_corr(x1, x2, xmax, xf, m1, m2, m3) -> float:
         r = np.zeros(xf.shape)
         r[mask] = (cov[mask] + _QP_C) / (np.sqrt(np.abs(v[mask] * vf[mask])) + _QP_C)
         result = np.fmax(result, r)  # MATLAB max ignores NaN
-    return float(result.sum()) / float(m3.sum())
+    count = float(m3.sum())
+    total = float(result.sum())
+    if count == 0:  # MATLAB: 0 / 0 = NaN (the sum is 0 too: every map is 0 off its mask)
+        return math.nan if total == 0 else math.copysign(math.inf, total)
+    return total / count
 
 
 def _qp(t: Triple) -> float:
@@ -228,7 +232,8 @@ def qp(fused: Any, a: Any, b: Any) -> float:
     C = 1e-4), each computed where its source's PC exceeds 0.1; the pixel value is the largest of
     the three; the feature's score is their sum over the count of pixels where max PC > 0.1.
     ``Q_P = P_PC * P_M * P_m``. Colour: mean over RGB channels. Range about [0, 1];
-    **higher is better**; 1 when both sources equal F (for non-flat images).
+    **higher is better**; just below 1 when both sources equal F (the source maps are masked,
+    F's is not); NaN (0 / 0) when no pixel has PC > 0.1, e.g. for a constant image.
     """
     prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="QP")
     return channel_mean([_qp(t) for t in prep.triples])
