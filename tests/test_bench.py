@@ -287,6 +287,7 @@ def _toy_paper(dataset: str) -> dict:
                     {"name": "EN", "metric": "EN", "higher_is_better": True},
                     {"name": "SSIM", "metric": "SSIM", "scale": 0.5, "note": "mean over the sources"},
                     {"name": "IS", "metric": None, "note": "needs a pretrained network"},
+                    {"name": "EN significance", "metric": None, "kind": "significance", "of": "EN"},
                 ],
                 "rows": [
                     {"name": "LP", "ivfuse": "lp", "values": {"EN": 6.5, "SSIM": 0.7, "IS": 3.1}},
@@ -321,6 +322,15 @@ def test_paper_plan_and_tables_shape(tmp_path, monkeypatch):
     assert rows[("lp", "IS")] == {"method": "lp", "metric": "IS", "ours": None, "paper": 3.1}
     assert rows[("average", "EN")]["paper"] is None  # extra row: no paper value
     assert ("average", "IS") not in rows  # neither ours nor the paper's
+    # the significance column: paired t-test of each row against the paper's own method (lp) on EN
+    en = {
+        m: [v["value"] for v in res["values"] if v["method"] == m and v["metric"] == "EN"]
+        for m in ("lp", "average")
+    }
+    assert rows[("average", "EN significance")]["ours"] == pytest.approx(
+        stats.paired_p(en["average"], en["lp"], "t")
+    )
+    assert ("lp", "EN significance") not in rows
     md = paper.markdown(display)
     assert "OtherNet (paper only)" in md and "IS: not computed; needs a pretrained network" in md
 

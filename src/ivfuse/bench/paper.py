@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..methods import registry
+from . import stats
 from .datasets import resolve
 from .papers import load_paper
 from .report import _md_table, fmt
@@ -84,6 +85,27 @@ def plan(
     return list(by_ds.values())
 
 
+def _significance(
+    table: dict[str, Any],
+    col: dict[str, Any],
+    key: str,
+    own_key: str,
+    per_image: dict[tuple[str, str, str, str], dict[str, float]],
+    dataset: str,
+) -> float | None:
+    """The p-value of a paper's significance column: the paired test (``col["test"]``, default the
+    paired t-test JCAE reports) of method ``key`` against the paper's own method, over the images,
+    on the metric of the column named by ``col["of"]``."""
+    target = next((c for c in table["columns"] if c["name"] == col.get("of") and c.get("metric")), None)
+    if target is None:
+        return None
+    where = (dataset, _profile_of(table, target), target["metric"])
+    a, b = per_image.get((where[0], key, *where[1:]), {}), per_image.get((where[0], own_key, *where[1:]), {})
+    stems = [s for s in a if s in b]
+    p = stats.paired_p([a[s] for s in stems], [b[s] for s in stems], col.get("test", "t"))
+    return None if not math.isfinite(p) else p
+
+
 def _pct(ours: float | None, ref: float | None) -> str:
     if ours is None or ref is None or not math.isfinite(ours) or ref == 0:
         return ""
@@ -93,6 +115,12 @@ def _pct(ours: float | None, ref: float | None) -> str:
 def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the paper_<name>.json document, a display structure for markdown/HTML)."""
     by_ds = {d["name"]: d for d in results["datasets"]}
+    per_image: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for v in results["values"]:
+        if v["value"] is not None:
+            per_image.setdefault((v["dataset"], v["method"], v["profile"], v["metric"]), {})[v["image"]] = v[
+                "value"
+            ]
     doc: dict[str, Any] = {"paper": paper["paper"], "tables": []}
     display: dict[str, Any] = {
         "paper": paper["paper"],
@@ -112,6 +140,8 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         }
         order = list(dict.fromkeys([*paper_rows, *(m["method"] for m in d["methods"])]))
         ran = [k for k in order if k in status and status[k]["status"] == "ok" and status[k]["fused"]]
+        own = [r for r in t["rows"] if r.get("ivfuse") == paper.get("method")]
+        own_key = MethodSpec.make(own[0]["ivfuse"], own[0].get("options")).key if own else None
         rows_json = []
         header = ["method"] + [c["name"] for c in t["columns"]]
         rows_md: list[list[str]] = []
@@ -129,6 +159,8 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                     if c is not None and c["mean"] is not None:
                         ours = c["mean"] * float(col.get("scale", 1.0))
                         mark = " **best**" if c["best"] else (" †" if c["tied_with_best"] else "")
+                elif col.get("kind") == "significance" and own_key in ran and key != own_key:
+                    ours = _significance(t, col, key, own_key, per_image, d["name"])
                 if ours is None and ref is None:
                     line.append("–")
                     continue
