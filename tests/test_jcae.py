@@ -255,7 +255,8 @@ def test_loss_terms_by_hand():
     expect = rmse["ir"] + rmse["vi"] + 100 * (one_minus["ir"] + one_minus["vi"])
     assert v["total"] == pytest.approx(expect, rel=1e-5)
     # MSE reading of Eq. (6), and the MSE-only ablation of Fig. 4 (SSIM logged, not trained)
-    m = jcae_loss(Config(pixel_loss="mse", ssim_loss=False), ir, vi, out)
+    with torch.no_grad():
+        m = jcae_loss(Config(pixel_loss="mse", ssim_loss=False), ir, vi, out)
     mse_ir = float((d["ir"] ** 2).mean())
     assert float(m["pixel_ir"]) == pytest.approx(mse_ir, rel=1e-5)
     assert float(m["total"]) == pytest.approx(mse_ir + float((d["vi"] ** 2).mean()), rel=1e-5)
