@@ -148,8 +148,19 @@ class Pipeline:
     def fuse_files(
         self, ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, *, bit_depth: int = 8
     ) -> Path:
-        """Fuse two files and write the result atomically to ``out``; returns its path."""
-        return io.write_image(out, self.fuse(ir, vi), bit_depth=bit_depth)
+        """Fuse two files and write the result atomically to ``out``; returns its path.
+
+        A method that exposes side maps (``map_outputs``: name -> path, filled from a method option
+        such as sslwaeie's ``contributions=PATH``; ``last_maps``: name -> (H, W) plane of the last
+        fusion) gets each map written too, after the fused image; ``{stem}`` in a map path
+        becomes the stem of ``out`` (one map per pair in folder mode).
+        """
+        path = io.write_image(out, self.fuse(ir, vi), bit_depth=bit_depth)
+        maps = getattr(self.method, "last_maps", {})
+        for name, target in getattr(self.method, "map_outputs", {}).items():
+            if name in maps:
+                io.write_image(str(target).replace("{stem}", Path(out).stem), maps[name], bit_depth=bit_depth)
+        return path
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:

@@ -119,7 +119,8 @@ class Config:
     finetune_factor: float = 0.1  # WAE learning rate in stage 2, relative to lr
     wae_epochs: int = 45
     cien_epochs: int = 65
-    #: CLI ``--epochs``: total over both stages (stage 1 keeps ``wae_epochs``); None: the sum
+    #: CLI ``--epochs N``: total over both stages; stage 1 keeps ``wae_epochs`` when N exceeds it
+    #: (so a resumed run can lengthen or shorten stage 2), else both shrink in proportion
     epochs: int | None = None
     batch_size: int = 8
     crop: int = 96
@@ -140,10 +141,12 @@ class Config:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if self.epochs is not None:
-            wae = self.stage1_epochs
-            if self.epochs < wae:
-                raise ValueError(f"epochs {self.epochs} < the {wae} epochs of stage 1")
-            self.cien_epochs = self.epochs - wae
+            n = int(self.epochs)
+            if n < 1:
+                raise ValueError(f"epochs must be positive, got {n}")
+            if n <= self.stage1_epochs:  # a short run: both stages shrink in proportion
+                self.wae_epochs = max(1, round(n * self.wae_epochs / (self.wae_epochs + self.cien_epochs)))
+            self.cien_epochs = n - self.stage1_epochs
             self.epochs = None
 
     @property
