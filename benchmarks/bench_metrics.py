@@ -1,7 +1,8 @@
 """Time the metrics: the 13 VIFB metrics on a 630x460 RGB triple, the seven most reported ones and
-VIFF on a 640x480 gray triple, and straightforward implementations of a few metrics for ratios.
+VIFF on a 640x480 gray triple, straightforward implementations of a few metrics for ratios, and
+the 20 MEFB metrics (profile ``mefb``) on a 640x480 RGB multi-exposure triple.
 
-    python benchmarks/bench_metrics.py [--repeat 7] [--threads N]
+    python benchmarks/bench_metrics.py [--repeat 7] [--threads N] [--only vifb|gray|mefb]
 
 The RGB triple is VIFB's ``kettle`` (GFF) from ../shared/data/vifb_ref when it is there, else a
 synthetic one; the gray triple is the package's synthetic night scene at 640x480. Each time is
@@ -53,6 +54,16 @@ def rgb_triple() -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     vi = io.from_unit(s.vi)
     f = np.clip(0.5 * vi + 0.5 * ir[..., None], 0, 255).astype(np.uint8)
     return "synthetic night scene (630x460 RGB, gray IR)", f, ir, vi
+
+
+def mef_triple() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """640x480 RGB: an under-exposed (x 0.4) and an over-exposed (x 1.6 + 40, clipped) version
+    of the synthetic scene's colour image, and their mean as the fused image."""
+    vi = night_scene(480, 640, seed=3).vi.astype(np.float64) * 255.0
+    a = np.clip(vi * 0.4, 0, 255).astype(np.uint8)
+    b = np.clip(vi * 1.6 + 40, 0, 255).astype(np.uint8)
+    f = ((a.astype(np.uint16) + b) // 2).astype(np.uint8)
+    return f, a, b
 
 
 def gray_triple() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,6 +191,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="threads per evaluate() call")
+    ap.add_argument("--only", choices=("vifb", "gray", "mefb"), default=None, help="one section only")
     args = ap.parse_args()
     r = args.repeat
     set_threads(args.threads)
@@ -195,6 +207,35 @@ def main() -> None:
         finally:
             set_threads(old)
 
+    if args.only in (None, "vifb"):
+        vifb_section(r, threads, one_thread)
+    if args.only in (None, "gray"):
+        gray_section(r, threads, one_thread)
+    if args.only in (None, "mefb"):
+        mefb_section(max(1, r // 3), threads, one_thread)
+
+
+def mefb_section(r: int, threads: int, one_thread: Callable[[Callable[[], object]], float]) -> None:
+    f, a, b = mef_triple()
+    names = list(get_profile("mefb").default)
+    print(f"\n## 20 MEFB metrics (profile mefb), 640x480 RGB multi-exposure triple (best of {r})\n")
+    print("| metric | ms per image (alone) |\n|---|---:|")
+    alone = 0.0
+    for n in names:
+        t = best_ms(lambda n=n: evaluate(f, a, b, metrics=[n], profile="mefb"), r)
+        alone += t
+        print(f"| {n} | {t:.1f} |")
+    together = best_ms(lambda: evaluate(f, a, b, profile="mefb"), r)
+    print(f"| sum of the above | {alone:.1f} |")
+    print(f"| **all 20 together** (target < 1000) | **{together:.1f}** |")
+    rest = [n for n in names if n != "QP"]
+    t_rest = best_ms(lambda: evaluate(f, a, b, metrics=rest, profile="mefb"), r)
+    print(f"| all but QP together | {t_rest:.1f} |")
+    if threads > 1:
+        print(f"| all 20 together, 1 thread | {one_thread(lambda: evaluate(f, a, b, profile='mefb')):.1f} |")
+
+
+def vifb_section(r: int, threads: int, one_thread: Callable[[Callable[[], object]], float]) -> None:
     label, f, ir, vi = rgb_triple()
     names = list(get_profile("vifb").default)
     print(f"\n## 13 VIFB metrics, {label}\n")
@@ -210,6 +251,9 @@ def main() -> None:
     if threads > 1:
         print(f"| all 13 together, 1 thread | {one_thread(lambda: evaluate(f, ir, vi)):.1f} |")
 
+
+
+def gray_section(r: int, threads: int, one_thread: Callable[[Callable[[], object]], float]) -> None:
     gf, gir, gvi = gray_triple()
     seven = ["EN", "SD", "SF", "AG", "MI", "QABF", "SSIM"]
     print("\n## 640x480 gray triple (synthetic night scene)\n")
