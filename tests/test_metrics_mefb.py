@@ -182,6 +182,15 @@ def test_source_order_is_a_then_b(mef_triple):
     assert got["VIF"] == pytest.approx(M.viff(f, b, a), rel=1e-12)  # ties of VIFF go to B
 
 
+def test_ssim_extra_is_the_mean_over_the_sources(mef_triple):
+    """SSIM is not a MEFB metric (not in the default set); for DeFusion's Table 1 it is the mean of
+    VIFB's SSIM over the two sources."""
+    f, a, b = mef_triple
+    assert "SSIM" not in M.get_profile("mefb").default
+    got = M.evaluate(f, a, b, metrics="SSIM", profile="mefb")["SSIM"]
+    assert got == pytest.approx(M.ssim_fusion(f, a, b) / 2, rel=1e-12)
+
+
 def test_tsallis_hand_computed():
     """Two levels (0, 255) half and half, F = A = B: the joint histogram is diag(1/2, 1/2), every
     product of marginals 1/4, so I_q = (1 - 2 (1/2)^q / (1/4)^(q-1)) / (1 - q)."""

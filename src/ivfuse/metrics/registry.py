@@ -12,6 +12,12 @@ parameterised functions, never from copies:
     The convention of the evaluation code of Ma et al. 2019 (Information Fusion 45) that
     reproduces the DIDFuse paper's table: gray images (colour converted with ``rgb2gray``), MI in
     bits, SD with column means, VIF meaning Han et al.'s VIFF.
+``mefb``
+    The 20 metrics of the MEFB multi-exposure benchmark (X. Zhang, Information Fusion 74, 2021)
+    as its MATLAB code computes them: ``metricsX(imgA, imgB, fused)`` with A the under- and B
+    the over-exposed image (the first and second source given to
+    :func:`ivfuse.metrics.evaluate`), mean over RGB channels (SF per channel too), uint8 values
+    not rescaled, VIF meaning Han et al.'s VIFF.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from . import feature as _f
 from . import information as _i
+from . import phase as _p
 from . import reference as _r
 from . import statistics as _s
 from . import structural as _t
@@ -69,6 +77,10 @@ class Profile:
     description: str
     default: tuple[str, ...]
     metrics: dict[str, MetricInfo]
+    #: the first source given to evaluate() is the metric code's img1 (MEFB: A, under-exposed);
+    #: otherwise the second one is (VIFB: img1 = visible, given after the infrared image)
+    first_is_img1: bool = False
+    sources: tuple[str, str] = ("infrared", "visible")  # names of the two sources, in call order
 
 
 # ---------------------------------------------------------------------------- compute builders
@@ -393,6 +405,144 @@ def _extra_defs() -> dict[str, _Def]:
     }
 
 
+_MEFB_SRC = "MEFB MATLAB code (X. Zhang, Information Fusion 74, 2021)"
+
+
+def _mefb_defs() -> dict[str, _Def]:
+    """MEFB's 20 metrics in the order MEFB stores them (util/configMetrics.m)."""
+    v = {**_vifb_defs(), **_extra_defs()}
+
+    def same(key: str, mefb_name: str, *aliases: str) -> _Def:
+        fam, direction, needs, meaning, _, fn, al, col = v[key]
+        meaning = meaning.replace("VI,F", "A,F").replace("IR,F", "B,F")
+        source = f"{_MEFB_SRC}: metrics{mefb_name}.m"
+        return (fam, direction, needs, meaning, source, fn, (mefb_name, *al, *aliases), col)
+
+    src = _MEFB_SRC
+    return {
+        "CE": same("CE", "Cross_entropy"),
+        "EN": same("EN", "Entropy"),
+        "FMI": (
+            "information",
+            "higher",
+            "sources",
+            "feature mutual information of edge maps (3 x 3 windows)",
+            f"{src}: metricsFMI.m (Haghighat et al. 2011, fast FMI 2014)",
+            _per_triple(_f._fmi),
+            ("Q_FMI",),
+            None,
+        ),
+        "NMI": (
+            "information",
+            "higher",
+            "sources",
+            "normalised MI 2[MI(A,F)/(H(A)+H(F)) + MI(B,F)/(H(B)+H(F))]",
+            f"{src}: metricsNMI.m (Hossny et al. 2008; normalize1 images)",
+            _per_triple(_i._nmi, stretch=True),
+            ("Q_MI",),
+            None,
+        ),
+        "PSNR": same("PSNR", "Psnr"),
+        "QNCIE": (
+            "information",
+            "higher",
+            "sources",
+            "nonlinear correlation information entropy",
+            f"{src}: metricsQncie.m (Wang, Shen & Zhang 2005; Z. Liu's metricWang.m)",
+            _per_triple(_i._qncie),
+            ("Qncie", "NCIE"),
+            None,
+        ),
+        "TE": (
+            "information",
+            "higher",
+            "sources",
+            "Tsallis entropy I_q(A,F)+I_q(B,F), q = 1.85",
+            f"{src}: metricsTE.m (Cvejic et al. 2006; Z. Liu's metricMI.m)",
+            _per_triple(_i._te, q=1.85),
+            ("Tsallis",),
+            None,
+        ),
+        "AG": same("AG", "Avg_gradient"),
+        "EI": same("EI", "Edge_intensity"),
+        "QABF": same("QABF", "Qabf"),
+        "QP": (
+            "structural",
+            "higher",
+            "sources",
+            "phase congruency based feature preservation",
+            f"{src}: metricsQp.m (Zhao, Laganiere & Liu 2007; Z. Liu's metricZhao.m, myphasecong3.m)",
+            _per_triple(_p._qp),
+            ("Qp", "Q_P"),
+            None,
+        ),
+        "SD": same("SD", "SD", "Variance"),
+        "SF": (
+            "statistics",
+            "higher",
+            "none",
+            "spatial frequency, per RGB channel",
+            f"{src}: metricsSpatial_frequency.m (normaliser M N, mean over channels)",
+            _per_fused(_s._sf_plane),
+            ("Spatial_frequency",),
+            None,
+        ),
+        "QC": (
+            "structural",
+            "higher",
+            "sources",
+            "Cvejic's covariance-weighted SSIM",
+            f"{src}: metricsQc.m (Cvejic et al. 2005; Z. Liu's metricCvejic.m)",
+            _per_triple(_t._qc),
+            ("Qc", "Q_C"),
+            None,
+        ),
+        "QW": (
+            "structural",
+            "higher",
+            "sources",
+            "Piella's edge-dependent weighted fusion quality index",
+            f"{src}: metricsQw.m (Piella & Heijmans 2003; Z. Liu's metricPeilla.m)",
+            _per_triple(_t._qw),
+            ("Qw", "Q_W"),
+            None,
+        ),
+        "QY": same("QY", "Qy"),
+        "MEF-SSIM": same("MEF-SSIM", "MEF_SSIM"),
+        "QCB": same("QCB", "Qcb"),
+        "QCV": same("QCV", "Qcv"),
+        "VIF": (
+            "visual",
+            "higher",
+            "sources",
+            "VIFF of Han et al. 2013 (per RGB channel; ties: B)",
+            f"{src}: metricsVIF.m (Han, Cai, Cao & Xu, Information Fusion 14(2), 2013)",
+            _per_triple(_v._viff),
+            ("VIFF",),
+            None,
+        ),
+        # not one of MEFB's metrics (so not in the default set): DeFusion's Table 1 reports an
+        # SSIM on MEFB whose values (0.5-0.6) fit the mean over the two sources
+        "SSIM": (
+            "structural",
+            "higher",
+            "sources",
+            "(SSIM(A,F) + SSIM(B,F)) / 2 (not a MEFB metric; DeFusion's Table 1)",
+            "VIFB's metricsSsim SSIM (Wang et al. 2004, 11x11 Gaussian, no downsampling), averaged",
+            _per_triple(_t._ssim, combine="mean"),
+            ("Ssim",),
+            None,
+        ),
+    }
+
+
+#: MEFB's 20 metrics (util/configMetrics.m order): the mefb profile's default set
+MEFB_METRICS = (
+    "CE", "EN", "FMI", "NMI", "PSNR", "QNCIE", "TE", "AG", "EI", "QABF",
+    "QP", "SD", "SF", "QC", "QW", "QY", "MEF-SSIM", "QCB", "QCV", "VIF",
+)  # fmt: skip
+
+
 def _ma2019_overrides() -> dict[str, _Def]:
     src = "Ma et al. 2019 evaluation code as reproduced on DIDFuse's table, design/metrics.md s. 6"
     return {
@@ -454,16 +604,22 @@ _COST = {
     "IFC": 30.0,
     "MEF-SSIM": 12.0,
     "SSIM_REF": 3.0,
+    "QP": 40.0,
+    "FMI": 4.0,
+    "QC": 5.0,
+    "QW": 8.0,
 }
 
 
-def _build(name: str, color: str, description: str, defs: dict[str, _Def], default: tuple[str, ...]):
+def _build(
+    name: str, color: str, description: str, defs: dict[str, _Def], default: tuple[str, ...], **kw: object
+):
     metrics = {}
     for key, (fam, direction, needs, meaning, source, fn, aliases, col) in defs.items():
         metrics[key] = MetricInfo(
             key, name, fam, direction, needs, meaning, source, fn, aliases, col, _COST.get(key, 1.0)
         )
-    return Profile(name, color, description, default, metrics)
+    return Profile(name, color, description, default, metrics, **kw)  # type: ignore[arg-type]
 
 
 def _profiles() -> dict[str, Profile]:
@@ -483,6 +639,15 @@ def _profiles() -> dict[str, Profile]:
             "Ma et al. 2019 / DIDFuse table conventions (gray images, MI in bits, VIF = VIFF)",
             ma,
             ("EN", "MI", "SD", "SF", "VIF", "AG"),
+        ),
+        "mefb": _build(
+            "mefb",
+            "mefb",
+            "MEFB benchmark conventions (mean over RGB channels, A = under-exposed = first source)",
+            _mefb_defs(),
+            MEFB_METRICS,
+            first_is_img1=True,
+            sources=("under-exposed (A)", "over-exposed (B)"),
         ),
     }
 
