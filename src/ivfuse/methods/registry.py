@@ -28,6 +28,7 @@ METHOD_MODULES: tuple[str, ...] = (
     "ivfuse.methods.didfuse",
     "ivfuse.methods.jcae",
     "ivfuse.methods.sslwaeie",
+    "ivfuse.methods.ifesnet",
 )
 
 

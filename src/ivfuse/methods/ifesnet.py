@@ -1,0 +1,649 @@
+"""IFESNet: Interactive Feature Embedding for Infrared and Visible Image Fusion.
+
+F. Zhao, W. Zhao, H. Lu (Liaoning Normal University; Dalian University of Technology);
+``shared/seeds/ifesnet.txt``, venue and year not stated.
+
+The idea (Sec. III, Fig. 3): three networks run side by side at full resolution (no pooling, no
+up-sampling anywhere). IVIFNet fuses, SHFENet-ir and SHFENet-vis reconstruct their source in a
+self-supervised way, and the three exchange features stage by stage (the *interactive feature
+embedding model*, IFEM, Eq. 5):
+
+* IVIFNet starts from the concatenated sources, two convolutions -> ``F_1``;
+* ``Bi`` (Eq. 1): each SHFENet takes its stage-n feature from the fusion feature,
+  ``F'_n = C(F_n)``, ``F''_n = C(F_n)``;
+* ``INT`` (Eq. 3): the fusion feature of the next stage is built from both of them,
+  ``F_{n+1} = C^2(Cat(F'_n, F''_n))``;
+* after the last stage the SHFENets reconstruct their sources, ``I_r1 = C^3(F'_n)``,
+  ``I_r2 = C^3(F''_n)`` (Eq. 2), and IVIFNet turns ``F_n`` into two weight maps
+  ``W_i = C^4(F_n)`` that blend the sources, ``I_f = sum_i W_i * I_i`` (Eq. 4).
+
+Training (Sec. III-D) is joint: ``L = L_I + L_V + L_F + L_M`` (Eq. 6) with MSE reconstruction
+losses (Eq. 7), a MEF-SSIM-style structural loss ``L_F = 1 - SSIM(I_f, I_bar)`` towards a target
+built patch by patch from the sources' largest contrast and their summed structure (Eq. 8-12),
+and a weight-map constraint ``L_M = |tau - W_1 - W_2|`` (Eq. 13). At test time only the fusion
+path runs (the reconstruction heads are skipped); the Discussion's optional Gaussian smoothing
+of the weight maps (5 x 5, variance 2, Fig. 8) is ``smooth=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError, WeightsError
+from ..nn.losses import gaussian_window
+from .registry import register, weights_path
+
+PAPER = (
+    "F. Zhao, W. Zhao, H. Lu, Interactive Feature Embedding for Infrared and Visible Image Fusion "
+    "(venue and year not stated)"
+)
+WEIGHTS_FILE = "ifesnet.safetensors"
+
+#: feature streams: the paper's IFEM (Fig. 3/9a), one-way delivery (w/o IFEM, Fig. 9b),
+#: hierarchical connections between stages (IFESNet-HC, Fig. 10)
+NETWORKS = ("ifem", "no_ifem", "hc")
+RECON_LOSSES = ("mse", "mae")  # Eq. (7); "mae": the ablation of Table VI
+
+
+# --------------------------------------------------------------------------------------------
+# Hyper-parameters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """IFESNet hyper-parameters. Defaults: the paper where it speaks, our choices elsewhere.
+
+    From the paper: SHFENet = six 3x3 convolutions of 64, 128, 256, 128, 64, 1 channels; IVIFNet
+    = ten 3x3 convolutions of 64, 64, 128, 128, 256, 256, 256, 128, 64, 1 channels (Sec. III-B);
+    three IFEM stages (Sec. IV-D); ``L = L_I + L_V + L_F + L_M`` with unit weights (Eq. 6), MSE
+    reconstruction (Eq. 7), ``xi`` = 1.7 and ``tau`` = 1.0 (Sec. IV-A); Adam, lr 1e-4, momentum
+    0.9, weight decay 5e-3, batch size 1 (Sec. IV-A).
+
+    Our choices where the text is silent or does not add up:
+
+    * **Widths onto stages.** The listed widths fit Eq. (1)-(4) exactly with three stages whose
+      feature width doubles: stage 1 is IVIFNet's two stem convolutions (64, 64) -> ``F_1`` and
+      one Bi convolution per SHFENet (64); stage 2 is INT (128, 128) -> ``F_2`` and Bi (128);
+      stage 3 is INT (256, 256) -> ``F_3`` and Bi (256). The SHFENets then reconstruct with
+      ``C^3`` = (128, 64, 1) (Eq. 2) and IVIFNet ends with ``C^4`` = (256, 128, 64, out)
+      (Eq. 4). That is 3 + 3 = 6 SHFENet and 2 + 2 + 2 + 4 = 10 IVIFNet convolutions with the
+      listed widths in the listed order. ``stage_widths`` gives the width of stage n (the first
+      ``stages`` entries are used); for IFESNet-S4 the fourth stage keeps 256 (not 512: at full
+      resolution a 512-channel layer costs 4x the compute and memory of a 256-channel one, and
+      the paper lists no wider layer). ``recon_widths`` and ``head_widths`` are the hidden
+      widths of ``C^3`` and ``C^4``, the same for every number of stages.
+    * **Two weight maps from a "1-channel" layer.** Eq. (4) needs ``W_1`` and ``W_2`` from
+      ``C^4(F_n)`` and Eq. (13) constrains their sum, which would be trivial if ``W_2`` were
+      defined as ``tau - W_1``. So the last IVIFNet convolution has 2 output channels (one weight
+      map per source; +577 parameters against the listed 1).
+    * **Activations.** ReLU after every hidden convolution; a sigmoid on the two weight maps (each
+      in (0, 1); L_M pushes their sum to tau) and on the reconstructions (images in [0, 1]). The
+      text names no activation and no normalisation; we use none.
+    * **Padding.** Every convolution pads 1 px by reflection, so the output has the input's size
+      and borders carry no zero-padding seams; biases on; PyTorch's default initialisation.
+    * **L_F window (Eq. 8-12).** As in MEF-SSIM [40] (Ma et al.'s ``mef_ssim.m``) on 11 x 11
+      patches at every position fully inside the image: per source, the patch mean, contrast
+      ``C_n = ||x_n - mu_n||`` (plus 0.001/255, the code's guard) and structure
+      ``S_n = (x_n - mu_n) / C_n`` come from the plain square patch; the target patch is
+      ``I_bar = xi max_n C_n * sum_n S_n / ||sum_n S_n||`` (Eq. 10, DeepFuse's [39] unweighted
+      structure sum); Eq. (11) is evaluated between target and fused patch with the 11 x 11
+      Gaussian weights (sigma 1.5) of ``mef_ssim.m`` and ``C = (0.03)^2`` (its ``(K L)^2`` with
+      K = 0.03 on [0, 1] images). ``L_F`` is 1 minus the mean over patches. The patch sums are
+      computed with box and Gaussian filters, not a loop (``ssim_target`` is the loop version,
+      for one patch).
+    * **Norms.** ``L_I``, ``L_V`` are per-pixel means (MSE); ``L_M`` is the mean over pixels of
+      ``|tau - W_1 - W_2|``; all averaged over the batch.
+    * **Weight decay.** Adam's ``weight_decay`` = 5e-3 as an L2 term on the gradient (the
+      TensorFlow regulariser the text implies), betas (0.9, 0.999).
+    * **Ablations.** ``network="no_ifem"`` (Fig. 9b, one-way delivery): the SHFENets run as
+      stand-alone chains on their own source, ``F'_n = C(F'_{n-1})``, ``F'_0 = I_1`` (the listed
+      six-layer SHFENet), and deliver to IVIFNet one way, ``F_n = C^2(Cat(F_{n-1}, F'_{n-1},
+      F''_{n-1}))``: nothing flows from IVIFNet back to the SHFENets. The paper says both use
+      "identical convolution layers"; without the reverse flow the input widths of the Bi and
+      INT convolutions must change (and F_{n-1} must enter INT, else IVIFNet's own chain would
+      be cut), so the parameter count differs (about 4.3 M against 4.8 M). ``network="hc"``
+      (Fig. 10): the IVIFNet feature of every stage is also concatenated into the INT input of
+      every later stage and into the weight head, ``F_n = C^2(Cat(F'_{n-1}, F''_{n-1}, F_1, ...,
+      F_{n-1}))``, ``W = C^4(Cat(F_1, ..., F_S))``; Table V's IFESNet-HC is ``hc`` with
+      ``stages=4``. ``stages`` = 1..4 are IFESNet-S1..S4 (Table V); ``recon_loss="mae"`` is
+      Table VI's MAE reconstruction loss.
+    * **Training data and schedule (reduced scale).** The paper trains on 110 TNO groups (size
+      and number of steps not stated), which we do not have: we train on FLIR (180 pairs) plus
+      ``splits/tno_train16.txt`` (16 TNO pairs), ``crops_per_pair`` random aligned ``crop`` x
+      ``crop`` crops with horizontal flips per pair and epoch, batch 1. One step on a 64 x 64
+      crop took 1.9 s on one CPU thread (2.9 s on 80 x 80, 4.2 s on 96 x 96; forward + backward
+      of the 4.8 M-parameter network, ~9.5 MFLOP per pixel forward); the default schedule,
+      ``epochs`` = 20 of 196 pairs x 2 crops of 64 x 64 = 7840 steps, fits about 4 h of one
+      thread. The card lists these reductions (``recipe_notes``).
+    """
+
+    stages: int = 3  # IFEM stages (Sec. IV-D); 1..4 = IFESNet-S1..S4 (Table V)
+    network: str = "ifem"  # "ifem" | "no_ifem" (Fig. 9b) | "hc" (Fig. 10)
+    stage_widths: tuple[int, ...] = (64, 128, 256, 256)
+    recon_widths: tuple[int, ...] = (128, 64)  # hidden widths of C^3 (Eq. 2)
+    head_widths: tuple[int, ...] = (256, 128, 64)  # hidden widths of C^4 (Eq. 4)
+    # loss (Eq. 6-13, Sec. IV-A)
+    recon_loss: str = "mse"  # "mse" (Eq. 7) | "mae" (Table VI)
+    tau: float = 1.0  # Eq. (13)
+    xi: float = 1.7  # contrast scale of the target, Eq. (8)-(10)
+    ssim_window: int = 11  # MEF-SSIM patch size
+    ssim_sigma: float = 1.5  # Gaussian weights of Eq. (11) inside a patch
+    ssim_k: float = 0.03  # C = (K L)^2, L = 1
+    # optimisation (Sec. IV-A)
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 5e-3
+    batch_size: int = 1
+    # our reduced schedule (see above)
+    epochs: int = 20
+    crop: int = 64
+    crops_per_pair: int = 2
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        self.stage_widths = tuple(int(c) for c in self.stage_widths)
+        self.recon_widths = tuple(int(c) for c in self.recon_widths)
+        self.head_widths = tuple(int(c) for c in self.head_widths)
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
+        if self.recon_loss not in RECON_LOSSES:
+            raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
+        if not 1 <= int(self.stages) <= len(self.stage_widths):
+            raise ValueError(
+                f"stages must be 1..{len(self.stage_widths)} (one width per stage), got {self.stages}"
+            )
+        self.stages = int(self.stages)
+        if self.ssim_window < 2:
+            raise ValueError(f"ssim_window must be at least 2, got {self.ssim_window}")
+        if self.crop < self.ssim_window:
+            raise ValueError(f"crop {self.crop} is smaller than the {self.ssim_window}-px SSIM patch")
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Feature width of each used stage."""
+        return self.stage_widths[: self.stages]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("stage_widths", "recon_widths", "head_widths", "betas"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------
+# Network (Sec. III-B/C, Eq. 1-5, Fig. 3, 9, 10)
+# --------------------------------------------------------------------------------------------
+
+
+def conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
+
+
+class ConvChain(nn.Module):
+    """3x3 convolutions ``cin -> widths[0] -> ... -> widths[-1]``, ReLU after each but the last
+    when ``out`` is ``"sigmoid"`` (then a sigmoid) or ``"none"``; ReLU after every one for ``"relu"``."""
+
+    def __init__(self, cin: int, widths: tuple[int, ...], out: str = "relu"):
+        super().__init__()
+        chans = (cin, *widths)
+        self.convs = nn.ModuleList([conv3x3(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)])
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.convs) - 1
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if i < last or self.out == "relu":
+                x = torch.relu(x)
+            elif self.out == "sigmoid":
+                x = torch.sigmoid(x)
+        return x
+
+
+class SHFENet(nn.Module):
+    """Self-supervised hierarchical feature extraction network of one source (Eq. 1-2).
+
+    ``bi[n]`` is its stage-n convolution (``Bi``, Eq. 1/5); ``recon`` is ``C^3`` (Eq. 2).
+    """
+
+    def __init__(self, bi_inputs: list[int], widths: tuple[int, ...], recon_widths: tuple[int, ...]):
+        super().__init__()
+        self.bi = nn.ModuleList([conv3x3(cin, w) for cin, w in zip(bi_inputs, widths, strict=True)])
+        self.recon = ConvChain(widths[-1], (*recon_widths, 1), out="sigmoid")
+
+    def stage(self, n: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bi[n](x))
+
+
+class IVIFNet(nn.Module):
+    """Fusion network: stem ``C^2`` -> ``F_1``, one INT ``C^2`` per later stage (Eq. 3), head ``C^4``
+    -> two weight maps (Eq. 4)."""
+
+    def __init__(self, widths: tuple[int, ...], int_inputs: list[int], head_in: int, head_widths):
+        super().__init__()
+        self.stem = ConvChain(2, (widths[0], widths[0]))
+        self.int = nn.ModuleList(
+            [ConvChain(cin, (w, w)) for cin, w in zip(int_inputs, widths[1:], strict=True)]
+        )
+        self.head = ConvChain(head_in, (*head_widths, 2), out="sigmoid")
+
+
+class IFESNetModel(nn.Module):
+    """SHFENet-ir + SHFENet-vis + IVIFNet with the feature stream of ``cfg.network``.
+
+    ``forward(ir, vi)`` -> ``{"w1", "w2", "fused", "ir_hat", "vi_hat"}``; :meth:`weight_maps` runs
+    the fusion path only (inference).
+    """
+
+    def __init__(self, cfg: Config | None = None):
+        super().__init__()
+        cfg = cfg or Config()
+        self.network = cfg.network
+        w = cfg.widths
+        s = len(w)
+        if cfg.network == "no_ifem":  # own chains: F'_n = C(F'_{n-1}), F'_0 = I
+            bi_in = [1, *w[:-1]]
+            int_in = [3 * w[n - 1] for n in range(1, s)]  # Cat(F_{n-1}, F'_{n-1}, F''_{n-1})
+            head_in = w[-1]
+        elif cfg.network == "hc":  # + Cat(F_1, ..., F_{n-1}) into INT and the head (Fig. 10)
+            bi_in = list(w)
+            int_in = [2 * w[n - 1] + sum(w[:n]) for n in range(1, s)]
+            head_in = sum(w)
+        else:  # the paper's IFEM: F'_n = C(F_n), F_{n+1} = C^2(Cat(F'_n, F''_n))
+            bi_in = list(w)
+            int_in = [2 * w[n - 1] for n in range(1, s)]
+            head_in = w[-1]
+        self.shfe_ir = SHFENet(bi_in, w, cfg.recon_widths)
+        self.shfe_vi = SHFENet(bi_in, w, cfg.recon_widths)
+        self.ivif = IVIFNet(w, int_in, head_in, cfg.head_widths)
+
+    def features(self, ir: torch.Tensor, vi: torch.Tensor, last_bi: bool = True):
+        """``(fused features F_1..F_S, F'_S, F''_S)``; ``last_bi=False`` skips the stage-S Bi
+        convolutions (only the reconstructions need them)."""
+        ivif = self.ivif
+        f = ivif.stem(torch.cat([ir, vi], dim=1))  # F_1
+        fs = [f]
+        s = len(ivif.int) + 1
+        if self.network == "no_ifem":
+            fa, fb = ir, vi
+            for n in range(s):
+                fa_prev, fb_prev = fa, fb
+                if n < s - 1 or last_bi:
+                    fa, fb = self.shfe_ir.stage(n, fa_prev), self.shfe_vi.stage(n, fb_prev)
+                if n < s - 1:
+                    f = ivif.int[n](torch.cat([f, fa, fb], dim=1))
+                    fs.append(f)
+            return fs, fa, fb
+        fa = fb = None
+        for n in range(s):
+            if n < s - 1 or last_bi:
+                fa, fb = self.shfe_ir.stage(n, f), self.shfe_vi.stage(n, f)  # Bi (Eq. 1)
+            if n < s - 1:
+                parts = [fa, fb, *fs] if self.network == "hc" else [fa, fb]
+                f = ivif.int[n](torch.cat(parts, dim=1))  # INT (Eq. 3)
+                fs.append(f)
+        return fs, fa, fb
+
+    def _head(self, fs: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat(fs, dim=1) if self.network == "hc" else fs[-1]
+        return self.ivif.head(x)
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> dict[str, torch.Tensor]:
+        fs, fa, fb = self.features(ir, vi)
+        w = self._head(fs)
+        w1, w2 = w[:, :1], w[:, 1:]
+        return {
+            "w1": w1,
+            "w2": w2,
+            "fused": w1 * ir + w2 * vi,  # Eq. (4)
+            "ir_hat": self.shfe_ir.recon(fa),  # Eq. (2)
+            "vi_hat": self.shfe_vi.recon(fb),
+        }
+
+    def weight_maps(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """``(N, 2, H, W)``: ``W_1, W_2`` of Eq. (4), without the reconstruction path."""
+        fs, _, _ = self.features(ir, vi, last_bi=False)
+        return self._head(fs)
+
+    def receptive_radius(self) -> int:
+        """Radius in pixels of the weight maps' receptive field (one per 3x3 convolution)."""
+        s = len(self.ivif.int) + 1
+        if self.network == "no_ifem":  # F_n = C^2(F_{n-1}, ...): 2 convolutions per stage
+            return 2 * s + 4
+        return 2 + 3 * (s - 1) + 4  # stem, then Bi + INT per stage, then the head
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Losses (Eq. 6-13)
+# --------------------------------------------------------------------------------------------
+
+
+#: MEF-SSIM's guard on the contrast (``ed + 0.001`` on 0..255 images), on the [0, 1] scale
+CONTRAST_EPS = 0.001 / 255.0
+
+
+def ssim_target(x1: np.ndarray, x2: np.ndarray, xi: float = 1.7) -> np.ndarray:
+    """The expected patch of Eq. (8)-(10) for one pair of patches (reference, float64).
+
+    ``C_n = ||x_n - mu_n||`` (+ guard), ``S_n = (x_n - mu_n) / C_n``, ``C_bar = max C_n``,
+    ``S_bar = sum S_n / ||sum S_n||``, ``I_bar = xi C_bar S_bar`` (zero mean: Eq. 11 has no
+    luminance term).
+    """
+    xs = [np.asarray(x, dtype=np.float64) for x in (x1, x2)]
+    cs = [np.linalg.norm(x - x.mean()) + CONTRAST_EPS for x in xs]
+    s = sum((x - x.mean()) / c for x, c in zip(xs, cs, strict=True))
+    norm = np.linalg.norm(s)
+    s_bar = s / norm if norm > 0 else s
+    return xi * max(cs) * s_bar
+
+
+def _box(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.avg_pool2d(x, k, stride=1)  # mean over every k x k patch fully inside ('valid')
+
+
+def fusion_ssim_map(
+    fused: torch.Tensor,
+    i1: torch.Tensor,
+    i2: torch.Tensor,
+    *,
+    xi: float = 1.7,
+    window: int = 11,
+    sigma: float = 1.5,
+    k: float = 0.03,
+) -> torch.Tensor:
+    """Eq. (11) between every fused patch and its target patch of Eq. (8)-(10); ``(N, 1, h, w)``
+    with ``h = H - window + 1`` (patches fully inside, as MEF-SSIM).
+
+    With ``y = sum_n a_n (x_n - mu_n)``, ``a_n = xi C_bar / (||sum S|| C_n)``, every Gaussian-
+    weighted moment of ``y`` and ``f`` is a combination of filtered products of the sources and
+    ``f`` (``mu_n`` being the box mean of the patch), so no patch is formed explicitly.
+    """
+    if fused.shape != i1.shape or fused.shape != i2.shape or fused.shape[1] != 1:
+        raise ValueError(f"expected three (N, 1, H, W) tensors of one shape, got {tuple(fused.shape)}")
+    n_px = window * window
+    g = gaussian_window(window, sigma, dtype=fused.dtype, device=fused.device).reshape(1, 1, window, window)
+
+    def gauss(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, g)
+
+    xs = (i1, i2)
+    mu = [_box(x, window) for x in xs]
+    var = [(_box(x * x, window) - m * m).clamp_min(0.0) for x, m in zip(xs, mu, strict=True)]
+    c = [torch.sqrt(n_px * v) + CONTRAST_EPS for v in var]  # C_n, Eq. (9)
+    c_bar = torch.maximum(c[0], c[1])  # Eq. (10)
+    cov12 = _box(i1 * i2, window) - mu[0] * mu[1]
+    s_norm2 = (n_px * var[0] / c[0] ** 2 + n_px * var[1] / c[1] ** 2 + 2 * n_px * cov12 / (c[0] * c[1]))
+    s_norm = torch.sqrt(s_norm2.clamp_min(0.0))
+    s_norm = torch.where(s_norm > 0, s_norm, torch.ones_like(s_norm))
+    a = [xi * c_bar / (s_norm * cn) for cn in c]
+    gx = [gauss(x) for x in xs]
+    gf = gauss(fused)
+    # Gaussian moments: E[y], E[y^2], E[y f], E[f], E[f^2]
+    e_y = a[0] * (gx[0] - mu[0]) + a[1] * (gx[1] - mu[1])
+    e_yy = 0.0
+    for p in range(2):
+        for q in range(2):
+            m_pq = gauss(xs[p] * xs[q]) - mu[q] * gx[p] - mu[p] * gx[q] + mu[p] * mu[q]
+            e_yy = e_yy + a[p] * a[q] * m_pq
+    e_yf = a[0] * (gauss(i1 * fused) - mu[0] * gf) + a[1] * (gauss(i2 * fused) - mu[1] * gf)
+    var_y = (e_yy - e_y * e_y).clamp_min(0.0)
+    var_f = (gauss(fused * fused) - gf * gf).clamp_min(0.0)
+    cov = e_yf - e_y * gf
+    cst = k**2
+    return (2.0 * cov + cst) / (var_y + var_f + cst)
+
+
+def ifesnet_loss(
+    cfg: Config, ir: torch.Tensor, vi: torch.Tensor, out: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Eq. (6): ``L = L_I + L_V + L_F + L_M``, each term named for the trainer's log."""
+
+    def rec(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return ((a - b) ** 2).mean() if cfg.recon_loss == "mse" else (a - b).abs().mean()
+
+    ssim = fusion_ssim_map(
+        out["fused"], ir, vi, xi=cfg.xi, window=cfg.ssim_window, sigma=cfg.ssim_sigma, k=cfg.ssim_k
+    ).mean()
+    t = {
+        "rec_ir": rec(out["ir_hat"], ir),  # L_I, Eq. (7)
+        "rec_vi": rec(out["vi_hat"], vi),  # L_V
+        "fusion_ssim": 1.0 - ssim,  # L_F, Eq. (12)
+        "weight_map": (cfg.tau - out["w1"] - out["w2"]).abs().mean(),  # L_M, Eq. (13)
+    }
+    t["total"] = t["rec_ir"] + t["rec_vi"] + t["fusion_ssim"] + t["weight_map"]
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Training spec for ivfuse.train
+# --------------------------------------------------------------------------------------------
+
+
+def _card_notes(cfg: Config) -> dict[str, Any]:
+    notes = [
+        "paper: 110 TNO groups (crop size, epochs and steps not stated); here the training folder "
+        f"(FLIR 180 + TNO tno_train16 in the reference run), {cfg.crops_per_pair} random "
+        f"{cfg.crop}x{cfg.crop} crop(s) per pair and epoch{' with horizontal flips' if cfg.flip else ''}, "
+        f"{cfg.epochs} epochs, batch {cfg.batch_size}",
+        "reduced for a 2-core CPU: one step on a 64x64 crop takes about 1.9 s on one thread "
+        "(4.8 M parameters, ~9.5 MFLOP per pixel forward, all layers at full resolution)",
+        "paper: TensorFlow; here PyTorch, Adam weight decay as coupled L2 on the gradient",
+    ]
+    return {"reduced_scale": True, "recipe_notes": notes}
+
+
+def training_spec(config: Config | None = None):
+    """Sec. III-D / IV-A as a :class:`ivfuse.train.spec.TrainSpec`: one joint stage, Eq. (6)."""
+    from torch.utils.data import ConcatDataset
+
+    from ..data.training import RandomCropPairs
+    from ..train.spec import Stage, TrainSpec
+
+    cfg = config or Config()
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return ifesnet_loss(cfg, batch["ir"], batch["vi"], model(batch["ir"], batch["vi"]))
+
+    def adam(params):
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+    extra = _card_notes(cfg)
+    return TrainSpec(
+        method="ifesnet",
+        config=cfg,
+        default_config=Config(),
+        build_model=lambda: IFESNetModel(cfg),
+        # one pass = crops_per_pair random crops of every pair (each pair decoded once)
+        dataset=lambda root: ConcatDataset(
+            [RandomCropPairs(root, crop=cfg.crop, flip=cfg.flip)] * cfg.crops_per_pair
+        ),
+        stages=[Stage("joint", cfg.epochs, loss, adam)],
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        fuser=lambda model: IFESNet(model),
+        test_metrics=[("vifb", ["EN", "MI", "AG", "SF", "VIFF"])],
+        paper=PAPER,
+        extra_card=extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------
+
+#: Gaussian smoothing of the weight maps (Discussion, Fig. 8): 5 x 5 window, variance 2
+SMOOTH_SIZE = 5
+SMOOTH_SIGMA = math.sqrt(2.0)
+
+
+def smooth_maps(w: torch.Tensor) -> torch.Tensor:
+    """Each channel of ``(N, C, H, W)`` filtered with the 5 x 5 Gaussian of variance 2 (weights sum
+    to 1, reflection at the borders; replicate where the image is narrower than 3 px)."""
+    k = gaussian_window(SMOOTH_SIZE, SMOOTH_SIGMA, dtype=w.dtype, device=w.device)
+    c = w.shape[1]
+    p = SMOOTH_SIZE // 2
+    mode = "reflect" if min(w.shape[-2:]) > p else "replicate"
+    return F.conv2d(F.pad(w, (p, p, p, p), mode=mode), k.expand(c, 1, SMOOTH_SIZE, SMOOTH_SIZE), groups=c)
+
+
+class IFESNet:
+    """Fuser: ``fuse(ir, vi)`` on float32 (H, W) planes in [0, 1] -> ``W_1 I_1 + W_2 I_2`` (Eq. 4).
+
+    Any size (at least 2 x 2): the network is fully convolutional at full resolution. Images
+    larger than ``tile`` are processed in ``tile`` x ``tile`` tiles, each extended by ``margin``
+    px (at least the receptive-field radius, 12 for three stages) so the stitched weight maps
+    equal the untiled ones; memory is then bounded by the tile: with the default 256-px tile
+    (288 x 288 with its margins) one 256-channel feature map is 85 MB in float32. The weight
+    maps (2 floats per pixel) are assembled for the whole image, smoothed when ``smooth`` (the
+    Gaussian of the Discussion, Fig. 8), and applied to the sources. ``last_maps`` holds
+    ``w_ir``, ``w_vi`` of the last call.
+    """
+
+    def __init__(
+        self,
+        net: IFESNetModel,
+        device: str | torch.device = "cpu",
+        tile: int | None = 256,
+        margin: int | None = None,
+        smooth: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        halo = net.receptive_radius()
+        margin = halo + 4 if margin is None else int(margin)
+        if margin < halo:
+            raise ValueError(f"margin must be >= {halo} (the receptive-field radius), got {margin}")
+        if tile is not None and int(tile) < 1:
+            raise ValueError(f"tile must be positive or None, got {tile}")
+        self.tile = None if tile is None else int(tile)
+        self.margin = margin
+        self.smooth = bool(smooth)
+        self.last_maps: dict[str, np.ndarray] = {}
+
+    def parameter_count(self) -> int:
+        return parameter_count(self.net)
+
+    def weights_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) pair -> (1, 2, H, W) weight maps, tiled when larger than ``tile``."""
+        h, w = ir.shape[-2:]
+        t, m = self.tile, self.margin
+        if t is None or (h <= t and w <= t):
+            return self.net.weight_maps(ir, vi)
+        out = ir.new_empty((ir.shape[0], 2, h, w))
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                ya, xa = max(y0 - m, 0), max(x0 - m, 0)
+                yb, xb = min(y1 + m, h), min(x1 + m, w)
+                r = self.net.weight_maps(ir[..., ya:yb, xa:xb], vi[..., ya:yb, xa:xb])
+                out[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        return out
+
+    def weight_maps(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(W_1, W_2)`` of Eq. (4) as float32 (H, W) arrays (smoothed when ``smooth``)."""
+        ir, vi = _check_planes(ir, vi)
+        with torch.inference_mode():
+            ti = torch.from_numpy(ir)[None, None].to(self.device)
+            tv = torch.from_numpy(vi)[None, None].to(self.device)
+            w = self.weights_tensor(ti, tv)
+            if self.smooth:
+                w = smooth_maps(w)
+        w = w[0].float().cpu().numpy()
+        return w[0].astype(np.float32), w[1].astype(np.float32)
+
+    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        ir, vi = _check_planes(ir, vi)
+        w1, w2 = self.weight_maps(ir, vi)
+        self.last_maps = {"w_ir": w1, "w_vi": w2}
+        return np.clip(w1 * ir + w2 * vi, 0.0, 1.0).astype(np.float32)  # Eq. (4)
+
+
+def _check_planes(ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ir = np.ascontiguousarray(ir, dtype=np.float32)
+    vi = np.ascontiguousarray(vi, dtype=np.float32)
+    if ir.ndim != 2 or vi.ndim != 2:
+        raise InputError(f"IFESNet fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
+    if ir.shape != vi.shape:
+        raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
+    if min(ir.shape) < 2:
+        raise InputError(f"image too small for IFESNet (reflection padding needs 2 px): {ir.shape}")
+    return ir, vi
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[IFESNetModel, dict]:
+    """Build an :class:`IFESNetModel` from a safetensors file (no pickle). Returns (net, metadata)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"no IFESNet weights at {path}; train them with `ivfuse train ifesnet --data DIR "
+            "--out RUN` and pass weights=RUN/weights.safetensors"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("method", "ifesnet") != "ifesnet":
+        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not ifesnet")
+    cfg = Config.from_dict(json.loads(meta["config"])) if "config" in meta else Config()
+    net = IFESNetModel(cfg)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "key mismatch"
+        raise WeightsError(f"{path}: does not match the IFESNet network ({first})") from e
+    return net.to(device).eval(), meta
+
+
+@register(
+    "ifesnet",
+    family="self-supervised",
+    paper=PAPER,
+    summary="IFESNet: interactive feature embedding between two reconstruction nets and a fusion net",
+    trainable=True,
+    weights=WEIGHTS_FILE,
+)
+def create_ifesnet(
+    device: str = "cpu",
+    weights: str | Path | None = None,
+    tile: int | None = 256,
+    smooth: bool = False,
+) -> IFESNet:
+    """IFESNet with the shipped weights (or ``weights=``); ``smooth=True`` smooths the weight maps."""
+    if weights is None:
+        ref = weights_path(WEIGHTS_FILE)
+        if not ref.is_file():
+            raise WeightsError(
+                "IFESNet weights are not installed (ivfuse/weights/ifesnet.safetensors); train them "
+                "with `ivfuse train ifesnet --data DIR --out RUN` and pass weights=RUN/weights.safetensors"
+            )
+        weights = Path(str(ref))
+    if not isinstance(smooth, bool):
+        raise InputError(f"smooth must be true or false, got {smooth!r}")
+    net, _ = load_weights(weights, device=device)
+    return IFESNet(net, device=device, tile=tile, smooth=smooth)
