@@ -57,6 +57,8 @@ class Pipeline:
             rule of DeepFuse (Prabhakar et al., ICCV 2017, eq. 4): ``C = (C1 |C1 - 0.5| + C2 |C2 - 0.5|)
             / (|C1 - 0.5| + |C2 - 0.5|)`` (0.5 where both are neutral), so the more saturated source
             gives the colour.
+            A method with ``fuse_rgb(a, b, task=...)`` (defusion) fuses the two RGB sources itself
+            instead (gray sources replicated to RGB; a gray result when neither source is colour).
         stretch16: map 16-bit inputs with the percentile stretch of :func:`ivfuse.io.to_unit`
             (default) instead of a plain ``/ 65535``.
         **options: method options (e.g. ``rule="l1"`` for didfuse, ``levels=4`` for lp).
@@ -119,6 +121,8 @@ class Pipeline:
             (h1, w1), (h2, w2) = ra.shape[:2], rb.shape[:2]
             raise InputError(f"{na} is {w1}x{h1} but {nb} is {w2}x{h2}: sizes differ")
         colour = [u.ndim == 3 and not io.is_gray_rgb(r) for u, (_, r) in zip(units, names, strict=True)]
+        if callable(getattr(self.method, "fuse_rgb", None)):
+            return self._fuse_rgb(units, any(colour))
         if not any(colour):
             planes = [u[..., 0] if u.ndim == 3 else u for u in units]
             return self._fuse_planes(planes[0], planes[1])
@@ -136,6 +140,19 @@ class Pipeline:
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[..., c] = np.where(den > 0, (c1 * w1 + c2 * w2) / den, 0.5)
         return io.ycbcr_to_rgb(out)
+
+    def _fuse_rgb(self, units: list[np.ndarray], colour: bool) -> np.ndarray:
+        """A method that fuses RGB itself (``fuse_rgb(a, b, task=...) -> (H, W, 3)``, e.g. defusion)
+        gets both sources as RGB (gray ones replicated); the result is gray when neither was colour."""
+        rgb = [u if u.ndim == 3 else np.repeat(u[..., None], 3, axis=-1) for u in units]
+        out = np.asarray(
+            self.method.fuse_rgb(np.ascontiguousarray(rgb[0]), np.ascontiguousarray(rgb[1]), task=self.task),
+            dtype=np.float32,
+        )
+        if out.shape != rgb[0].shape:
+            raise RuntimeError(f"method {self.info.name} returned shape {out.shape}, expected {rgb[0].shape}")
+        out = np.clip(out, 0, 1)
+        return out if colour else np.clip(io.rgb_to_ycbcr(out)[..., 0], 0, 1)
 
     def _fuse_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         out = np.asarray(

@@ -73,15 +73,25 @@ RuleOpt = Annotated[
 
 @command("fuse")
 def fuse_command(
-    ir: Annotated[Path | None, typer.Argument(help="Infrared image (single-pair mode).")] = None,
-    vi: Annotated[Path | None, typer.Argument(help="Visible image (single-pair mode).")] = None,
+    ir: Annotated[
+        Path | None, typer.Argument(help="Infrared image (single-pair mode; --task mef|mff: source A).")
+    ] = None,
+    vi: Annotated[
+        Path | None, typer.Argument(help="Visible image (single-pair mode; --task mef|mff: source B).")
+    ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output file (one pair) or folder (folders).")
     ] = ...,
     method: MethodOpt = api.DEFAULT_METHOD,
     ir_dir: Annotated[Path | None, typer.Option("--ir", help="Folder of infrared images.")] = None,
     vi_dir: Annotated[Path | None, typer.Option("--vi", help="Folder of visible images.")] = None,
-    pairs_dir: Annotated[Path | None, typer.Option("--pairs", help="Folder holding ir/ and vi/.")] = None,
+    pairs_dir: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="Folder holding ir/ + vi/ (--task mef: under/ + over/, mff: a/ + b/)."),
+    ] = None,
+    task: Annotated[
+        str, typer.Option("--task", help="ivif (infrared-visible), mef (multi-exposure), mff (multi-focus).")
+    ] = "ivif",
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs in folder mode.")] = False,
     bit_depth: Annotated[int, typer.Option("--bit-depth", help="Output bit depth: 8 or 16.")] = 8,
     ext: Annotated[str, typer.Option(help="Output format in folder mode.")] = "png",
@@ -101,7 +111,7 @@ def fuse_command(
     options = parse_params(param)
     if rule is not None:
         options["rule"] = rule
-    pipeline = api.load(method, stretch16=stretch, **options)
+    pipeline = api.load(method, task=task, stretch16=stretch, **options)
     if not folder_mode:
         if ir is None or vi is None:
             raise InputError("single-pair mode needs both IR and VI files")
@@ -114,12 +124,12 @@ def fuse_command(
 
 
 def _fuse_folders(pipeline, output, ir_dir, vi_dir, pairs_dir, overwrite, bit_depth, ext) -> None:
-    from ..data.pairs import find_pairs, scan_pairs_root
+    from ..data.pairs import TASK_FOLDERS, find_pairs, scan_pairs_root
 
     if pairs_dir is not None:
         if ir_dir is not None or vi_dir is not None:
             raise InputError("use either --pairs or --ir/--vi, not both")
-        scan = scan_pairs_root(pairs_dir)
+        scan = scan_pairs_root(pairs_dir, TASK_FOLDERS[pipeline.task])
     elif ir_dir is None or vi_dir is None:
         raise InputError("folder mode needs both --ir and --vi (or --pairs)")
     else:

@@ -72,15 +72,19 @@ def find_pairs(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike) -> PairScan
     )
 
 
-def scan_pairs_root(root: str | os.PathLike) -> PairScan:
-    """Pairs of a folder that holds ``ir/`` and ``vi/`` sub-folders (any letter case)."""
+#: sub-folders of a pairs folder per task: (first source, second source)
+TASK_FOLDERS: dict[str, tuple[str, str]] = {"ivif": ("ir", "vi"), "mef": ("under", "over"), "mff": ("a", "b")}
+
+
+def scan_pairs_root(root: str | os.PathLike, names: tuple[str, str] = ("ir", "vi")) -> PairScan:
+    """Pairs of a folder that holds ``ir/`` and ``vi/`` sub-folders (any letter case), or the two
+    sub-folders ``names`` (e.g. ``("under", "over")``, see :data:`TASK_FOLDERS`)."""
     r = Path(root)
     if not r.is_dir():
         raise InputError(f"{r}: folder not found")
     subs = {p.name.lower(): p for p in r.iterdir() if p.is_dir()}
-    missing = [n for n in ("ir", "vi") if n not in subs]
+    missing = [n for n in names if n not in subs]
     if missing:
-        raise InputError(
-            f"{r}: expected sub-folders ir/ and vi/, missing {' and '.join(m + '/' for m in missing)}"
-        )
-    return find_pairs(subs["ir"], subs["vi"])
+        gone = " and ".join(m + "/" for m in missing)
+        raise InputError(f"{r}: expected sub-folders {names[0]}/ and {names[1]}/, missing {gone}")
+    return find_pairs(subs[names[0]], subs[names[1]])

@@ -29,6 +29,7 @@ METHOD_MODULES: tuple[str, ...] = (
     "ivfuse.methods.jcae",
     "ivfuse.methods.sslwaeie",
     "ivfuse.methods.ifesnet",
+    "ivfuse.methods.defusion",
 )
 
 

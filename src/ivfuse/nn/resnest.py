@@ -1,0 +1,109 @@
+"""ResNeSt split-attention bottleneck blocks without normalisation (as DeFusion builds them).
+
+H. Zhang et al., "ResNeSt: Split-Attention Networks", arXiv:2004.08955, 2020 (Sec. 3, Fig. 2),
+in the configuration DeFusion's official code uses (facts in ``shared/design/defusion.md`` Sec. 2):
+radix 2, cardinality 1, bottleneck width ``p`` (output ``4p``), normalisation switched off, ReLU
+activations, softmax over the radix axis.
+
+:func:`stage` builds one stage ``RS(p, n, s)``: ``n`` bottleneck blocks of which only the first may
+change the channel count or the resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SplitAttention", "Bottleneck", "stage", "init_conv_weights"]
+
+
+class SplitAttention(nn.Module):
+    """Split-attention convolution, radix 2 (ResNeSt Sec. 3.1-3.2).
+
+    A grouped 3x3 convolution ``p -> 2p`` (groups = radix, each path sees half of the input
+    channels, no bias) and ReLU give two ``p``-channel splits ``S0``, ``S1``. Their sum is pooled
+    globally, passed through ``1x1 p -> r`` (bias) + ReLU + ``1x1 r -> 2p`` (bias), and a softmax
+    over the radix axis per channel (logits ``j`` and ``p + j``) gives the weights ``a0``, ``a1``;
+    the output is ``a0 S0 + a1 S1``. ``r = max(p * radix / 4, 32)``.
+    """
+
+    radix = 2
+
+    def __init__(self, channels: int):
+        super().__init__()
+        p = channels
+        inter = max(p * self.radix // 4, 32)
+        self.conv = nn.Conv2d(p, p * self.radix, 3, padding=1, groups=self.radix, bias=False)
+        self.fc1 = nn.Conv2d(p, inter, 1)
+        self.fc2 = nn.Conv2d(inter, p * self.radix, 1)
+        self.channels = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.relu(self.conv(x))
+        s0, s1 = s.split(self.channels, dim=1)
+        gap = (s0 + s1).mean(dim=(2, 3), keepdim=True)
+        logits = self.fc2(F.relu(self.fc1(gap)))  # (N, 2p, 1, 1): radix-major
+        n = logits.shape[0]
+        attn = logits.reshape(n, self.radix, self.channels, 1, 1).softmax(dim=1)
+        return attn[:, 0] * s0 + attn[:, 1] * s1
+
+
+class Bottleneck(nn.Module):
+    """ResNeSt bottleneck without normalisation: ``ReLU(branch(x) + shortcut(x))``.
+
+    branch: 1x1 conv ``cin -> p`` + ReLU, split attention (``p -> p``), the optional "avd" 3x3
+    average pool (stride ``stride``, padding 1, zeros counted) after it, 1x1 conv ``p -> 4p``.
+    shortcut (only when ``stride != 1`` or ``cin != 4p``): the "avg-down" form ``AvgPool(stride,
+    ceil mode, padding not counted) -> 1x1 conv`` when ``avg_down``, else a strided 1x1 conv;
+    identity otherwise. No convolution here has a bias except the attention's two 1x1 layers.
+    """
+
+    def __init__(self, cin: int, p: int, stride: int = 1, avd: bool = False, avg_down: bool = True):
+        super().__init__()
+        cout = 4 * p
+        if stride != 1 and not avd:
+            raise ValueError("a strided bottleneck needs avd here (DeFusion never strides the 3x3 conv)")
+        self.conv1 = nn.Conv2d(cin, p, 1, bias=False)
+        self.splat = SplitAttention(p)
+        self.avd = nn.AvgPool2d(3, stride, padding=1) if avd else None
+        self.conv3 = nn.Conv2d(p, cout, 1, bias=False)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            if avg_down:
+                pool = (
+                    nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+                    if stride != 1
+                    else nn.Identity()
+                )
+                self.shortcut = nn.Sequential(pool, nn.Conv2d(cin, cout, 1, bias=False))
+            else:
+                self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.splat(F.relu(self.conv1(x)))
+        if self.avd is not None:
+            y = self.avd(y)
+        y = self.conv3(y)
+        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+def stage(
+    cin: int, p: int, blocks: int, stride: int = 1, *, avd: bool = False, avg_down: bool = True
+) -> nn.Sequential:
+    """``RS(p, blocks, stride)``: ``cin -> 4p`` channels; only the first block strides, has the avd
+    pool (when ``avd``) and a projection shortcut."""
+    layers = [Bottleneck(cin, p, stride, avd=avd, avg_down=avg_down)]
+    layers += [Bottleneck(4 * p, p) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+def init_conv_weights(module: nn.Module) -> None:
+    """ResNeSt's initialisation: every conv weight ~ N(0, sqrt(2 / (k * k * C_out))); biases keep
+    PyTorch's default."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / k))
