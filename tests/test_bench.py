@@ -161,6 +161,7 @@ def test_parse_method_options():
     assert s.name == "didfuse" and dict(s.options) == {"rule": "l1", "tile": 512}
     assert s.key == "didfuse@rule=l1,tile=512"
     assert parse_method(" LP ").key == "lp"
+    assert parse_method("didfuse@rule=sum").key == "didfuse"  # the default option is dropped
     from ivfuse.bench.runner import folder_name
 
     key = parse_method("didfuse@weights=runs/a b/epoch_010.safetensors").key

@@ -42,7 +42,12 @@ class MethodSpec:
 
     @classmethod
     def make(cls, name: str, options: dict[str, Any] | None = None) -> MethodSpec:
-        return cls(name.strip().lower(), tuple(sorted((options or {}).items())))
+        """Options equal to the method's defaults are dropped, so ``didfuse@rule=sum`` and
+        ``didfuse`` are one method (one cache folder)."""
+        name = name.strip().lower()
+        defaults = registry.defaults(name) if registry.is_registered(name) else {}
+        kept = {k: v for k, v in (options or {}).items() if not (k in defaults and defaults[k] == v)}
+        return cls(name, tuple(sorted(kept.items())))
 
     @property
     def key(self) -> str:

@@ -163,6 +163,24 @@ def create(name: str, **kwargs: Any) -> Fuser:
     return _REGISTRY[name.lower()][1](**kwargs)
 
 
+def is_registered(name: str) -> bool:
+    _ensure_loaded()
+    return name.lower() in _REGISTRY
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """The default option values of a method's factory (its keyword parameters with defaults)."""
+    import inspect
+
+    info(name)
+    factory = _REGISTRY[name.lower()][1]
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
 def check_task(name: str, task: str) -> MethodInfo:
     """The method's metadata if it supports ``task``; :class:`MethodError` with one line otherwise."""
     if task not in TASKS:
