@@ -233,9 +233,9 @@ def test_config_validation_and_epochs_override():
         Config(network="nope")
     with pytest.raises(ValueError, match="loss"):
         Config(loss="l3")
-    c = Config(epochs=80)  # stage 1 keeps its 45 epochs, stage 2 gets the rest
-    assert (c.wae_epochs, c.cien_epochs) == (45, 35)
-    c = Config(epochs=10)  # shorter than stage 1: both shrink in proportion (45:65)
+    c = Config(wae_epochs=40, cien_epochs=60, epochs=70)  # stage 1 keeps its 40, stage 2 the rest
+    assert (c.wae_epochs, c.cien_epochs) == (40, 30)
+    c = Config(wae_epochs=40, cien_epochs=60, epochs=10)  # shorter than stage 1: in proportion
     assert (c.wae_epochs, c.cien_epochs) == (4, 6)
     assert Config.from_dict(Config(network="sl_iee").to_dict()) == Config(network="sl_iee")
 

@@ -117,13 +117,13 @@ class Config:
     betas: tuple[float, float] = (0.5, 0.999)
     adam_eps: float = 1e-8
     finetune_factor: float = 0.1  # WAE learning rate in stage 2, relative to lr
-    wae_epochs: int = 45
-    cien_epochs: int = 65
+    wae_epochs: int = 40
+    cien_epochs: int = 60
     #: CLI ``--epochs N``: total over both stages; stage 1 keeps ``wae_epochs`` when N exceeds it
     #: (so a resumed run can lengthen or shorten stage 2), else both shrink in proportion
     epochs: int | None = None
     batch_size: int = 8
-    crop: int = 96
+    crop: int = 64
     crops_per_pair: int = 16
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -449,23 +449,24 @@ class SSLWAEIE:
     factory's ``contributions=PATH``) names where :class:`ivfuse.api.Pipeline` writes it; a
     ``{stem}`` in PATH is replaced by the output's stem (folder mode).
 
-    Any size: the network is fully convolutional at full resolution (no padding to multiples);
-    large images are processed in tiles extended by a margin beyond the receptive-field radius,
-    so the result equals the untiled one.
+    Any size: the network is fully convolutional at full resolution (no padding to multiples).
+    Images are processed in tiles (default 256 px; ``tile=None``: whole) extended by a margin
+    beyond the receptive-field radius, so the result equals the untiled one; tiles that fit the
+    CPU caches and channels-last tensors make a 480 x 640 pair about 1.5x faster than one pass.
     """
 
     def __init__(
         self,
         net: SSLWAEIENet,
         device: str | torch.device = "cpu",
-        tile: int | None = 768,
+        tile: int | None = 256,
         margin: int = 16,
         contributions: str | Path | None = None,
     ):
         if margin < HALO:
             raise ValueError(f"margin must be >= {HALO}, got {margin}")
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
+        self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.tile = tile
         self.margin = margin
         self.map_outputs: dict[str, str] = {}
@@ -477,6 +478,8 @@ class SSLWAEIE:
         """(1, 1, H, W) -> tau_i (1, 1, H, W), tiled when large."""
         h, w = ir.shape[-2:]
         t, m = self.tile, self.margin
+        ir = ir.contiguous(memory_format=torch.channels_last)
+        vi = vi.contiguous(memory_format=torch.channels_last)
         if t is None or (h <= t and w <= t):
             return self.net.tau(ir, vi)
         out = torch.empty_like(ir)
@@ -560,7 +563,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 def create_sslwaeie(
     device: str = "cpu",
     weights: str | Path | None = None,
-    tile: int | None = 768,
+    tile: int | None = 256,
     contributions: str | None = None,
 ) -> SSLWAEIE:
     """SSL-WAEIE with the shipped weights (or ``weights=``); ``contributions=PATH`` saves tau_i."""
