@@ -99,7 +99,8 @@ class Config:
       Gaussian weights (sigma 1.5) of ``mef_ssim.m`` and ``C = (0.03)^2`` (its ``(K L)^2`` with
       K = 0.03 on [0, 1] images). ``L_F`` is 1 minus the mean over patches. The patch sums are
       computed with box and Gaussian filters, not a loop (``ssim_target`` is the loop version,
-      for one patch).
+      for one patch). ``||sum_n S_n||`` is floored at 1e-3, so two nearly opposite structures give
+      a flat target rather than a normalised rounding error.
     * **Norms.** ``L_I``, ``L_V`` are per-pixel means (MSE); ``L_M`` is the mean over pixels of
       ``|tau - W_1 - W_2|``; all averaged over the batch.
     * **Weight decay.** Adam's ``weight_decay`` = 5e-3 as an L2 term on the gradient (the
@@ -339,20 +340,22 @@ def parameter_count(module: nn.Module) -> int:
 
 #: MEF-SSIM's guard on the contrast (``ed + 0.001`` on 0..255 images), on the [0, 1] scale
 CONTRAST_EPS = 0.001 / 255.0
+#: floor of ``||sum_n S_n||`` (in [0, 2]): near-opposite structures cancel to a flat target
+#: instead of a normalised rounding error
+STRUCTURE_EPS = 1e-3
 
 
 def ssim_target(x1: np.ndarray, x2: np.ndarray, xi: float = 1.7) -> np.ndarray:
     """The expected patch of Eq. (8)-(10) for one pair of patches (reference, float64).
 
     ``C_n = ||x_n - mu_n||`` (+ guard), ``S_n = (x_n - mu_n) / C_n``, ``C_bar = max C_n``,
-    ``S_bar = sum S_n / ||sum S_n||``, ``I_bar = xi C_bar S_bar`` (zero mean: Eq. 11 has no
-    luminance term).
+    ``S_bar = sum S_n / max(||sum S_n||, 1e-3)``, ``I_bar = xi C_bar S_bar`` (zero mean: Eq. 11
+    has no luminance term).
     """
     xs = [np.asarray(x, dtype=np.float64) for x in (x1, x2)]
     cs = [np.linalg.norm(x - x.mean()) + CONTRAST_EPS for x in xs]
     s = sum((x - x.mean()) / c for x, c in zip(xs, cs, strict=True))
-    norm = np.linalg.norm(s)
-    s_bar = s / norm if norm > 0 else s
+    s_bar = s / max(np.linalg.norm(s), STRUCTURE_EPS)
     return xi * max(cs) * s_bar
 
 
@@ -375,12 +378,17 @@ def fusion_ssim_map(
 
     With ``y = sum_n a_n (x_n - mu_n)``, ``a_n = xi C_bar / (||sum S|| C_n)``, every Gaussian-
     weighted moment of ``y`` and ``f`` is a combination of filtered products of the sources and
-    ``f`` (``mu_n`` being the box mean of the patch), so no patch is formed explicitly.
+    ``f`` (``mu_n`` being the box mean of the patch), so no patch is formed explicitly. The
+    statistics are computed in float64 (see the comment below); the map has ``fused``'s dtype.
     """
     if fused.shape != i1.shape or fused.shape != i2.shape or fused.shape[1] != 1:
         raise ValueError(f"expected three (N, 1, H, W) tensors of one shape, got {tuple(fused.shape)}")
+    # float64: a flat source patch has C_n ~ the guard, so a_n ~ 1e5 multiplies moments that
+    # are zero up to rounding; float32 rounding (1e-8) would turn them into a noise target
+    out_dtype = fused.dtype
+    fused, i1, i2 = fused.double(), i1.double(), i2.double()
     n_px = window * window
-    g = gaussian_window(window, sigma, dtype=fused.dtype, device=fused.device).reshape(1, 1, window, window)
+    g = gaussian_window(window, sigma, dtype=torch.float64, device=fused.device).reshape(1, 1, window, window)
 
     def gauss(t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(t, g)
@@ -392,8 +400,7 @@ def fusion_ssim_map(
     c_bar = torch.maximum(c[0], c[1])  # Eq. (10)
     cov12 = _box(i1 * i2, window) - mu[0] * mu[1]
     s_norm2 = (n_px * var[0] / c[0] ** 2 + n_px * var[1] / c[1] ** 2 + 2 * n_px * cov12 / (c[0] * c[1]))
-    s_norm = torch.sqrt(s_norm2.clamp_min(0.0))
-    s_norm = torch.where(s_norm > 0, s_norm, torch.ones_like(s_norm))
+    s_norm = torch.sqrt(s_norm2.clamp_min(0.0)).clamp_min(STRUCTURE_EPS)
     a = [xi * c_bar / (s_norm * cn) for cn in c]
     gx = [gauss(x) for x in xs]
     gf = gauss(fused)
@@ -409,7 +416,7 @@ def fusion_ssim_map(
     var_f = (gauss(fused * fused) - gf * gf).clamp_min(0.0)
     cov = e_yf - e_y * gf
     cst = k**2
-    return (2.0 * cov + cst) / (var_y + var_f + cst)
+    return ((2.0 * cov + cst) / (var_y + var_f + cst)).to(out_dtype)
 
 
 def ifesnet_loss(
