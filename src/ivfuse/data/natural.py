@@ -26,32 +26,28 @@ _GRAY = (0.2989, 0.587, 0.114)
 
 
 def natural_images(root: str | Path, splits: tuple[str, ...] | None = None) -> list[Path]:
-    """Images directly inside ``root``, sorted by name.
+    """Images of a natural-image folder, sorted by path.
 
-    With ``splits``, only the files that ``<root.parent>/<root.name lower-case>_splits.csv`` assigns
-    to one of them (e.g. ``("train", "test")`` of BSDS500); without that file, ``splits`` is refused
-    unless ``root`` holds sub-folders of those names, whose images are then used.
+    With ``splits`` (e.g. ``("train", "test")`` of BSDS500): when
+    ``<root.parent>/<root.name lower-case>_splits.csv`` exists (``file,split`` rows, ``file``
+    relative to ``root.parent``), only the files it assigns to those splits; else, when ``root``
+    has sub-folders of those names, their images. Otherwise (and without ``splits``) every image
+    directly inside ``root``.
     """
     root = Path(root)
     if not root.is_dir():
         raise TrainingError(f"data folder {root} does not exist or is not a folder")
-    if splits:
-        table = root.parent / f"{root.name.lower()}_splits.csv"
-        if table.is_file():
-            wanted = set(splits)
-            with table.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("split") in wanted]
-            files = sorted(root.parent / r["file"] for r in rows)
-            missing = [p for p in files if not p.is_file()]
-            if missing:
-                raise TrainingError(f"{table} lists {missing[0]}, which does not exist")
-        elif all((root / s).is_dir() for s in splits):
-            files = sorted(p for s in splits for p in _images_in(root / s))
-        else:
-            raise TrainingError(
-                f"data folder {root}: splits {', '.join(splits)} asked for, but there is neither "
-                f"{table.name} beside it nor sub-folders of those names"
-            )
+    table = root.parent / f"{root.name.lower()}_splits.csv"
+    if splits and table.is_file():
+        wanted = set(splits)
+        with table.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("split") in wanted]
+        files = sorted(root.parent / r["file"] for r in rows)
+        missing = [p for p in files if not p.is_file()]
+        if missing:
+            raise TrainingError(f"{table} lists {missing[0]}, which does not exist")
+    elif splits and all((root / s).is_dir() for s in splits):
+        files = sorted(p for s in splits for p in _images_in(root / s))
     else:
         files = _images_in(root)
     if not files:
