@@ -17,7 +17,9 @@ Colour (the ``vifb`` rule, section 1 of ``design/metrics.md``)
     where ``IR_k`` is the single infrared channel when the infrared image is gray (and ``VI_k``
     the visible image itself when that is gray). With a gray fused image, colour sources are
     converted with MATLAB's ``rgb2gray``. The ``gray`` rule (profile ``ma2019``) converts every
-    colour image with ``rgb2gray`` and evaluates once.
+    colour image with ``rgb2gray`` and evaluates once. The ``mefb`` rule is ``vifb``'s, except
+    that a colour fused image with two gray sources is evaluated on its red channel alone (MEFB's
+    wrappers take ``fused(:,:,1)``).
 
 Caching
     :class:`Plane` holds one 2-D channel and memoises what several metrics need (histograms,
