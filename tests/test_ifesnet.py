@@ -332,7 +332,7 @@ def test_cli_train_full_network_on_tiny_crops(data, tmp_path):
     assert r.exit_code == 0, r.output
     card = json.loads((out / "card.json").read_text())
     assert card["method"] == "ifesnet" and card["config"]["stage_widths"] == [64, 128, 256, 256]
-    assert card["data"]["pairs"] == 6 * 2 and card["epochs"] == 1  # items: 2 crops of each of 6 pairs
+    assert card["data"]["pairs"] == 6 and card["epochs"] == 1  # one crop of each pair per epoch
     net, meta = load_weights(out / "weights.safetensors")
     assert meta["method"] == "ifesnet" and parameter_count(net) == 4_761_540
 
