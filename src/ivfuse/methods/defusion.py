@@ -83,13 +83,14 @@ class Config:
     (x0.5 after epochs 10, 20, 30, 40 of 51) are scaled by the same rule, to
     ``round(m * epochs / 51)``. (Changing ``--epochs`` on resume changes k and the steps from then.)
 
-    Reduced run for a 2-core CPU (measured: one step of batch 4 at 128 x 128 takes about 5 s with
-    one thread while two other trainings share the CPU; 50 s at 256 x 256 would be 4x that):
-    BSDS500 train + test (400 images; val left out, it holds BSD100/BSD68) instead of 50k COCO
-    images, ``crop=128`` instead of 256 (the mask grids keep their cell counts, so the cells cover
-    the same parts of the crop), batch 4, 36 epochs = 3,600 iterations (~5 h), so
-    k = 3,600 / 637,500 = 0.00565: the fusion term starts at iteration 96, the outside-region weight
-    is cut at 226, and the learning rate halves after epochs 7, 14, 21, 28. The card records all of it.
+    Reduced run for a 2-core CPU (measured with ``--threads 1`` while two other trainings shared the
+    CPU: 5.3 s per step of batch 4 at 128 x 128; 256 x 256 has 4x the pixels): BSDS500 train + test
+    (400 images; val left out, it holds BSD100/BSD68) instead of 50k COCO images, ``crop=128``
+    instead of 256 (the mask grids keep their cell counts, so the cells cover the same parts of the
+    crop), batch 4, ``epochs=34`` = 3,400 iterations (~5 h), so k = 3,400 / 637,500 = 0.00533: the
+    outside-region weight starts at iteration 16, the fusion term at 91 (full from 128), the
+    outside weight is cut at 213, and the learning rate halves after epochs 7, 13, 20, 27. The card
+    records all of it (``schedule_scale``, ``schedule_iterations``, ``reductions``).
 
     Network choice: the test definition of the official code (design Sec. 3; the training one does
     not run) with the common image rendered by P_c, as the paper (Sec. 3.2) and the official training
