@@ -18,6 +18,7 @@ from ivfuse import metrics as M
 from ivfuse.cli import app
 from ivfuse.errors import InputError
 from ivfuse.io import read_image
+from ivfuse.metrics import phase
 from ivfuse.metrics.feature import matlab_edge_sobel
 
 from .conftest import SHARED_DATA
@@ -180,6 +181,24 @@ def test_source_order_is_a_then_b(mef_triple):
     got = M.evaluate(f, a, b, metrics="QC,VIF", profile="mefb")
     assert got["QC"] == M.qc(f, a, b)
     assert got["VIF"] == pytest.approx(M.viff(f, b, a), rel=1e-12)  # ties of VIFF go to B
+
+
+def test_qp_computes_the_sources_maps_once(monkeypatch, mef_triple):
+    """Phase congruency maps are kept by pixel content: a second fused image of the same pair
+    costs three new maps (its channels), not nine, and gives the value a fresh start gives."""
+    M.clear_buffers()
+    calls = []
+    orig = phase._phasecong
+    monkeypatch.setattr(phase, "_phasecong", lambda x: calls.append(1) or orig(x))
+    f, a, b = mef_triple
+    f2 = (f.astype(float) * 0.9).astype(np.uint8)
+    v1 = M.qp(f, a, b)
+    assert len(calls) == 9
+    v2 = M.qp(f2, a, b)
+    assert len(calls) == 12
+    M.clear_buffers()
+    assert M.qp(f2, a, b) == v2 and len(calls) == 21
+    assert M.qp(f, a, b) == v1
 
 
 def test_ssim_extra_is_the_mean_over_the_sources(mef_triple):

@@ -23,7 +23,9 @@ import numpy as np
 from ..errors import InputError
 from ._core import POOL, Prepared, backend, prepare, rgb2gray, use_backend
 from ._engine import get_threads, run_jobs, set_threads
-from .information import cross_entropy, entropy, mutual_information, nmi
+from .feature import fmi
+from .information import cross_entropy, entropy, mutual_information, nmi, qncie, tsallis_entropy
+from .phase import phase_congruency, qp
 from .reference import psnr, ssim_ref
 from .registry import (
     DEFAULT_PROFILE,
@@ -45,7 +47,7 @@ from .statistics import (
     spatial_frequency,
     standard_deviation,
 )
-from .structural import mef_ssim, qabf, qcb, qcv, qy, ssim, ssim_fusion
+from .structural import mef_ssim, qabf, qc, qcb, qcv, qw, qy, ssim, ssim_fusion
 from .visual import ifc, vif, viff
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "edge_intensity",
     "entropy",
     "evaluate",
+    "fmi",
     "get_profile",
     "get_threads",
     "gray_level_difference",
@@ -70,11 +73,16 @@ __all__ = [
     "mef_ssim",
     "mutual_information",
     "nmi",
+    "phase_congruency",
     "psnr",
     "psnr_vifb",
     "qabf",
+    "qc",
     "qcb",
     "qcv",
+    "qncie",
+    "qp",
+    "qw",
     "qy",
     "resolve_metrics",
     "rgb2gray",
@@ -86,6 +94,7 @@ __all__ = [
     "ssim_fusion",
     "ssim_ref",
     "standard_deviation",
+    "tsallis_entropy",
     "use_backend",
     "vif",
     "viff",
@@ -96,8 +105,12 @@ ImageLike = Any  # numpy array, or a path to an image file
 
 def clear_buffers() -> None:
     """Free the image-sized buffers that :func:`evaluate` keeps between calls for reuse (at most
-    128 MiB; reusing them spares the page faults of fresh memory)."""
+    128 MiB; reusing them spares the page faults of fresh memory) and the phase congruency maps
+    of recent images (QP, at most 96 MiB)."""
     POOL.clear()
+    from .phase import _RECENT
+
+    _RECENT.clear()
 
 
 def load_image(x: ImageLike, role: str = "image") -> np.ndarray:
@@ -174,19 +187,24 @@ def evaluate(
     """Quality metrics of one fused image, as ``{metric name: value}`` in request order.
 
     ``fused``, ``ir``, ``vi`` (and ``reference``, a ground truth for PSNR_REF / SSIM_REF) are
-    arrays or image file paths; values are used on the 0..255 scale, never rescaled to [0, 1].
+    arrays or image file paths. With ``profile="mefb"`` the two sources are the under-exposed
+    (A) and the over-exposed (B) image, in that order: ``evaluate(fused, a, b, profile="mefb")``.
+    They are used on the 0..255 scale, never rescaled to [0, 1].
     ``metrics``: names of the profile (see :func:`list_metrics`), a comma-separated string,
     ``"all"``, or ``None`` for the profile's default set (``vifb``: its 13 metrics;
-    ``ma2019``: EN, MI, SD, SF, VIF, AG). Metrics that need no sources (EN, SD, SF, AG, EI, GLD,
-    AG_FWD) work with ``ir`` and ``vi`` left out. Intermediate results shared by several metrics
-    (histograms, Gaussian moments, gradients, FFTs) are computed once; the work runs on
+    ``ma2019``: EN, MI, SD, SF, VIF, AG; ``mefb``: its 20 metrics). Metrics that need no sources
+    (EN, SD, SF, AG, EI, GLD, AG_FWD) work with ``ir`` and ``vi`` left out. Intermediate results
+    shared by several metrics (histograms, Gaussian moments, gradients, FFTs) are computed once;
+    the work runs on
     :func:`get_threads` threads (values do not depend on it), and image-sized buffers are kept
     for the next call (:func:`clear_buffers` frees them).
     Raises :class:`ivfuse.errors.InputError` for unusable inputs or unknown names.
     """
     prof = get_profile(profile)
     if (ir is None) != (vi is None):
-        raise InputError("give both the infrared and the visible image, or neither")
+        raise InputError(f"give both the {prof.sources[0]} and the {prof.sources[1]} image, or neither")
+    if prof.first_is_img1:  # e.g. mefb: evaluate(fused, a, b); the metric code's img1 is A
+        ir, vi = vi, ir
     infos = resolve_metrics(metrics, prof, has_sources=ir is not None, has_reference=reference is not None)
     f = load_image(fused, "fused")
     s_ir = load_image(ir, "infrared") if ir is not None else None
