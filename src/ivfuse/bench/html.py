@@ -39,6 +39,8 @@ def _img(path: Path) -> str:
 def _cell(text: str) -> str:
     if text.startswith("**") and text.endswith("**"):
         return f'<td class="best">{html.escape(text[2:-2])}</td>'
+    if text.endswith(" **best**"):  # paper tables mark the best of the ivfuse rows in words
+        return f'<td class="best">{html.escape(text[: -len(" **best**")])}</td>'
     if text.endswith("†"):
         return f'<td class="tied">{html.escape(text)}</td>'
     if text == "–":
