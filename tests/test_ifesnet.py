@@ -455,6 +455,13 @@ def test_cli_fuse_ifesnet_gray_and_colour(tmp_path, varied, colour):
     r = runner.invoke(app, [*base, "-o", str(tmp_path / "s.png"), "-p", "smooth=true"])
     assert r.exit_code == 0, r.output
     assert not np.array_equal(io.read_image(tmp_path / "s.png"), img)
+    # one untiled pass gives the same image; a bad tile or smooth value is refused in one line
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "n.png"), "-p", "tile=none"])
+    assert r.exit_code == 0, r.output
+    assert np.abs(io.read_image(tmp_path / "n.png").astype(int) - img).max() <= 1
+    for bad in ("tile=-3", "smooth=maybe"):
+        r = runner.invoke(app, [*base, "-o", str(tmp_path / "b.png"), "-p", bad])
+        assert r.exit_code == 2 and bad.split("=")[0] in r.output and not (tmp_path / "b.png").exists()
 
 
 def test_fusion_ssim_is_bounded_on_8bit_images_with_flat_regions():

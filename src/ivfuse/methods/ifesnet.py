@@ -641,10 +641,11 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 def create_ifesnet(
     device: str = "cpu",
     weights: str | Path | None = None,
-    tile: int | None = 256,
+    tile: int | str | None = 256,
     smooth: bool = False,
 ) -> IFESNet:
-    """IFESNet with the shipped weights (or ``weights=``); ``smooth=True`` smooths the weight maps."""
+    """IFESNet with the shipped weights (or ``weights=``); ``smooth=True`` smooths the weight maps,
+    ``tile`` (pixels, or ``None``/``"none"`` for one pass) bounds the memory."""
     if weights is None:
         ref = weights_path(WEIGHTS_FILE)
         if not ref.is_file():
@@ -655,5 +656,9 @@ def create_ifesnet(
         weights = Path(str(ref))
     if not isinstance(smooth, bool):
         raise InputError(f"smooth must be true or false, got {smooth!r}")
+    if isinstance(tile, str) and tile.lower() == "none":
+        tile = None  # -p tile=none: one untiled pass
+    if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 1):
+        raise InputError(f"tile must be a positive number of pixels or none, got {tile!r}")
     net, _ = load_weights(weights, device=device)
     return IFESNet(net, device=device, tile=tile, smooth=smooth)
