@@ -533,3 +533,25 @@ def test_train_cli_smoke(tmp_path):
     net, meta = load_weights(tmp_path / "run" / "weights.safetensors")
     assert meta["config"]["crop"] == 16 and parameter_count(net) == 7_874_473
     assert math.isfinite(card["final_losses"]["total"])
+
+
+def test_resume_from_a_compact_checkpoint(tmp_path):
+    """The between-sessions form (weights exact, Adam's second moment in 8 bits) resumes the run."""
+    from ivfuse.train.compact import pack_file, unpack_file
+
+    data = _tiny_images(tmp_path / "data", n=2)
+    run = tmp_path / "run"
+    spec = training_spec(Config(crop=16, batch_size=2, epochs=2, schedule_scale=1.0))
+    stopped = train(spec, RunOptions(data=data, out=run, seed=1, progress=False, stop_after=1))
+    assert stopped == {"stopped_at": 1}
+    full = run / "checkpoint.pt"
+    before = torch.load(full, weights_only=True)
+    size = pack_file(full, tmp_path / "compact.pt")
+    assert size < 0.45 * full.stat().st_size  # fp32 weights + 1 byte per parameter
+    full.unlink()
+    unpack_file(tmp_path / "compact.pt", full)
+    spec = training_spec(Config(crop=16, batch_size=2, epochs=2, schedule_scale=1.0))
+    card = train(spec, RunOptions(data=data, out=run, seed=1, progress=False, resume=True))
+    assert card["epochs"] == 2 and math.isfinite(card["final_losses"]["total"])
+    after = torch.load(full, weights_only=True)
+    assert int(after["model"]["iteration"]) == 2 and int(before["model"]["iteration"]) == 1
