@@ -198,7 +198,7 @@ def test_choose_max_of_identical_inputs_is_the_input():
 
 
 @pytest.mark.parametrize("rule", ["paper", "sum", "average"])
-def test_fuser_equals_network_and_is_symmetric_in_sum(net, rule):
+def test_fuser_equals_the_network_pass(net, rule):
     rng = np.random.default_rng(5)
     ir, vi = rng.random((2, 21, 19), dtype=np.float32)
     f = JCAE(net, rule=rule)
