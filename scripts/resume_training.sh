@@ -22,7 +22,13 @@ fi
 run=runs/$name
 saved=training_state/$name
 mkdir -p "$run"
-if [[ -f $saved/checkpoint.pt && ( ! -f $run/checkpoint.pt || $saved/checkpoint.pt -nt $run/checkpoint.pt ) ]]; then
+if [[ -f $saved/compact.pt && ( ! -f $run/checkpoint.pt || $saved/compact.pt -nt $run/checkpoint.pt ) ]]; then
+    .venv/bin/python scripts/compact_checkpoint.py unpack "$saved/compact.pt" "$run/checkpoint.pt"
+    touch -r "$saved/compact.pt" "$run/checkpoint.pt"
+    cp -p "$saved/losses.csv" "$run/"
+    [[ -f $saved/$name.log ]] && cp -p "$saved/$name.log" "runs/$name.log"
+    echo "restored checkpoint from $saved/compact.pt (packed: Adam's first moment restarts at zero)"
+elif [[ -f $saved/checkpoint.pt && ( ! -f $run/checkpoint.pt || $saved/checkpoint.pt -nt $run/checkpoint.pt ) ]]; then
     cp -p "$saved/checkpoint.pt" "$saved/losses.csv" "$run/"
     [[ -f $saved/$name.log ]] && cp -p "$saved/$name.log" "runs/$name.log"
     if [[ -d $saved/snapshots ]]; then

@@ -6,7 +6,10 @@
 #   scripts/save_training_state.sh NAME        # NAME: the run folder runs/NAME (log: runs/NAME.log)
 #
 # Copies checkpoint.pt (model + optimiser + RNG states + loss history), losses.csv, the log and
-# any weight snapshots. Delete training_state/NAME once the run has shipped its weights.
+# any weight snapshots. A checkpoint over 40 MB (e.g. DeFusion's 95 MB) is stored packed instead,
+# as compact.pt (scripts/compact_checkpoint.py: exact weights, Adam's second moment in 8 bits, first
+# moment dropped; the resumed run continues closely, not bit-identically).
+# Delete training_state/NAME once the run has shipped its weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: scripts/save_training_state.sh NAME}
@@ -14,7 +17,15 @@ run=runs/$name
 saved=training_state/$name
 [[ -f $run/checkpoint.pt ]] || { echo "no $run/checkpoint.pt" >&2; exit 1; }
 mkdir -p "$saved"
-cp -p "$run/checkpoint.pt" "$run/losses.csv" "$saved/"
+if (( $(stat -c %s "$run/checkpoint.pt") > 40000000 )); then
+    .venv/bin/python scripts/compact_checkpoint.py pack "$run/checkpoint.pt" "$saved/compact.pt"
+    touch -r "$run/checkpoint.pt" "$saved/compact.pt"
+    rm -f "$saved/checkpoint.pt"
+    cp -p "$run/losses.csv" "$saved/"
+else
+    cp -p "$run/checkpoint.pt" "$run/losses.csv" "$saved/"
+    rm -f "$saved/compact.pt"
+fi
 [[ -f runs/$name.log ]] && cp -p "runs/$name.log" "$saved/$name.log"
 if compgen -G "$run/snapshots/*.safetensors" > /dev/null; then
     mkdir -p "$saved/snapshots"
