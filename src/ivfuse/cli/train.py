@@ -49,7 +49,9 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
 
 def train_command(
     method: Annotated[str, typer.Argument(help="Method to train, e.g. didfuse.")],
-    data: Annotated[Path, typer.Option(help="Training pairs folder with ir/ and vi/ (same stems).")],
+    data: Annotated[
+        Path, typer.Option(help="Training pairs folder (ir/ + vi/, same stems); defusion: natural images.")
+    ],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint, losses.csv, weights, card.")],
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the paper's).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
