@@ -103,8 +103,12 @@ class Config:
       a flat target rather than a normalised rounding error.
     * **Norms.** ``L_I``, ``L_V`` are per-pixel means (MSE); ``L_M`` is the mean over pixels of
       ``|tau - W_1 - W_2|``; all averaged over the batch.
-    * **Weight decay.** Adam's ``weight_decay`` = 5e-3 as an L2 term on the gradient (the
-      TensorFlow regulariser the text implies), betas (0.9, 0.999).
+    * **Weight decay.** The text does not say how 5e-3 is applied; we use Adam's coupled
+      ``weight_decay`` (an L2 term added to the gradient, as a TensorFlow L2 regulariser on the
+      weights would act), betas (0.9, 0.999).
+    * **Which source is I_1.** Sec. III-B calls I_1 infrared and I_2 visible, the text after
+      Eq. (7) the reverse; we follow Sec. III-B and Fig. 3 (SHFENet-ir reconstructs I_1, W_1
+      weights the infrared image).
     * **Ablations.** ``network="no_ifem"`` (Fig. 9b, one-way delivery): the SHFENets run as
       stand-alone chains on their own source, ``F'_n = C(F'_{n-1})``, ``F'_0 = I_1`` (the listed
       six-layer SHFENet), and deliver to IVIFNet one way, ``F_n = C^2(Cat(F_{n-1}, F'_{n-1},
@@ -120,13 +124,15 @@ class Config:
     * **Training data and schedule (reduced scale).** The paper trains on 110 TNO groups (crop
       size, epochs and steps not stated), which we do not have: we train on FLIR (180 pairs) plus
       ``splits/tno_train16.txt`` (16 TNO pairs), ``crops_per_pair`` random aligned ``crop`` x
-      ``crop`` crops with horizontal flips per pair and epoch, batch 1. Measured on the 2-core
-      development VM with one thread while two other trainings ran (load ~6.5): a training step
-      (forward + backward + Adam, 4.8 M parameters, ~9.5 MFLOP per pixel forward) took 1.5 s on a
-      64 x 64 crop, 2.4 s on 80 x 80 and 3.3-4.2 s on 96 x 96; inside ``ivfuse train`` 1.8-2.3 s
-      on 64 x 64. The default schedule, 32 epochs of one 64 x 64 crop of each of the 196 pairs
-      (6272 steps), is ~3.5 h at 2 s per step: the ~4 h budget of one background run, with a
-      checkpoint every ~7 min (one epoch). The card lists these reductions (``recipe_notes``).
+      ``crop`` crops with horizontal flips per pair and epoch, batch 1. Measured with one thread
+      on the 2-core development VM, a training step (forward + backward + Adam, 4.8 M parameters,
+      ~9.5 MFLOP per pixel forward) on a 64 x 64 crop costs 0.8-1.0 s of CPU time; its wall time
+      was 1.5-2.3 s while two other trainings ran (load ~6.5) and 4-5 s at load ~9 (80 x 80:
+      2.4 s, 96 x 96: 3.3-4.2 s at load ~6.5). The default schedule, 32 epochs of one 64 x 64 crop
+      of each of the 196 pairs (6272 steps), is ~1.6 h of CPU time, ~3.5 h at 2 s per step:
+      within the ~4 h budget of one background run when the CPU is shared by at most two other
+      jobs, with a checkpoint every epoch (196 steps). The card lists these reductions
+      (``recipe_notes``).
     """
 
     stages: int = 3  # IFEM stages (Sec. IV-D); 1..4 = IFESNet-S1..S4 (Table V)
@@ -453,9 +459,10 @@ def _card_notes(cfg: Config) -> dict[str, Any]:
         "(reference run: FLIR flir_train 180 + TNO splits/tno_train16 16 pairs), "
         f"{cfg.crops_per_pair} random {cfg.crop}x{cfg.crop} crop(s) per pair and epoch"
         f"{' with horizontal flips' if cfg.flip else ''}, {cfg.epochs} epochs, batch {cfg.batch_size}",
-        "reduced for a 2-core CPU: a 64x64 training step takes ~2 s on one thread (4.8 M "
-        "parameters, ~9.5 MFLOP per pixel forward, every layer at full resolution); the default "
-        "schedule (32 epochs x 196 crops) is ~3.5 h",
+        "reduced for a 2-core CPU: a 64x64 training step costs 0.8-1.0 s of CPU time on one "
+        "thread, ~2 s of wall time on the shared development VM (4.8 M parameters, ~9.5 MFLOP per "
+        "pixel forward, every layer at full resolution); the default schedule (32 epochs x 196 "
+        "crops = 6272 steps) is ~3.5 h",
         "paper: TensorFlow; here PyTorch, Adam weight decay as coupled L2 on the gradient",
     ]
     return {"reduced_scale": True, "recipe_notes": notes}
@@ -522,10 +529,11 @@ class IFESNet:
     larger than ``tile`` are processed in ``tile`` x ``tile`` tiles, each extended by ``margin``
     px (at least the receptive-field radius, 12 for three stages) so the stitched weight maps
     equal the untiled ones; memory is then bounded by the tile: with the default 256-px tile
-    (288 x 288 with its margins) one 256-channel feature map is 85 MB in float32. The weight
-    maps (2 floats per pixel) are assembled for the whole image, smoothed when ``smooth`` (the
-    Gaussian of the Discussion, Fig. 8), and applied to the sources. ``last_maps`` holds
-    ``w_ir``, ``w_vi`` of the last call.
+    (288 x 288 with its margins) one 256-channel feature map is 85 MB in float32, and a 480 x 640
+    pair peaked at 550 MB above the loaded network (2.0 GB untiled; benchmarks/bench_ifesnet.py,
+    one thread: 33 s tiled, 39 s untiled). The weight maps (2 floats per pixel) are assembled
+    for the whole image, smoothed when ``smooth`` (the Gaussian of the Discussion, Fig. 8), and
+    applied to the sources. ``last_maps`` holds ``w_ir``, ``w_vi`` of the last call.
     """
 
     def __init__(
