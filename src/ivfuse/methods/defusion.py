@@ -59,7 +59,10 @@ class Config:
 
     Data (CUD pretext, Sec. 3.2 + 3.3): colour jitter darkening only (brightness, contrast and
     saturation factors in [0.1, 1], hue 0, random order), then a random-resized crop (area 8-100 %,
-    aspect 3/4-4/3) resized to ``crop`` x ``crop`` (256). Masks: keep probability
+    aspect 3/4-4/3) resized to ``crop`` x ``crop`` (256), bilinear with antialiasing (torchvision's
+    tensor default since 0.17; the 2022 code's torchvision did not antialias tensors: chosen because
+    the reduced 128-px crops shrink a BSDS500 crop by up to 2.5x, where aliasing would add
+    artificial texture). Masks: keep probability
     ``p = keep_min + u / keep_div`` (u ~ U[0, 1)) per sample; each mask is the product of a 13 x 13
     and a g x g Bernoulli(p) grid (g in {26, 27}) upsampled to the crop; pixels hidden in both views
     are revealed in one of them by a filler grid (13, g or g3 cells, g3 in {26, 27}), so
@@ -297,8 +300,9 @@ def cud_masks(size: int, cfg: Config | None = None) -> tuple[torch.Tensor, torch
     """The two visibility masks ``(M1, M2, p)`` of one sample: (1, size, size) float tensors of 0/1.
 
     ``p = keep_min + u / keep_div`` is the keep probability of every grid cell. Each mask is a
-    coarse (13 x 13) times a fine (g x g) grid; where both masks are 0 a filler grid (a fresh
-    coarse, fine or g3 x g3 grid, 1/3 each) decides which view shows the pixel, so
+    coarse (13 x 13) times a fine (g x g) grid (g in {26, 27}, one draw for both masks); where both
+    masks are 0 a filler grid (a fresh coarse, fine or g3 x g3 grid, probabilities 0.33 / 0.33 /
+    0.34) decides which view shows the pixel, so
     ``M1 + M2 >= 1`` everywhere; then the two masks are swapped with probability 1/2. Draws come
     from torch's global generator.
     """
@@ -309,7 +313,8 @@ def cud_masks(size: int, cfg: Config | None = None) -> tuple[torch.Tensor, torch
     g3 = grids[int(torch.randint(len(grids), ()))]
     a = _grid(cfg.coarse_grid, size, p) * _grid(g, size, p)
     b = _grid(cfg.coarse_grid, size, p) * _grid(g, size, p)
-    filler = _grid((cfg.coarse_grid, g, g3)[int(torch.randint(3, ()))], size, p)
+    u = float(torch.rand(()))  # the official code's thresholds 0.33 / 0.66
+    filler = _grid(cfg.coarse_grid if u < 0.33 else g if u < 0.66 else g3, size, p)
     hidden = (a == 0) & (b == 0)
     a = torch.where(hidden & (filler == 1), 1.0, a)
     b = torch.where(hidden & (filler == 0), 1.0, b)
