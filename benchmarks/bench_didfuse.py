@@ -39,7 +39,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ivfuse.methods.didfuse import DIDFuse, DIDFuseNet, _cpu_has_bf16, fold_batchnorm, load_weights
+from ivfuse.methods._torch import cpu_has_bf16
+from ivfuse.methods.didfuse import DIDFuse, DIDFuseNet, fold_batchnorm, load_weights
 from ivfuse.methods.registry import weights_path
 from ivfuse.nn.fusion import RULES
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compile:
         lib_c = DIDFuse(net, rule=rule, tile=None, compile=True)
         paths.append(("ivfuse-compile", lib_c.fuse_tensor, torch.inference_mode))
-    bf16_ok = _cpu_has_bf16()
+    bf16_ok = cpu_has_bf16()
     if not bf16_ok:
         print(
             f"bf16 paths skipped: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native "

@@ -265,12 +265,12 @@ def test_bf16_stays_within_one_gray_level_with_trained_weights():
 
 
 def test_bf16_warns_on_cpus_without_native_bfloat16(net, monkeypatch):
-    import ivfuse.methods.didfuse as mod
+    import ivfuse.methods._torch as mod
 
-    monkeypatch.setattr(mod, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(mod, "cpu_has_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match="emulated"):
         DIDFuse(net, precision="bf16")
-    monkeypatch.setattr(mod, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(mod, "cpu_has_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DIDFuse(net, precision="bf16")

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError, WeightsError
+from ..errors import InputError
 from ..nn.fusion import RULES
 from ..nn.losses import dssim, gradient_l1
-from .registry import register, weights_path
+from . import _torch
+from .registry import register
 
 PAPER = (
     "Z. Zhao, S. Xu, C. Zhang, J. Liu, J. Zhang, P. Li, DIDFuse: Deep Image Decomposition "
@@ -319,13 +320,6 @@ def training_spec(config: Config | None = None):
 HALO = 8
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class DIDFuse:
     """Fuser: ``fuse(ir, vi)`` on float32 (H, W) luma planes in [0, 1] -> fused (H, W) in [0, 1].
 
@@ -368,7 +362,7 @@ class DIDFuse:
         self.tile = tile
         self.margin = margin
         self.precision = precision
-        if precision == "bf16" and self.device.type == "cpu" and not _cpu_has_bf16():
+        if precision == "bf16" and self.device.type == "cpu" and not _torch.cpu_has_bf16():
             warnings.warn(
                 "precision='bf16': this CPU has no native bfloat16 (AVX512-BF16/AMX), so bf16 "
                 "is emulated and slower than fp32",
@@ -403,66 +397,18 @@ class DIDFuse:
 
     def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W), tiled when large."""
-        h, w = ir.shape[-2:]
-        t, m = self.tile, self.margin
-        if t is None or (h <= t and w <= t):
-            return self._forward(ir, vi)
-        out = torch.empty_like(ir)
-        for y0 in range(0, h, t):
-            for x0 in range(0, w, t):
-                y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                ya, xa = max(y0 - m, 0), max(x0 - m, 0)
-                yb, xb = min(y1 + m, h), min(x1 + m, w)
-                r = self._forward(ir[..., ya:yb, xa:xb], vi[..., ya:yb, xa:xb])
-                out[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
-        return out
+        return _torch.tiled(self._forward, ir, vi, self.tile, self.margin)
 
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir = np.asarray(ir, dtype=np.float32)
-        vi = np.asarray(vi, dtype=np.float32)
-        if ir.ndim != 2 or vi.ndim != 2:
-            raise InputError(f"DIDFuse fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
-        if ir.shape != vi.shape:
-            raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
-        if min(ir.shape) < 2:
-            raise InputError(f"image too small for DIDFuse: {ir.shape}")
-        with torch.inference_mode():
-            ti = torch.from_numpy(ir)[None, None].to(self.device)
-            tv = torch.from_numpy(vi)[None, None].to(self.device)
-            out = self.fuse_tensor(ti, tv)
-        return np.clip(out[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+        ir, vi = _torch.planes(ir, vi, "DIDFuse")
+        return _torch.run_planes(self.fuse_tensor, ir, vi, self.device)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DIDFuseNet, dict]:
     """Build a :class:`DIDFuseNet` from a safetensors file (no pickle). Returns (net, metadata)."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"no DIDFuse weights at {path}; train them with `ivfuse train didfuse --data DIR "
-            f"--out RUN` and pass weights=RUN/weights.safetensors"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as e:  # safetensors raises several types for corrupt files
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("method", "didfuse") != "didfuse":
-        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not didfuse")
-    channels = 64
-    if "config" in meta:
-        channels = int(json.loads(meta["config"]).get("channels", 64))
-    net = DIDFuseNet(channels)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "key mismatch"
-        raise WeightsError(f"{path}: does not match the DIDFuse network ({first})") from e
+    state, meta = _torch.read_weights(path, "didfuse", "DIDFuse")
+    net = DIDFuseNet(int(_torch.config_of(meta).get("channels", 64)))
+    _torch.load_state(net, state, path, "DIDFuse")
     return net.to(device).eval(), meta
 
 
@@ -484,13 +430,6 @@ def create_didfuse(
 ) -> DIDFuse:
     """DIDFuse with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
     if weights is None:
-        ref = weights_path(WEIGHTS_FILE)
-        if not ref.is_file():
-            raise WeightsError(
-                "DIDFuse weights are not installed (ivfuse/weights/didfuse.safetensors); train "
-                "them with `ivfuse train didfuse --data DIR --out RUN` and pass "
-                "weights=RUN/weights.safetensors"
-            )
-        weights = Path(str(ref))
+        weights = _torch.shipped(WEIGHTS_FILE, "didfuse", "DIDFuse")
     net, _ = load_weights(weights, device=device)
     return DIDFuse(net, rule=rule, device=device, tile=tile, precision=precision, compile=compile)

@@ -1,0 +1,142 @@
+"""What every deep method's fuser shares: weights files, input checks, tensors and tiles.
+
+A deep method file keeps its paper (network, losses, fusion rule); the plumbing around it lives here:
+
+* :func:`shipped` - the path of the shipped weights, or a :class:`WeightsError` saying how to train;
+* :func:`read_weights` - tensors and metadata of a safetensors file (no pickle), with one clear
+  error for a missing, unreadable or foreign file, and :func:`load_state` for a strict load;
+* :func:`planes` - the two float32 luma planes a fuser accepts, checked;
+* :func:`run_planes` - numpy planes -> (1, 1, H, W) tensors -> the fused numpy plane in [0, 1];
+* :func:`tiled` - a forward run over overlapping tiles whose margins exceed the receptive field,
+  so that the cropped tile centres equal the untiled result while memory stays bounded;
+* :func:`cpu_has_bf16` - whether bfloat16 is native on this CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, WeightsError
+from .registry import weights_path
+
+
+def _train_hint(method: str) -> str:
+    return (
+        f"train them with `ivfuse train {method} --data DIR --out RUN` "
+        "and pass weights=RUN/weights.safetensors"
+    )
+
+
+def shipped(filename: str, method: str, label: str) -> Path:
+    """Path of the weights file shipped in ``ivfuse/weights/``; WeightsError when it is absent."""
+    ref = weights_path(filename)
+    if not ref.is_file():
+        raise WeightsError(
+            f"{label} weights are not installed (ivfuse/weights/{filename}); {_train_hint(method)}"
+        )
+    return Path(str(ref))
+
+
+def read_weights(path: str | Path, method: str, label: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file written for ``method``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no {label} weights at {path}; {_train_hint(method)}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("method", method) != method:
+        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not {method}")
+    return state, meta
+
+
+def config_of(meta: dict[str, str]) -> dict[str, Any]:
+    """The training config stored in a weights file's metadata (``{}`` when there is none)."""
+    try:
+        return dict(json.loads(meta["config"])) if "config" in meta else {}
+    except ValueError:
+        return {}
+
+
+def load_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | Path, label: str) -> nn.Module:
+    """``net`` with ``state`` loaded strictly; WeightsError naming the first mismatch otherwise."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "key mismatch"
+        raise WeightsError(f"{path}: does not match the {label} network ({first})") from e
+    return net
+
+
+def planes(ir: np.ndarray, vi: np.ndarray, label: str, min_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The two sources as float32 2-D planes of one shape, at least ``min_size`` on each side."""
+    ir = np.asarray(ir, dtype=np.float32)
+    vi = np.asarray(vi, dtype=np.float32)
+    if ir.ndim != 2 or vi.ndim != 2:
+        raise InputError(f"{label} fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
+    if ir.shape != vi.shape:
+        raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
+    if min(ir.shape) < min_size:
+        raise InputError(f"image too small for {label}: {ir.shape}")
+    return ir, vi
+
+
+def run_planes(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ir: np.ndarray,
+    vi: np.ndarray,
+    device: torch.device,
+) -> np.ndarray:
+    """``forward`` on (1, 1, H, W) tensors of two checked planes, under inference mode; the result
+    as a float32 (H, W) plane clipped to [0, 1]."""
+    with torch.inference_mode():
+        ti = torch.from_numpy(ir)[None, None].to(device)
+        tv = torch.from_numpy(vi)[None, None].to(device)
+        out = forward(ti, tv)
+    return np.clip(out[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def tiled(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ir: torch.Tensor,
+    vi: torch.Tensor,
+    tile: int | None,
+    margin: int,
+) -> torch.Tensor:
+    """``forward(ir, vi)`` on (N, C, H, W) tensors, in ``tile``-sized pieces each extended by
+    ``margin`` pixels of context (cropped off again) when the image is larger than one tile."""
+    h, w = ir.shape[-2:]
+    if tile is None or (h <= tile and w <= tile):
+        return forward(ir, vi)
+    out = None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa = max(y0 - margin, 0), max(x0 - margin, 0)
+            yb, xb = min(y1 + margin, h), min(x1 + margin, w)
+            r = forward(ir[..., ya:yb, xa:xb], vi[..., ya:yb, xa:xb])
+            if out is None:
+                out = r.new_empty((*r.shape[:-2], h, w))
+            out[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+    return out
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU runs bfloat16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

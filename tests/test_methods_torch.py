@@ -1,0 +1,67 @@
+"""The shared plumbing of the deep methods (ivfuse.methods._torch): weights files, checks, tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from ivfuse.errors import InputError, WeightsError
+from ivfuse.methods import _torch
+
+
+def test_tiles_equal_the_untiled_result_for_a_local_operator():
+    # a 5x5 box filter has a receptive-field radius of 2: margins of 2 reproduce it exactly
+    conv = nn.Conv2d(2, 1, 5, padding=2, padding_mode="reflect", bias=False)
+    nn.init.uniform_(conv.weight)
+
+    def forward(a, b):
+        return conv(torch.cat([a, b], dim=1))
+
+    g = torch.Generator().manual_seed(0)
+    ir, vi = torch.rand(1, 1, 37, 53, generator=g), torch.rand(1, 1, 37, 53, generator=g)
+    with torch.no_grad():
+        whole = forward(ir, vi)
+        exact = _torch.tiled(forward, ir, vi, tile=16, margin=2)
+        short = _torch.tiled(forward, ir, vi, tile=16, margin=1)
+    assert exact.shape == whole.shape
+    assert torch.allclose(exact, whole, atol=1e-6)
+    assert not torch.allclose(short, whole, atol=1e-6)  # too little context shows at the seams
+    assert _torch.tiled(forward, ir, vi, tile=None, margin=0).shape == whole.shape
+
+
+def test_planes_checks_and_run_planes_clips():
+    a = np.zeros((4, 5), np.float32)
+    with pytest.raises(InputError, match="2-D luma planes"):
+        _torch.planes(a[..., None], a, "X")
+    with pytest.raises(InputError, match="sizes differ"):
+        _torch.planes(a, a[:3], "X")
+    with pytest.raises(InputError, match="too small for X"):
+        _torch.planes(a[:1], a[:1], "X")
+    ir, vi = _torch.planes(a + 0.7, a + 0.6, "X")
+    out = _torch.run_planes(lambda x, y: x + y, ir, vi, torch.device("cpu"))
+    assert out.dtype == np.float32 and out.shape == (4, 5) and np.all(out == 1.0)  # 1.3 clipped
+
+
+def test_weights_files(tmp_path):
+    net = nn.Linear(3, 2)
+    path = tmp_path / "w.safetensors"
+    save_file(dict(net.state_dict()), str(path), metadata={"method": "toy", "config": '{"width": 3}'})
+    state, meta = _torch.read_weights(path, "toy", "Toy")
+    assert _torch.config_of(meta) == {"width": 3}
+    other = _torch.load_state(nn.Linear(3, 2), state, path, "Toy")
+    assert torch.equal(other.weight, net.weight)
+    with pytest.raises(WeightsError, match="does not match the Toy network"):
+        _torch.load_state(nn.Linear(4, 2), state, path, "Toy")
+    with pytest.raises(WeightsError, match="weights of method 'toy', not didfuse"):
+        _torch.read_weights(path, "didfuse", "DIDFuse")
+    with pytest.raises(WeightsError, match="train them with `ivfuse train toy"):
+        _torch.read_weights(tmp_path / "none.safetensors", "toy", "Toy")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        _torch.read_weights(tmp_path / "bad.safetensors", "toy", "Toy")
+    with pytest.raises(WeightsError, match="Toy weights are not installed"):
+        _torch.shipped("no_such_method.safetensors", "toy", "Toy")
+    assert _torch.shipped("didfuse.safetensors", "didfuse", "DIDFuse").is_file()
