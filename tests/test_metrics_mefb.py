@@ -201,6 +201,19 @@ def test_qp_computes_the_sources_maps_once(monkeypatch, mef_triple):
     assert M.qp(f, a, b) == v1
 
 
+@pytest.mark.parametrize("n", [9, 40000, 100001])
+def test_order_statistics_are_exact(n):
+    """The banded selection behind the phase congruency noise median equals a full sort, also
+    for heavy ties and for a band that misses (all values equal but a few)."""
+    rng = np.random.default_rng(n)
+    cases = [rng.exponential(size=n), np.round(rng.normal(size=n), 1), np.r_[np.zeros(n - 5), np.ones(5)]]
+    for x in cases:
+        x = x.astype(np.float32)
+        ranks = (n // 2 - 1, n // 2)
+        want = np.sort(x)[list(ranks)]
+        assert np.array_equal(phase._order_statistics(x.copy(), ranks), want)
+
+
 def test_ssim_extra_is_the_mean_over_the_sources(mef_triple):
     """SSIM is not a MEFB metric (not in the default set); for DeFusion's Table 1 it is the mean of
     VIFB's SSIM over the two sources."""

@@ -118,11 +118,30 @@ def _median_of_squares(z: np.ndarray) -> float:
     a += z.imag * z.imag
     a = a.ravel()
     n = a.size
-    k = n // 2
-    if n % 2:
-        return float(np.partition(a, k)[k])
-    part = np.partition(a, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2)
+    ranks = (n // 2,) if n % 2 else (n // 2 - 1, n // 2)
+    v = [np.float64(x) for x in _order_statistics(a, ranks)]
+    return float(v[0]) if len(v) == 1 else float((v[0] + v[1]) / 2)
+
+
+def _order_statistics(a: np.ndarray, ranks: tuple[int, ...]) -> np.ndarray:
+    """The values of rank ``ranks`` (0-based, ascending) of the 1-D array ``a`` (overwritten),
+    exactly: the ranks are located in a band around them estimated from a sample, and only the
+    values inside the band are partitioned (the whole array when the band misses them)."""
+    n = a.size
+    if n >= 1 << 15:
+        sample = np.sort(a[:: max(1, n >> 12)])
+        m = sample.size
+        spread = 4 * int(math.sqrt(m)) + 8  # ~8 standard deviations of the sample quantile
+        lo = sample[max(0, ranks[0] * m // n - spread)]
+        hi = sample[min(m - 1, ranks[-1] * m // n + spread)]
+        below = int(np.count_nonzero(a < lo))
+        band = a[(a >= lo) & (a <= hi)]
+        idx = [r - below for r in ranks]
+        if all(0 <= i < band.size for i in idx):
+            band.partition(idx)
+            return band[idx]
+    a.partition(ranks)
+    return a[list(ranks)]
 
 
 def _phasecong(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
