@@ -546,11 +546,9 @@ def _qcv(t: Triple, alpha: float = 5.0, block: int = 16) -> float:
 
 def _qy(t: Triple) -> float:
     a, b = t.sources("QY")
-    f = t.fused
-    opts = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16, "from_float": True}
-    s_ab, va, vb = ssim_map(a, b, variances=True, **opts)
-    s_af = ssim_map(a, f, **opts)[0]
-    s_bf = ssim_map(b, f, **opts)[0]
+    s_ab, va, vb = ssim_map(a, b, variances=True, **_YANG)
+    s_af = _yang_map(t, a)
+    s_bf = _yang_map(t, b)
     assert va is not None and vb is not None
     # where SSIM(A,B) >= 0.75: l SSIM(A,F) + (1 - l) SSIM(B,F), l = var_A / (var_A + var_B);
     # elsewhere max(SSIM(A,F), SSIM(B,F)). As in metricYang.m, a NaN weight (0/0) drops the
@@ -569,6 +567,18 @@ def _qy(t: Triple) -> float:
 _YANG = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16, "from_float": True}
 
 
+def _yang_map(t: Triple, s: Plane) -> np.ndarray:
+    """Z. Liu's ``ssim_yang`` map of a source with F (7 x 7 Gaussian, C1 = C2 = 2e-16), shared
+    by QY and QC (read-only)."""
+
+    def compute() -> np.ndarray:
+        m = ssim_map(s, t.fused, **_YANG)[0]
+        m.setflags(write=False)
+        return m
+
+    return t.cached(("yang_map", id(s)), compute)
+
+
 def _covariance(x: Plane, y: Plane, size: int, sigma: float) -> np.ndarray:
     """'valid' Gaussian-window covariance E[xy] - mu_x mu_y (float64 images)."""
     k = fspecial_gaussian_1d(size, sigma)
@@ -582,8 +592,8 @@ def _covariance(x: Plane, y: Plane, size: int, sigma: float) -> np.ndarray:
 def _qc(t: Triple) -> float:
     a, b = t.sources("QC")
     f = t.fused
-    s_af = ssim_map(a, f, **_YANG)[0]
-    s_bf = ssim_map(b, f, **_YANG)[0]
+    s_af = _yang_map(t, a)
+    s_bf = _yang_map(t, b)
     c_af = _covariance(a, f, 7, 1.5)
     c_bf = _covariance(b, f, 7, 1.5)
     with np.errstate(divide="ignore", invalid="ignore"):
