@@ -416,7 +416,8 @@ def _mefb_defs() -> dict[str, _Def]:
         fam, direction, needs, meaning, _, fn, al, col = v[key]
         meaning = meaning.replace("VI,F", "A,F").replace("IR,F", "B,F")
         source = f"{_MEFB_SRC}: metrics{mefb_name}.m"
-        return (fam, direction, needs, meaning, source, fn, (mefb_name, *al, *aliases), col)
+        names = tuple(n for n in dict.fromkeys((mefb_name, *al, *aliases)) if n != key)
+        return (fam, direction, needs, meaning, source, fn, names, col)
 
     src = _MEFB_SRC
     return {
