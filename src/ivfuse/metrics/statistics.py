@@ -77,6 +77,11 @@ def _sf_concat(planes: list[Plane]) -> float:
     return math.sqrt(rf / total + cf / total)
 
 
+def _sf_plane(p: Plane) -> float:
+    """SF of one channel, normaliser M N (MEFB's ``metricsSpatial_frequency.m``, per channel)."""
+    return _sf_concat([p])
+
+
 def _ag_central_u8(u: np.ndarray) -> float:
     """sum of sqrt(4 (gx^2 + gy^2)) of MATLAB ``gradient`` for 8-bit data: the differences and
     their squares are exact in float32 (< 2^24); the square roots are summed in float64."""
