@@ -19,7 +19,6 @@ numbers); ``shared/design/defusion.md`` records its facts and where it departs f
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, fields
@@ -32,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import InputError, WeightsError
+from ..errors import InputError
 from ..nn.resnest import init_conv_weights, stage
-from .registry import register, weights_path
+from ._torch import config_of, load_state, planes, read_weights, shipped
+from .registry import register
 
 PAPER = (
     "P. Liang, J. Jiang, X. Liu, J. Ma, Fusion from Decomposition: A Self-Supervised Decomposition "
@@ -606,12 +606,11 @@ class DeFusion:
         return res
 
     @staticmethod
-    def _check(a: np.ndarray, b: np.ndarray, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    def _rgb(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = np.asarray(a, dtype=np.float32)
         b = np.asarray(b, dtype=np.float32)
-        if a.ndim != ndim or b.ndim != ndim or (ndim == 3 and (a.shape[-1] != 3 or b.shape[-1] != 3)):
-            want = "(H, W)" if ndim == 2 else "(H, W, 3)"
-            raise InputError(f"DeFusion expects two {want} arrays, got shapes {a.shape} and {b.shape}")
+        if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != 3 or b.shape[-1] != 3:
+            raise InputError(f"DeFusion fuse_rgb expects two (H, W, 3) arrays, got {a.shape} and {b.shape}")
         if a.shape != b.shape:
             raise InputError(f"sizes differ: {a.shape} vs {b.shape}")
         if min(a.shape[:2]) < 2:
@@ -619,14 +618,14 @@ class DeFusion:
         return a, b
 
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = self._check(ir, vi, 2)
+        ir, vi = planes(ir, vi, "DeFusion")
         res = self.run(np.repeat(ir[..., None], 3, axis=-1), np.repeat(vi[..., None], 3, axis=-1))
-        planes = {k: np.clip(v @ _LUMA, 0, 1) for k, v in res.items()}
-        self.last_maps = {k: planes[k] for k in ("common", "unique1", "unique2")}
-        return planes["fused"]
+        luma = {k: np.clip(v @ _LUMA, 0, 1) for k, v in res.items()}
+        self.last_maps = {k: luma[k] for k in ("common", "unique1", "unique2")}
+        return luma["fused"]
 
     def fuse_rgb(self, a: np.ndarray, b: np.ndarray, *, task: str = "mef") -> np.ndarray:
-        a, b = self._check(a, b, 3)
+        a, b = self._rgb(a, b)
         swap = task == "mef" and float(b.mean()) > float(a.mean())
         res = self.run(b, a) if swap else self.run(a, b)
         u1, u2 = ("unique2", "unique1") if swap else ("unique1", "unique2")
@@ -635,38 +634,17 @@ class DeFusion:
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DeNet, dict]:
-    """Build a :class:`DeNet` from a safetensors file (no pickle). Returns (net, metadata).
+    """Build a :class:`DeNet` from a safetensors file (no pickle). Returns (net, metadata with the
+    training config as a dict).
 
-    Accepts DeNet's own tensors (``weights.safetensors`` of a run, the shipped file) and a training
-    checkpoint's model exported as is (``net.``-prefixed keys plus the ``iteration`` counter)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"no DeFusion weights at {path}; train them with `ivfuse train defusion --data "
-            f"NATURAL_IMAGES --out RUN` and pass weights=RUN/weights.safetensors"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as e:  # safetensors raises several types for corrupt files
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("method", "defusion") != "defusion":
-        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not defusion")
+    Accepts DeNet's own tensors (``weights.safetensors`` of a run, the shipped file, float16 or
+    float32) and a training checkpoint's model exported as is (``net.``-prefixed keys plus the
+    ``iteration`` counter, as ``scripts/ship_weights.py`` writes them)."""
+    state, meta = read_weights(path, "defusion", "DeFusion")
     state.pop("iteration", None)
     state = {k.removeprefix("net."): v.to(torch.float32) for k, v in state.items()}
-    net = DeNet()
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "key mismatch"
-        raise WeightsError(f"{path}: does not match the DeFusion network ({first})") from e
-    if "config" in meta:
-        meta = {**meta, "config": json.loads(meta["config"])}
-    return net.to(device).eval(), meta
+    net = load_state(DeNet(), state, path, "DeFusion")
+    return net.to(device).eval(), {**meta, "config": config_of(meta)}
 
 
 @register(
@@ -687,13 +665,6 @@ def create_defusion(
 ) -> DeFusion:
     """DeFusion with the shipped weights (or ``weights=`` a safetensors file)."""
     if weights is None:
-        ref = weights_path(WEIGHTS_FILE)
-        if not ref.is_file():
-            raise WeightsError(
-                "DeFusion weights are not installed (ivfuse/weights/defusion.safetensors); train them "
-                "with `ivfuse train defusion --data NATURAL_IMAGES --out RUN` (e.g. "
-                "../shared/data/natural/BSDS500) and pass weights=RUN/weights.safetensors"
-            )
-        weights = Path(str(ref))
+        weights = shipped(WEIGHTS_FILE, "defusion", "DeFusion")
     net, _ = load_weights(weights, device=device)
     return DeFusion(net, device=device, pad=pad, parts=parts, compile=compile)
