@@ -475,3 +475,13 @@ def test_fusion_ssim_is_bounded_on_8bit_images_with_flat_regions():
     m = fusion_ssim_map(*(torch.from_numpy(a.astype(np.float32))[None, None] for a in (f, i1, i2)))
     assert m.dtype == torch.float32 and bool(torch.isfinite(m).all())
     assert float(m.min()) >= -1.0 - 1e-5 and float(m.max()) <= 1.0 + 1e-5
+
+
+def test_training_spec_is_the_papers_optimiser_and_loss():
+    spec = training_spec()
+    assert spec.batch_size == 1 and [s.name for s in spec.stages] == ["joint"]
+    opt = spec.stages[0].optimizer([torch.nn.Parameter(torch.zeros(1))])
+    assert isinstance(opt, torch.optim.Adam)
+    d = opt.defaults
+    assert d["lr"] == 1e-4 and d["betas"] == (0.9, 0.999) and d["weight_decay"] == 5e-3  # Sec. IV-A
+    assert spec.total_epochs == 32 and spec.extra_card["reduced_scale"] is True
