@@ -485,3 +485,16 @@ def test_training_spec_is_the_papers_optimiser_and_loss():
     d = opt.defaults
     assert d["lr"] == 1e-4 and d["betas"] == (0.9, 0.999) and d["weight_decay"] == 5e-3  # Sec. IV-A
     assert spec.total_epochs == 32 and spec.extra_card["reduced_scale"] is True
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(network="no_ifem"), dict(network="hc", stages=4), dict(stages=1, recon_loss="mae")]
+)
+def test_variants_train_and_load_back(data, tmp_path, kw):
+    card = train(training_spec(_tiny(1, **kw)), RunOptions(data, tmp_path / "v", seed=0, progress=False))
+    for k, v in kw.items():
+        assert card["deviations_from_recipe"][k] == {"used": v, "recipe": getattr(Config(), k)}
+    net, _ = load_weights(tmp_path / "v" / "weights.safetensors")
+    assert net.network == kw.get("network", "ifem") and len(net.ivif.int) == kw.get("stages", 3) - 1
+    f = registry.create("ifesnet", weights=tmp_path / "v" / "weights.safetensors")
+    assert f.fuse(np.full((9, 11), 0.2, np.float32), np.full((9, 11), 0.7, np.float32)).shape == (9, 11)
