@@ -190,9 +190,18 @@ def test_information_exchange_by_hand():
         -(np.tanh(4.5) + np.tanh(2.0)), rel=1e-6
     )
     out = {"fused": torch.zeros(1, 1, 1, 2), "exchanged": [(a1, b1), (a2, b2)], "tau_i": torch.zeros(1)}
-    t = cien_loss(Config(), torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), out)
+    # normalized: level 1 (1+4+4+0) / (1+4+0+1 + 0+0+4+1) = 9/11, level 2 4 / (9+1)
+    assert information_exchange([(a1, b1), (a2, b2)], "normalized").item() == pytest.approx(
+        -(9 / 11 + 4 / 10), rel=1e-6
+    )
+    # scale-free: 100x larger exchanged informations give the same value
+    big = [(100 * a1, 100 * b1), (100 * a2, 100 * b2)]
+    assert information_exchange(big, "normalized").item() == pytest.approx(-(9 / 11 + 4 / 10), rel=1e-6)
+    out = {"fused": torch.zeros(1, 1, 1, 2), "exchanged": [(a1, b1), (a2, b2)], "tau_i": torch.zeros(1)}
+    t = cien_loss(Config(ie_form="paper"), torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), out)
     assert t["fidelity"].item() == 0.0
     assert t["total"].item() == pytest.approx(10 * -6.5)  # L_wf + mu L_IE, mu = 10
+    assert Config().ie_form == "normalized"
 
 
 def test_wae_loss_by_hand():

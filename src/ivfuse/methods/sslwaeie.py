@@ -43,7 +43,7 @@ WEIGHTS_FILE = "sslwaeie.safetensors"
 
 NETWORKS = ("iee", "no_iee", "sl_iee")
 LOSSES = ("cien", "wf", "f")
-IE_FORMS = ("paper", "tanh")
+IE_FORMS = ("normalized", "paper", "tanh")
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,8 +87,14 @@ class Config:
     * Stage 2 trains CIEN on L_CIEN and fine-tunes the WAE *encoder* through it at
       ``finetune_factor`` x lr; the decoder gets no gradient from L_CIEN (the letter gives no
       reconstruction term for stage 2) and keeps its stage-1 weights.
-    * ``ie_form``: ``"paper"`` is Eq. (14) as printed (unbounded below); ``"tanh"`` uses
-      ``-sum_l tanh(mean_pixels sum_c (dE_i - dE_v)^2)``, bounded in [-3, 0].
+    * ``ie_form`` (L_IE, see :func:`information_exchange`): ``"paper"`` is Eq. (14) as printed.
+      It ran away in our first run (same stage 1): its epoch mean went -122, -265, -547, -1057
+      in the first four epochs of stage 2, doubling every epoch (growing IEM and encoder weights,
+      not a better exchange), while L_wf went 0.0131 -> 0.0083. ``"tanh"`` bounds it, but the
+      per-level terms of the pre-trained features start at 0.7, 6.7 and 92, so tanh is saturated
+      at two of the three levels from the first step. The default ``"normalized"`` divides each
+      level's ``||dE_i - dE_v||^2`` by ``||dE_i||^2 + ||dE_v||^2``: bounded in [-3, 0] and
+      scale-free, so only a real difference of the exchanged informations lowers it.
 
     Training schedule (the letter gives no epochs): ``wae_epochs`` and ``cien_epochs`` epochs of
     ``crops_per_pair`` random ``crop`` x ``crop`` crops (random horizontal flips) of each
@@ -108,7 +114,7 @@ class Config:
     mu: float = 10.0  # information exchange weight, Eq. (12), Table 3
     ssim_window: int = 11
     eps: float = 1e-6  # guard of tau, Eq. (7)-(8)
-    ie_form: str = "paper"  # "paper" (Eq. 14) | "tanh" (bounded)
+    ie_form: str = "normalized"  # "normalized" (bounded, scale-free) | "paper" (Eq. 14) | "tanh"
     network: str = "iee"  # "iee" | "no_iee" | "sl_iee" (Table 4)
     loss: str = "cien"  # "cien" | "wf" (L2) | "f" (L1) (Table 4)
     pretrain: bool = True  # False: the No-WAE ablation
@@ -353,10 +359,24 @@ def wae_loss(
 
 
 def information_exchange(pairs, form: str = "paper") -> torch.Tensor:
-    """Eq. (14): ``-(1/MN) sum_l ||dE_i^(l) - dE_v^(l)||^2`` (batch mean); ``"tanh"``: bounded."""
+    """L_IE over the levels' pairs ``(dE_i^(l), dE_v^(l))``, averaged over the batch.
+
+    * ``"paper"``: Eq. (14), ``-(1/MN) sum_l ||dE_i^(l) - dE_v^(l)||^2`` (channels summed,
+      pixels averaged). Unbounded below: growing the IEM weights grows it without limit.
+    * ``"tanh"``: ``-sum_l tanh((1/MN) ||dE_i^(l) - dE_v^(l)||^2)``, in [-L, 0].
+    * ``"normalized"``: ``-sum_l ||dE_i^(l) - dE_v^(l)||^2 / (||dE_i^(l)||^2 + ||dE_v^(l)||^2)``
+      per sample, in [-L, 0] (dE >= 0 after the ReLU, so ``(a - b)^2 <= a^2 + b^2``); invariant
+      to the scale of dE, so it rewards different exchanged informations, not larger ones.
+    """
     total = 0.0
     for de_i, de_v in pairs:
-        per_pixel = ((de_i - de_v) ** 2).sum(dim=1).mean()  # sum over channels, mean over N, M, N
+        sq = (de_i - de_v) ** 2
+        if form == "normalized":
+            num = sq.flatten(1).sum(1)
+            den = (de_i**2 + de_v**2).flatten(1).sum(1)
+            total = total + (num / (den + 1e-12)).mean()
+            continue
+        per_pixel = sq.sum(dim=1).mean()  # sum over channels, mean over batch and pixels
         total = total + (torch.tanh(per_pixel) if form == "tanh" else per_pixel)
     return -total
 
