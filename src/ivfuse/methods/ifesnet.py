@@ -204,8 +204,8 @@ def conv3x3(cin: int, cout: int) -> nn.Conv2d:
 
 
 class ConvChain(nn.Module):
-    """3x3 convolutions ``cin -> widths[0] -> ... -> widths[-1]``, ReLU after each but the last
-    when ``out`` is ``"sigmoid"`` (then a sigmoid) or ``"none"``; ReLU after every one for ``"relu"``."""
+    """3x3 convolutions ``cin -> widths[0] -> ... -> widths[-1]`` with a ReLU after each; the last
+    one is followed by a sigmoid instead when ``out="sigmoid"`` (nothing when ``out="none"``)."""
 
     def __init__(self, cin: int, widths: tuple[int, ...], out: str = "relu"):
         super().__init__()
@@ -289,13 +289,12 @@ class IFESNetModel(nn.Module):
         fs = [f]
         s = len(ivif.int) + 1
         if self.network == "no_ifem":
-            fa, fb = ir, vi
+            fa, fb = ir, vi  # F'_0, F''_0
             for n in range(s):
-                fa_prev, fb_prev = fa, fb
                 if n < s - 1 or last_bi:
-                    fa, fb = self.shfe_ir.stage(n, fa_prev), self.shfe_vi.stage(n, fb_prev)
+                    fa, fb = self.shfe_ir.stage(n, fa), self.shfe_vi.stage(n, fb)  # F'_n = C(F'_{n-1})
                 if n < s - 1:
-                    f = ivif.int[n](torch.cat([f, fa, fb], dim=1))
+                    f = ivif.int[n](torch.cat([f, fa, fb], dim=1))  # one-way delivery (Fig. 9b)
                     fs.append(f)
             return fs, fa, fb
         fa = fb = None
