@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, WeightsError
+from ..errors import InputError
 from ..nn.losses import gaussian_window
-from .registry import register, weights_path
+from . import _torch
+from .registry import register
 
 PAPER = (
     "F. Zhao, W. Zhao, H. Lu, Interactive Feature Embedding for Infrared and Visible Image Fusion "
@@ -562,19 +563,7 @@ class IFESNet:
 
     def weights_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) pair -> (1, 2, H, W) weight maps, tiled when larger than ``tile``."""
-        h, w = ir.shape[-2:]
-        t, m = self.tile, self.margin
-        if t is None or (h <= t and w <= t):
-            return self.net.weight_maps(ir, vi)
-        out = ir.new_empty((ir.shape[0], 2, h, w))
-        for y0 in range(0, h, t):
-            for x0 in range(0, w, t):
-                y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                ya, xa = max(y0 - m, 0), max(x0 - m, 0)
-                yb, xb = min(y1 + m, h), min(x1 + m, w)
-                r = self.net.weight_maps(ir[..., ya:yb, xa:xb], vi[..., ya:yb, xa:xb])
-                out[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
-        return out
+        return _torch.tiled(self.net.weight_maps, ir, vi, self.tile, self.margin)
 
     def weight_maps(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(W_1, W_2)`` of Eq. (4) as float32 (H, W) arrays (smoothed when ``smooth``)."""
@@ -596,45 +585,15 @@ class IFESNet:
 
 
 def _check_planes(ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ir = np.ascontiguousarray(ir, dtype=np.float32)
-    vi = np.ascontiguousarray(vi, dtype=np.float32)
-    if ir.ndim != 2 or vi.ndim != 2:
-        raise InputError(f"IFESNet fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
-    if ir.shape != vi.shape:
-        raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
-    if min(ir.shape) < 2:
-        raise InputError(f"image too small for IFESNet (reflection padding needs 2 px): {ir.shape}")
-    return ir, vi
+    ir, vi = _torch.planes(ir, vi, "IFESNet")  # reflection padding needs 2 px
+    return np.ascontiguousarray(ir), np.ascontiguousarray(vi)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[IFESNetModel, dict]:
     """Build an :class:`IFESNetModel` from a safetensors file (no pickle). Returns (net, metadata)."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"no IFESNet weights at {path}; train them with `ivfuse train ifesnet --data DIR "
-            "--out RUN` and pass weights=RUN/weights.safetensors"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as e:  # safetensors raises several types for corrupt files
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("method", "ifesnet") != "ifesnet":
-        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not ifesnet")
-    cfg = Config.from_dict(json.loads(meta["config"])) if "config" in meta else Config()
-    net = IFESNetModel(cfg)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "key mismatch"
-        raise WeightsError(f"{path}: does not match the IFESNet network ({first})") from e
+    state, meta = _torch.read_weights(path, "ifesnet", "IFESNet")
+    cfg = Config.from_dict(_torch.config_of(meta)) if "config" in meta else Config()
+    net = _torch.load_state(IFESNetModel(cfg), state, path, "IFESNet")
     return net.to(device).eval(), meta
 
 
@@ -655,13 +614,7 @@ def create_ifesnet(
     """IFESNet with the shipped weights (or ``weights=``); ``smooth=True`` smooths the weight maps,
     ``tile`` (pixels, or ``None``/``"none"`` for one pass) bounds the memory."""
     if weights is None:
-        ref = weights_path(WEIGHTS_FILE)
-        if not ref.is_file():
-            raise WeightsError(
-                "IFESNet weights are not installed (ivfuse/weights/ifesnet.safetensors); train them "
-                "with `ivfuse train ifesnet --data DIR --out RUN` and pass weights=RUN/weights.safetensors"
-            )
-        weights = Path(str(ref))
+        weights = _torch.shipped(WEIGHTS_FILE, "ifesnet", "IFESNet")
     if not isinstance(smooth, bool):
         raise InputError(f"smooth must be true or false, got {smooth!r}")
     if isinstance(tile, str) and tile.lower() == "none":
