@@ -5,6 +5,8 @@
 Works for every trainable method (``ivfuse methods`` lists them), on a finished run and on the
 checkpoint of an unfinished one (the card then says how many of the recipe's epochs were done,
 ``reduced_scale: true``). ``--metrics`` adds a JSON object of test-set metrics to the card.
+``--half`` stores float16 tensors when the fused synthetic night scene stays within one gray level
+of the float32 weights' (the card records the difference and ``stored_dtype``).
 The recipe's epoch count and the paper come from the method module (``Config``, ``PAPER``).
 """
 
@@ -27,6 +29,11 @@ def main() -> None:
     ap.add_argument("run", help="run folder of `ivfuse train` (checkpoint.pt, card.json, weights)")
     ap.add_argument("--metrics", default=None, help="JSON file with test-set metrics")
     ap.add_argument("--dest", default=str(ROOT / "src" / "ivfuse" / "weights"), help="target folder")
+    ap.add_argument(
+        "--half",
+        action="store_true",
+        help="store float16 tensors (half the size), only if the fused output stays within 1 gray level",
+    )
     args = ap.parse_args()
     info = registry.info(args.method)
     if not info.trainable or info.weights is None:
@@ -49,6 +56,15 @@ def main() -> None:
         metrics=metrics,
         paper=getattr(mod, "PAPER", info.paper),
     )
+    if args.half:
+        from ivfuse.train.compact import halve_weights
+
+        try:
+            card["float16_max_diff_gray"] = halve_weights(info.name, weights)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}; shipped as float32") from None
+        card["stored_dtype"] = "float16"
+        weights.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     print(
         f"shipped {info.name}: {card['epochs']}/{card.get('recipe_epochs')} epochs "
         f"(reduced_scale={card['reduced_scale']}) to {dest}"

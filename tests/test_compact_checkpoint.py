@@ -3,6 +3,7 @@ weights, a rebuilt optimiser state that loads, and the size saving."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ivfuse.train.compact import (
@@ -71,3 +72,40 @@ def test_pack_unpack_keeps_weights_and_rebuilds_adam(tmp_path):
     unpack_file(tmp_path / "small.pt", tmp_path / "again.pt")
     again = torch.load(tmp_path / "again.pt", weights_only=True)
     assert torch.equal(again["model"]["0.weight"], ck["model"]["0.weight"])
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_halve_weights_keeps_the_fused_image_within_a_gray_level(tmp_path, one_thread):
+    from safetensors import safe_open
+
+    from ivfuse.methods.defusion import DeNet, load_weights
+    from ivfuse.train.checkpoint import export_safetensors
+    from ivfuse.train.compact import halve_weights
+
+    torch.manual_seed(0)
+    net = DeNet()
+    with torch.no_grad():  # an untrained net saturates; scale the fused head into [0, 1]
+        net.head_fused.conv.weight.mul_(2e-3)
+        net.head_fused.conv.bias.fill_(0.3)
+    path = tmp_path / "w.safetensors"
+    export_safetensors(path, net.state_dict(), {"method": "defusion"})
+    full = path.stat().st_size
+    with pytest.raises(ValueError, match="gray levels"):
+        halve_weights("defusion", path, limit_gray=-1.0, size=(40, 48))  # refused: stays float32
+    assert path.stat().st_size == full
+    diff = halve_weights("defusion", path, size=(40, 48))
+    assert 0.0 <= diff <= 1.0
+    assert path.stat().st_size < 0.55 * full
+    with safe_open(str(path), framework="pt") as f:
+        assert f.get_tensor("head_fused.conv.weight").dtype == torch.float16
+        assert f.metadata()["dtype"] == "float16"
+    back, _ = load_weights(path)
+    assert back.head_fused.conv.weight.dtype == torch.float32
+    assert not list(tmp_path.glob(".*fp16*"))

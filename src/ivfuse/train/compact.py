@@ -113,3 +113,49 @@ def max_relative_error(rng: tuple[float, float]) -> float:
     """Largest relative error of a decoded value for a tensor of log2 range ``rng``."""
     lo, hi = rng
     return math.exp2((hi - lo) / (2 * _LEVELS)) - 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# half-precision weights files
+
+
+def halve_weights(
+    method: str, path: str | Path, *, limit_gray: float = 1.0, size: tuple[int, int] = (240, 320)
+) -> float:
+    """Rewrite the weights file ``path`` of ``method`` with float16 tensors (half the size) if the
+    result stays within ``limit_gray`` gray levels of the float32 one; returns that difference.
+
+    The check fuses the synthetic night scene (``size``, seed 0: infrared + colour visible) with
+    both files through :class:`ivfuse.api.Pipeline`, rounds both to 8 bits as written to disk and
+    takes the largest absolute difference. Over the limit the file is left as it was and
+    ``ValueError`` says by how much. Loaders convert the float16 tensors back to float32.
+    """
+    import os
+
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from ..api import Pipeline
+    from ..data.synthetic import night_scene
+    from .checkpoint import export_safetensors
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    state = load_file(str(path))
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    tmp = path.with_name(f".{path.stem}.fp16.safetensors")
+    export_safetensors(tmp, half, {**meta, "dtype": "float16"})
+    try:
+        scene = night_scene(*size, seed=0)
+        out = [np.round(Pipeline(method, weights=str(p)).fuse(scene.ir, scene.vi) * 255) for p in (path, tmp)]
+        diff = float(np.abs(out[0] - out[1]).max())
+        if diff > limit_gray:
+            raise ValueError(
+                f"float16 weights change the fused night scene by {diff:g} gray levels (limit {limit_gray:g})"
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return diff
