@@ -135,6 +135,13 @@ def test_tiled_equals_untiled(rng):
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
 
+def test_parameter_count_is_what_runs_at_test_time():
+    net = _net()
+    n = SSLWAEIE(net).parameter_count()
+    dec = sum(p.numel() for p in net.wae.decoder.parameters())
+    assert n == sum(p.numel() for p in net.parameters()) - dec and dec > 0
+
+
 def test_fuser_errors():
     fuser = SSLWAEIE(_net())
     with pytest.raises(Exception, match="sizes differ"):

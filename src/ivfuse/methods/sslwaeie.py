@@ -31,15 +31,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError, WeightsError
 from ..nn.losses import ssim_map
-from .registry import register, weights_path
+from ._torch import config_of, load_state, planes, read_weights, run_planes, shipped, tiled
+from .registry import register
 
 PAPER = (
     "SSL-WAEIE: self-supervised infrared-visible fusion with a weighted auto-encoder and a "
     "convolutional information exchange network (letter; authors and venue not stated)"
 )
 WEIGHTS_FILE = "sslwaeie.safetensors"
+LABEL = "SSL-WAEIE"
 
 NETWORKS = ("iee", "no_iee", "sl_iee")
 LOSSES = ("cien", "wf", "f")
@@ -496,79 +497,32 @@ class SSLWAEIE:
 
     def tau_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) -> tau_i (1, 1, H, W), tiled when large."""
-        h, w = ir.shape[-2:]
-        t, m = self.tile, self.margin
         ir = ir.contiguous(memory_format=torch.channels_last)
         vi = vi.contiguous(memory_format=torch.channels_last)
-        if t is None or (h <= t and w <= t):
-            return self.net.tau(ir, vi)
-        out = torch.empty_like(ir)
-        for y0 in range(0, h, t):
-            for x0 in range(0, w, t):
-                y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                ya, xa = max(y0 - m, 0), max(x0 - m, 0)
-                yb, xb = min(y1 + m, h), min(x1 + m, w)
-                r = self.net.tau(ir[..., ya:yb, xa:xb], vi[..., ya:yb, xa:xb])
-                out[..., y0:y1, x0:x1] = r[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
-        return out
+        return tiled(self.net.tau, ir, vi, self.tile, self.margin)
 
     def contributions(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """Contribution map tau_i of the infrared image, float32 (H, W) in [0, 1] (Eq. 7)."""
-        ir, vi = _check_planes(ir, vi)
-        with torch.inference_mode():
-            ti = torch.from_numpy(ir)[None, None].to(self.device)
-            tv = torch.from_numpy(vi)[None, None].to(self.device)
-            tau = self.tau_tensor(ti, tv)
-        return np.clip(tau[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+        ir, vi = planes(ir, vi, LABEL)
+        return run_planes(self.tau_tensor, ir, vi, self.device)
 
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = _check_planes(ir, vi)
+        ir, vi = planes(ir, vi, LABEL)
         tau_i = self.contributions(ir, vi)
         self.last_maps = {"contributions": tau_i}
         fused = tau_i * ir + (1.0 - tau_i) * vi  # Eq. (1) with tau_v = 1 - tau_i
         return np.clip(fused, 0.0, 1.0).astype(np.float32)
 
-
-def _check_planes(ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ir = np.ascontiguousarray(ir, dtype=np.float32)
-    vi = np.ascontiguousarray(vi, dtype=np.float32)
-    if ir.ndim != 2 or vi.ndim != 2:
-        raise InputError(f"SSL-WAEIE fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
-    if ir.shape != vi.shape:
-        raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
-    if min(ir.shape) < 2:
-        raise InputError(f"image too small for SSL-WAEIE (reflection padding needs 2 px): {ir.shape}")
-    return ir, vi
+    def parameter_count(self) -> int:
+        """Parameters used at test time (encoder + CIEN; the decoder only serves stage 1)."""
+        return parameter_count(self.net.wae.encoder) + parameter_count(self.net.cien)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLWAEIENet, dict]:
     """Build a :class:`SSLWAEIENet` from a safetensors file (no pickle). Returns (net, metadata)."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"no SSL-WAEIE weights at {path}; train them with `ivfuse train sslwaeie --data DIR "
-            f"--out RUN` and pass weights=RUN/weights.safetensors"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as e:  # safetensors raises several types for corrupt files
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("method", "sslwaeie") != "sslwaeie":
-        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not sslwaeie")
-    cfg = Config.from_dict(json.loads(meta["config"])) if "config" in meta else Config()
-    net = SSLWAEIENet(cfg)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "key mismatch"
-        raise WeightsError(f"{path}: does not match the SSL-WAEIE network ({first})") from e
+    state, meta = read_weights(path, "sslwaeie", LABEL)
+    net = SSLWAEIENet(Config.from_dict(config_of(meta)))
+    load_state(net, state, path, LABEL)
     return net.to(device).eval(), meta
 
 
@@ -588,13 +542,6 @@ def create_sslwaeie(
 ) -> SSLWAEIE:
     """SSL-WAEIE with the shipped weights (or ``weights=``); ``contributions=PATH`` saves tau_i."""
     if weights is None:
-        ref = weights_path(WEIGHTS_FILE)
-        if not ref.is_file():
-            raise WeightsError(
-                "SSL-WAEIE weights are not installed (ivfuse/weights/sslwaeie.safetensors); train "
-                "them with `ivfuse train sslwaeie --data DIR --out RUN` and pass "
-                "weights=RUN/weights.safetensors"
-            )
-        weights = Path(str(ref))
+        weights = shipped(WEIGHTS_FILE, "sslwaeie", LABEL)
     net, _ = load_weights(weights, device=device)
     return SSLWAEIE(net, device=device, tile=tile, contributions=contributions)
