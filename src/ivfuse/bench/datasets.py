@@ -17,11 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.pairs import Pair, find_pairs, list_images
+from ..data.pairs import TASK_FOLDERS, Pair, find_pairs, list_images
 from ..errors import InputError
 
-#: the two source sub-folders of each task, first source first
-TASK_FOLDERS: dict[str, tuple[str, str]] = {"ivif": ("ir", "vi"), "mef": ("under", "over"), "mff": ("a", "b")}
 
 
 @dataclass(frozen=True)
