@@ -21,7 +21,6 @@ from ..data.pairs import TASK_FOLDERS, Pair, find_pairs, list_images
 from ..errors import InputError
 
 
-
 @dataclass(frozen=True)
 class Dataset:
     """One named test set.
