@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # (Re)start or resume a training run in the background, restoring its checkpoint from
 # training_state/NAME/ (committed by scripts/save_training_state.sh) when runs/NAME has none
-# or an older one. Generic form of resume_didfuse_full.sh.
+# or an older one.
 #
 #   scripts/resume_training.sh METHOD NAME [ivfuse train options...]
 #   e.g. scripts/resume_training.sh jcae jcae --data ../shared/data/flir_train --epochs 40 \

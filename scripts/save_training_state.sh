@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Commit the latest checkpoint of a running (or stopped) training to training_state/NAME/ so that
 # a later session can resume it with scripts/resume_training.sh (runs/ is not kept between
-# development sessions). Generic form of save_didfuse_state.sh.
+# development sessions).
 #
 #   scripts/save_training_state.sh NAME        # NAME: the run folder runs/NAME (log: runs/NAME.log)
 #
