@@ -32,15 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, TrainingError, WeightsError
+from ..errors import InputError, TrainingError
 from ..nn.losses import ssim_map
-from .registry import register, weights_path
+from ._torch import config_of, load_state, planes, read_weights, run_planes, shipped
+from .registry import register
 
 PAPER = (
     "Z. Zhang, Y. Gao, M. Xiong, X. Luo, X.-J. Wu, A Joint Convolution Auto-encoder Network "
     "for Infrared and Visible Image Fusion"
 )
 WEIGHTS_FILE = "jcae.safetensors"
+LABEL = "JCAE"
 
 #: fusion rules of :class:`JCAE`: the paper's (Eq. 8 + Eq. 9), and two plain ones for study
 FUSION_RULES = ("paper", "sum", "average")
@@ -430,8 +432,7 @@ def _card_notes(cfg: Config) -> dict[str, Any]:
     notes = [
         "paper: ~1400 gray IFCNN pairs resized to 360x280; here random "
         f"{cfg.crop}x{cfg.crop} crops{' and horizontal flips' if cfg.flip else ''} of the training folder",
-        "paper: Keras, batch size not stated; here PyTorch, batch size "
-        f"{cfg.batch_size}",
+        f"paper: Keras, batch size not stated; here PyTorch, batch size {cfg.batch_size}",
     ]
     if cfg.vgg19 is None:
         notes.append(
@@ -556,51 +557,18 @@ class JCAE:
         return self._forward(ir, vi)
 
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir = np.asarray(ir, dtype=np.float32)
-        vi = np.asarray(vi, dtype=np.float32)
-        if ir.ndim != 2 or vi.ndim != 2:
-            raise InputError(f"JCAE fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
-        if ir.shape != vi.shape:
-            raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
-        if min(ir.shape) < 2:
-            raise InputError(f"image too small for JCAE: {ir.shape}")
-        with torch.inference_mode():
-            ti = torch.from_numpy(ir)[None, None].to(self.device)
-            tv = torch.from_numpy(vi)[None, None].to(self.device)
-            out = self.fuse_tensor(ti, tv)
-        return np.clip(out[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+        ir, vi = planes(ir, vi, LABEL)
+        return run_planes(self.fuse_tensor, ir, vi, self.device)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[JCAENet, dict]:
-    """Build a :class:`JCAENet` from a safetensors file (no pickle). Returns (net, metadata)."""
-    import json
+    """Build a :class:`JCAENet` from a safetensors file (no pickle). Returns (net, metadata).
 
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"no JCAE weights at {path}; train them with `ivfuse train jcae --data DIR --out RUN` "
-            "and pass weights=RUN/weights.safetensors"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as e:  # safetensors raises several types for corrupt files
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("method", "jcae") != "jcae":
-        raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not jcae")
-    common = any(k.startswith("common.") for k in state)
-    if "config" in meta:
-        common = bool(json.loads(meta["config"]).get("common_branch", common))
-    net = JCAENet(common_branch=common)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "key mismatch"
-        raise WeightsError(f"{path}: does not match the JCAE network ({first})") from e
+    Whether the network has a common branch is read from the stored config, else from the keys.
+    """
+    state, meta = read_weights(path, "jcae", LABEL)
+    common = bool(config_of(meta).get("common_branch", any(k.startswith("common.") for k in state)))
+    net = load_state(JCAENet(common_branch=common), state, path, LABEL)
     return net.to(device).eval(), meta
 
 
@@ -622,13 +590,7 @@ def create_jcae(
 ) -> JCAE:
     """JCAE with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
     if weights is None:
-        ref = weights_path(WEIGHTS_FILE)
-        if not ref.is_file():
-            raise WeightsError(
-                "JCAE weights are not installed (ivfuse/weights/jcae.safetensors); train them "
-                "with `ivfuse train jcae --data DIR --out RUN` and pass weights=RUN/weights.safetensors"
-            )
-        weights = Path(str(ref))
+        weights = shipped(WEIGHTS_FILE, "jcae", LABEL)
     net, _ = load_weights(weights, device=device)
     return JCAE(
         net, rule=rule, device=device, activity=activity, activity_ratio=activity_ratio, compile=compile
