@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..nn.resnest import init_conv_weights, stage
+from ._config import MethodConfig
 from ._torch import config_of, load_state, planes, read_weights, shipped
 from .registry import register
 
@@ -54,7 +55,7 @@ RECIPE_EPOCHS = 51
 
 
 @dataclass
-class Config:
+class Config(MethodConfig):
     """DeFusion hyper-parameters; defaults are the official code's (design/defusion.md Sec. 4).
 
     Data (CUD pretext, Sec. 3.2 + 3.3): colour jitter darkening only (brightness, contrast and
@@ -136,17 +137,6 @@ class Config:
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
         if self.schedule_scale < 0:
             raise ValueError(f"schedule_scale must be >= 0 (0: automatic), got {self.schedule_scale}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("splits", "fine_grids", "lr_milestones"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..nn.fusion import RULES
 from ..nn.losses import dssim, gradient_l1
 from . import _torch
+from ._config import MethodConfig
 from .registry import register
 
 PAPER = (
@@ -45,7 +46,7 @@ WEIGHTS_FILE = "didfuse.safetensors"
 
 
 @dataclass
-class Config:
+class Config(MethodConfig):
     """DIDFuse hyper-parameters; defaults are the official code's (= paper Sec. 4 unless noted).
 
     Loss, Eq. (4) of the paper, in the official code's form::
@@ -104,16 +105,6 @@ class Config:
             raise ValueError(f"pixel_term must be 'mse' or 'sq_l2', got {self.pixel_term!r}")
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {sorted(RULES)}, got {self.rule!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["lr_milestones"] = list(self.lr_milestones)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # --------------------------------------------------------------------------------------------

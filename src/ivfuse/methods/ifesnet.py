@@ -28,7 +28,7 @@ of the weight maps (5 x 5, variance 2, Fig. 8) is ``smooth=True``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from torch import nn
 from ..errors import InputError
 from ..nn.losses import gaussian_window
 from . import _torch
+from ._config import MethodConfig
 from .registry import register
 
 PAPER = (
@@ -60,7 +61,7 @@ RECON_LOSSES = ("mse", "mae")  # Eq. (7); "mae": the ablation of Table VI
 
 
 @dataclass
-class Config:
+class Config(MethodConfig):
     """IFESNet hyper-parameters. Defaults: the paper where it speaks, our choices elsewhere.
 
     From the paper: SHFENet = six 3x3 convolutions of 64, 128, 256, 128, 64, 1 channels; IVIFNet
@@ -182,17 +183,6 @@ class Config:
     def widths(self) -> tuple[int, ...]:
         """Feature width of each used stage."""
         return self.stage_widths[: self.stages]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("stage_widths", "recon_widths", "head_widths", "betas"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,7 +397,7 @@ def fusion_ssim_map(
     c = [torch.sqrt(n_px * v) + CONTRAST_EPS for v in var]  # C_n, Eq. (9)
     c_bar = torch.maximum(c[0], c[1])  # Eq. (10)
     cov12 = _box(i1 * i2, window) - mu[0] * mu[1]
-    s_norm2 = (n_px * var[0] / c[0] ** 2 + n_px * var[1] / c[1] ** 2 + 2 * n_px * cov12 / (c[0] * c[1]))
+    s_norm2 = n_px * var[0] / c[0] ** 2 + n_px * var[1] / c[1] ** 2 + 2 * n_px * cov12 / (c[0] * c[1])
     s_norm = torch.sqrt(s_norm2.clamp_min(0.0)).clamp_min(STRUCTURE_EPS)
     a = [xi * c_bar / (s_norm * cn) for cn in c]
     gx = [gauss(x) for x in xs]

@@ -23,7 +23,7 @@ At test time only the encoder and CIEN run; the decoder serves the auxiliary tas
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..nn.losses import ssim_map
+from ._config import MethodConfig
 from ._torch import config_of, load_state, planes, read_weights, run_planes, shipped, tiled
 from .registry import register
 
@@ -53,7 +54,7 @@ IE_FORMS = ("normalized", "paper", "tanh")
 
 
 @dataclass
-class Config:
+class Config(MethodConfig):
     """SSL-WAEIE hyper-parameters. Defaults: the letter where it speaks, our choices elsewhere.
 
     From the letter: Adam with beta1 0.5, beta2 0.999, eps 1e-8, learning rate 2e-5, the WAE at a
@@ -159,17 +160,6 @@ class Config:
     @property
     def stage1_epochs(self) -> int:
         return self.wae_epochs if self.pretrain else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("channels", "ced_channels", "betas"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,9 +334,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11) -> torch.Tensor:
     return ssim_map(x, y, window_size=window).mean()
 
 
-def wae_loss(
-    cfg: Config, ir: torch.Tensor, vi: torch.Tensor, out: dict[str, Any]
-) -> dict[str, torch.Tensor]:
+def wae_loss(cfg: Config, ir: torch.Tensor, vi: torch.Tensor, out: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Eq. (9)-(11): ``L_WAE = L_w-WAE + lam L_ssim`` (per-pixel means, see :class:`Config`)."""
     w_i, w_v = source_weights(ir, vi)
     t = {
