@@ -24,3 +24,15 @@ def shared_dataset(name: str) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny tensors: one torch thread is fastest and leaves the other core to other jobs. Use with
+    ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

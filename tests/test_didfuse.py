@@ -16,7 +16,6 @@ from ivfuse.methods.didfuse import (
     Config,
     DIDFuse,
     DIDFuseNet,
-    create_didfuse,
     didfuse_loss,
     load_weights,
     parameter_count,
@@ -25,14 +24,7 @@ from ivfuse.nn.fusion import RULES, fuse_l1, l1_activity
 from ivfuse.nn.losses import dssim, gradient_l1
 from ivfuse.train.checkpoint import export_safetensors
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest and avoids fighting other jobs for the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -204,23 +196,6 @@ def test_weights_round_trip_through_safetensors(net, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
-def test_weights_errors(tmp_path):
-    with pytest.raises(WeightsError, match="ivfuse train didfuse"):
-        create_didfuse(weights=tmp_path / "missing.safetensors")
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(WeightsError, match="not a readable safetensors"):
-        load_weights(bad)
-    other = tmp_path / "other.safetensors"
-    export_safetensors(other, {"x": torch.zeros(2)}, {"method": "jcae"})
-    with pytest.raises(WeightsError, match="jcae"):
-        load_weights(other)
-    partial = tmp_path / "partial.safetensors"
-    export_safetensors(
-        partial, {"encoder.conv1.conv.weight": torch.zeros(64, 1, 3, 3)}, {"method": "didfuse"}
-    )
-    with pytest.raises(WeightsError, match="does not match"):
-        load_weights(partial)
 
 
 def test_registered_with_metadata():

@@ -45,12 +45,7 @@ runner = CliRunner()
 TINY = dict(stage_widths=(8, 8, 8, 8), recon_widths=(8,), head_widths=(8,))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _convs(model: torch.nn.Module, prefix: str) -> list[tuple[int, int]]:
@@ -386,21 +381,6 @@ def test_fuser_smooth_option(trained):
     assert not np.allclose(smooth.fuse(ir, vi), plain.fuse(ir, vi))
 
 
-def test_weights_errors(tmp_path):
-    with pytest.raises(WeightsError, match="ivfuse train ifesnet"):
-        create_ifesnet(weights=tmp_path / "missing.safetensors")
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(WeightsError, match="not a readable safetensors"):
-        load_weights(bad)
-    other = tmp_path / "other.safetensors"
-    export_safetensors(other, {"x": torch.zeros(2)}, {"method": "jcae"})
-    with pytest.raises(WeightsError, match="jcae"):
-        load_weights(other)
-    partial = tmp_path / "partial.safetensors"
-    export_safetensors(partial, {"ivif.head.convs.0.weight": torch.zeros(3)}, {"method": "ifesnet"})
-    with pytest.raises(WeightsError, match="does not match"):
-        load_weights(partial)
 
 
 def test_registered_with_metadata():

@@ -65,3 +65,27 @@ def test_weights_files(tmp_path):
     with pytest.raises(WeightsError, match="Toy weights are not installed"):
         _torch.shipped("no_such_method.safetensors", "toy", "Toy")
     assert _torch.shipped("didfuse.safetensors", "didfuse", "DIDFuse").is_file()
+
+
+@pytest.mark.parametrize("method", ["didfuse", "jcae", "sslwaeie", "ifesnet", "defusion"])
+def test_weights_errors_of_every_deep_method(method, tmp_path):
+    """Each deep method's weights loading says what is wrong with a file in one WeightsError."""
+    import importlib
+
+    from ivfuse.methods import registry
+    from ivfuse.train.checkpoint import export_safetensors
+
+    load_weights = importlib.import_module(f"ivfuse.methods.{method}").load_weights
+    with pytest.raises(WeightsError, match=f"ivfuse train {method}"):
+        registry.create(method, weights=tmp_path / "missing.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        load_weights(tmp_path / "bad.safetensors")
+    foreign = "jcae" if method != "jcae" else "didfuse"
+    export_safetensors(tmp_path / "other.safetensors", {"x": torch.zeros(2)}, {"method": foreign})
+    with pytest.raises(WeightsError, match=f"method '{foreign}', not {method}"):
+        load_weights(tmp_path / "other.safetensors")
+    partial = {"no.such.weight": torch.zeros(3)}
+    export_safetensors(tmp_path / "partial.safetensors", partial, {"method": method})
+    with pytest.raises(WeightsError, match="does not match"):
+        load_weights(tmp_path / "partial.safetensors")

@@ -24,14 +24,7 @@ from ivfuse.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_check
 from ivfuse.train.spec import Stage, TrainSpec
 from ivfuse.train.trainer import RunOptions, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest and avoids fighting other jobs for the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _write_pairs(root: Path, n: int, size=(30, 26), seed: int = 0) -> Path:
