@@ -310,9 +310,31 @@ def test_vgg19_init_from_fake_state_dict(tmp_path, fmt):
         init_from_vgg19(JCAENet(), tmp_path / "missing.pth")
 
 
-def test_cli_train_with_vgg19_records_it_in_the_card(data, tmp_path):
-    path = tmp_path / "vgg19-fake.pth"
-    torch.save(_fake_vgg19(), path)
+class _NotATensor:
+    """A pickled object that ``torch.load(weights_only=True)`` must refuse to build."""
+
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_vgg19_pth_is_read_without_running_code(tmp_path, capsys):
+    state = _fake_vgg19()
+    state["evil"] = _NotATensor()
+    path = tmp_path / "vgg19-evil.pth"
+    torch.save(state, path)
+    with pytest.raises(TrainingError, match="not a readable VGG19 state dict"):
+        init_from_vgg19(JCAENet(), path)
+    assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["pth", "safetensors"])
+def test_cli_train_with_vgg19_records_it_in_the_card(data, tmp_path, fmt):
+    state = _fake_vgg19()
+    path = tmp_path / f"vgg19-fake.{fmt}"
+    if fmt == "pth":
+        torch.save(state, path)
+    else:
+        save_file(state, str(path))
     out = tmp_path / "run"
     args = ["train", "jcae", "--data", str(data), "--out", str(out), "--epochs", "1", "--crop", "16"]
     r = runner.invoke(app, [*args, "--batch-size", "3", "--vgg19", str(path), "--no-progress"])
@@ -321,10 +343,41 @@ def test_cli_train_with_vgg19_records_it_in_the_card(data, tmp_path):
     assert card["init"] == "vgg19" and card["config"]["vgg19"] == str(path)
     assert len(card["vgg19_sha256"]) == 64
     assert not any("random init" in n for n in card["recipe_notes"])
+    # VGG19 init is the paper's recipe (Sec. 2.4), not a deviation; the tiny run's other settings are
+    dev = card["deviations_from_recipe"]
+    assert "vgg19" not in dev and dev["crop"] == {"used": 16, "recipe": 128}
+    assert card["reduced_scale"] is True  # 1 epoch of 30, 16-px crops
+    # before training, every encoder branch held VGG19's first three convolutions: a fresh build of
+    # the same spec (what the trainer's epoch 0 starts from) equals the file's tensors
+    spec = training_spec(Config(vgg19=str(path)))
+    built = spec.build_model()
+    for br in (built.private_ir, built.private_vi, built.common):
+        assert torch.equal(br.conv1.weight, state["features.0.weight"])
+        assert torch.equal(br.conv3.bias, state["features.5.bias"])
+    # training moved them away from the init (the file initialises, it does not freeze)
+    trained_w = load_file(str(out / "weights.safetensors"))
+    assert not torch.equal(trained_w["common.conv1.weight"], state["features.0.weight"])
     # a method whose Config has no vgg19 field refuses the option with one line
     args = ["train", "didfuse", "--data", str(data), "--out", str(tmp_path / "d"), "--vgg19", str(path)]
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "--vgg19 is not an option of method 'didfuse'" in r.output
+
+
+def test_cli_train_with_missing_vgg19_file_fails_with_one_line(data, tmp_path):
+    args = [
+        "train",
+        "jcae",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "r"),
+        "--epochs",
+        "1",
+        "--crop",
+        "16",
+    ]
+    r = runner.invoke(app, [*args, "--vgg19", str(tmp_path / "nope.pth"), "--no-progress"])
+    assert r.exit_code != 0 and "nope.pth: no such file" in r.output
 
 
 # --------------------------------------------------------------------------------------------

@@ -470,7 +470,9 @@ def training_spec(config: Config | None = None):
     return TrainSpec(
         method="jcae",
         config=cfg,
-        default_config=Config(),
+        # the paper's recipe initialises from VGG19 (Sec. 2.4): a run given a VGG19 file follows it
+        # there (the file is provenance: vgg19_sha256); a random-init run is flagged reduced_scale
+        default_config=Config(vgg19=cfg.vgg19),
         build_model=build,
         dataset=lambda root: RandomCropPairs(root, crop=cfg.crop, flip=cfg.flip),
         stages=[stage],
