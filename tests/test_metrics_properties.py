@@ -363,3 +363,68 @@ def test_mef_ssim_scale_matches_a_patchwise_implementation():
     b = np.clip(a * 0.4 + _scene(7)[:24, :30] * 0.6, 0, 255)
     f = np.clip(0.5 * a + 0.5 * b + np.random.default_rng(3).normal(0, 4, a.shape), 0, 255)
     assert _mef_ssim_scale([a, b], f) == pytest.approx(_mef_ssim_patchwise([a, b], f), rel=1e-9)
+
+
+# ---------------------------------------------------------------------------- QY in flat windows
+
+
+def _qy_two_pass(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> float:
+    """Yang's Q_Y for gray images, written independently of ivfuse: every 7 x 7 window's statistics
+    by the two-pass formulas (var = sum w (x - mu)^2), whose round-off in a flat window is ~1e-28,
+    far below C = 2e-16 (``E[x^2] - mu^2`` leaves ~1e-11 there). Sources A = visible, B = infrared."""
+    g = _core.fspecial_gaussian_1d(7, 1.5)
+    w = np.outer(g, g)
+    c = 2e-16
+
+    def windows(x):
+        return np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), (7, 7))
+
+    def stats(x):
+        win = windows(x)
+        mu = (win * w).sum((-2, -1))
+        return win - mu[..., None, None], mu
+
+    def ssim(x, y):
+        (dx, mx), (dy, my) = stats(x), stats(y)
+        vx, vy, cxy = ((d * e * w).sum((-2, -1)) for d, e in ((dx, dx), (dy, dy), (dx, dy)))
+        s = (2 * mx * my + c) * (2 * cxy + c) / ((mx * mx + my * my + c) * (vx + vy + c))
+        return s, vx, vy
+
+    s_ab, va, vb = ssim(vi, ir)
+    s_af, s_bf = ssim(vi, fused)[0], ssim(ir, fused)[0]
+    lam = va / (va + vb)
+    q = np.where(s_ab >= 0.75, lam * s_af + (1 - lam) * s_bf, np.maximum(s_af, s_bf))
+    return float(q.mean())
+
+
+def test_qy_of_a_flat_source_and_fused_image_is_their_luminance_similarity():
+    """Visible flat at 200 and fused flat at 248: every window's SSIM(A, F) is exactly the luminance
+    term 2 * 200 * 248 / (200^2 + 248^2). Before flat windows were computed exactly, E[x^2] - mu^2
+    round-off made that SSIM 7.1e4 and QY the same (QY above 1 on RoadScene: 5.7 for `max`)."""
+    rng = np.random.default_rng(3)
+    ir = rng.integers(0, 200, (24, 30), dtype=np.uint8)  # textured: SSIM(A, B) ~ 0, the max branch
+    vi = np.full((24, 30), 200, np.uint8)
+    fused = np.full((24, 30), 248, np.uint8)
+    got = M.qy(fused, ir, vi)
+    assert got == pytest.approx(2 * 200 * 248 / (200**2 + 248**2), rel=1e-12)
+    assert got == pytest.approx(_qy_two_pass(fused, ir, vi), rel=1e-9)
+    # both sources flat: l = var_A / (var_A + var_B) is 0/0 in every window, all are dropped
+    assert math.isnan(M.qy(fused, np.full((24, 30), 90, np.uint8), vi))
+
+
+def test_qy_of_a_partly_saturated_pair_matches_two_pass_statistics():
+    """A scene whose right part is a saturated plateau in the visible image and flat in the fused
+    one (as in RoadScene's skies): within [-1, 1] and equal to the two-pass computation."""
+    ir = _scene(7)[:40, :56]
+    vi = _scene(8)[:40, :56].copy()
+    vi[:, 30:] = 200  # plateau, 26 px wide: 20 columns of flat 7 x 7 windows
+    fused = ((ir.astype(np.uint16) + vi) // 2).astype(np.uint8)
+    fused[:, 30:] = 248
+    got = M.qy(fused, ir, vi)
+    assert -1 <= got <= 1
+    assert got == pytest.approx(_qy_two_pass(fused, ir, vi), rel=1e-9)
+    # colour visible (vifb: per RGB channel, IR replicated) with the plateau saturated in one channel
+    rgb = np.stack([vi, vi // 2, np.where(vi == 200, 255, vi)], axis=-1).astype(np.uint8)
+    frgb = np.stack([fused, fused // 2, np.where(fused == 248, 250, fused)], axis=-1).astype(np.uint8)
+    per_channel = [_qy_two_pass(frgb[..., k], ir, rgb[..., k]) for k in range(3)]
+    assert M.qy(frgb, ir, rgb) == pytest.approx(np.mean(per_channel), rel=1e-9)

@@ -12,6 +12,7 @@ import functools
 import math
 from typing import Any
 
+import cv2
 import numpy as np
 from scipy import fft as sfft
 
@@ -141,6 +142,7 @@ def ssim_map(
     c2: float = (0.03 * 255) ** 2,
     variances: bool = False,
     from_float: bool = False,
+    exact_flat: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """SSIM map of Wang et al. 2004 ('valid' Gaussian window), optionally with the local variances.
 
@@ -149,6 +151,13 @@ def ssim_map(
     statistics of the float64 images rather than of the 8-bit values: with constants as tiny as
     QY's (2e-16), windows of constant value are decided by round-off, and this keeps QY's values
     those of the float64 computation.
+
+    ``exact_flat``: in a window where x (or y) is constant, its variance and the covariance are
+    exactly 0, but ``E[x^2] - mu^2`` leaves round-off of about 1e-11 (at 255), of either sign.
+    With C = 2e-16 the map there is a ratio of that noise (values from -2 to 7e4 were seen where
+    both images are flat at different levels). This option gives such windows their exact value,
+    ``(2 mx my + C1) C2 / ((mx^2 + my^2 + C1)(sx^2 + sy^2 + C2))`` with the flat image's variance
+    0 (the luminance term alone when both are flat), and returns the flat image's variance as 0.
     """
     m, n = x.shape
     h = size // 2
@@ -156,11 +165,36 @@ def ssim_map(
         raise InputError(f"image of {n}x{m} pixels is smaller than the {size}x{size} metric window")
     smap = np.empty((m - 2 * h, n - 2 * h))
     _ssim_blocks(x, y, size, sigma, c1, c2, from_float, smap)
-    if not variances:
+    if not (variances or exact_flat):
         return smap, None, None
-    _, vx = _local_stats(x, size, sigma, from_float)
-    _, vy = _local_stats(y, size, sigma, from_float)
-    return smap, valid(vx, size), valid(vy, size)
+    mx, vx = (valid(a, size) for a in _local_stats(x, size, sigma, from_float))
+    my, vy = (valid(a, size) for a in _local_stats(y, size, sigma, from_float))
+    if not exact_flat:
+        return smap, vx, vy
+    fx, fy = _flat_windows(x, size), _flat_windows(y, size)
+    any_x, any_y = bool(fx.any()), bool(fy.any())
+    if any_x or any_y:
+        f = np.nonzero(fx | fy if any_x and any_y else (fx if any_x else fy))
+        mxf, myf = mx[f], my[f]
+        vxf = np.where(fx[f], 0.0, vx[f])
+        vyf = np.where(fy[f], 0.0, vy[f])
+        smap[f] = (2 * mxf * myf + c1) * c2 / ((mxf * mxf + myf * myf + c1) * (vxf + vyf + c2))
+        if variances:
+            vx, vy = np.where(fx, 0.0, vx) if any_x else vx, np.where(fy, 0.0, vy) if any_y else vy
+    return smap, (vx if variances else None), (vy if variances else None)
+
+
+def _flat_windows(p: Plane, size: int) -> np.ndarray:
+    """Boolean map of the 'valid' size x size windows in which ``p`` is constant (read-only)."""
+
+    def compute() -> np.ndarray:
+        kernel = np.ones((size, size), np.uint8)
+        d = p.data
+        flat = valid(cv2.dilate(d, kernel) == cv2.erode(d, kernel), size).copy()
+        flat.setflags(write=False)
+        return flat
+
+    return p.cached(("flat_windows", size), compute)
 
 
 def ssim_mean(x: Plane, y: Plane, *, size: int = 11, sigma: float = 1.5) -> float:
@@ -550,6 +584,10 @@ def _qy(t: Triple) -> float:
     s_af = _yang_map(t, a)
     s_bf = _yang_map(t, b)
     assert va is not None and vb is not None
+    # the variance of a flat window is exactly 0 (exact_flat); a variance is >= 0 (a guard for
+    # the round-off of nearly flat float images), so l = var_A / (var_A + var_B) lies in [0, 1],
+    # or is 0/0 where both sources are flat: such windows are dropped, as metricYang.m drops NaN
+    va, vb = np.maximum(va, 0.0), np.maximum(vb, 0.0)
     # where SSIM(A,B) >= 0.75: l SSIM(A,F) + (1 - l) SSIM(B,F), l = var_A / (var_A + var_B);
     # elsewhere max(SSIM(A,F), SSIM(B,F)). As in metricYang.m, a NaN weight (0/0) drops the
     # window even where the max branch applies (Q1 * bin_map is NaN there).
@@ -564,15 +602,22 @@ def _qy(t: Triple) -> float:
 
 # ---------------------------------------------------------------------------- QC, QW
 
-_YANG = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16, "from_float": True}
+_YANG = {"size": 7, "sigma": 1.5, "c1": 2e-16, "c2": 2e-16, "from_float": True, "exact_flat": True}
 
 
 def _yang_map(t: Triple, s: Plane) -> np.ndarray:
     """Z. Liu's ``ssim_yang`` map of a source with F (7 x 7 Gaussian, C1 = C2 = 2e-16), shared
-    by QY and QC (read-only)."""
+    by QY and QC (read-only).
+
+    Flat windows get their exact value (``exact_flat`` of :func:`ssim_map`): with constants this
+    small, round-off made a RoadScene pair whose source and fused image are both saturated score
+    QY = 198. Values are then clipped to SSIM's range [-1, 1], a guard for nearly flat windows of
+    non-integer images (8-bit images need none: a non-flat window's variance dwarfs the round-off).
+    """
 
     def compute() -> np.ndarray:
         m = ssim_map(s, t.fused, **_YANG)[0]
+        np.clip(m, -1.0, 1.0, out=m)
         m.setflags(write=False)
         return m
 
