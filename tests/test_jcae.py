@@ -35,19 +35,12 @@ from ivfuse.methods.jcae import (
     training_spec,
 )
 from ivfuse.nn.losses import ssim_map
-from ivfuse.train.checkpoint import export_safetensors
 from ivfuse.train.trainer import RunOptions, train
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest and avoids fighting other jobs for the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -286,14 +279,19 @@ def _fake_vgg19() -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize("fmt", ["pth", "safetensors"])
-def test_vgg19_init_from_fake_state_dict(tmp_path, fmt):
-    state = _fake_vgg19()
-    path = tmp_path / f"vgg19-fake.{fmt}"
-    if fmt == "pth":
+def _write_vgg19(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """``.pth`` as torchvision ships it (``torch.save`` of the state dict), or ``.safetensors``."""
+    if path.suffix == ".pth":
         torch.save(state, path)
     else:
         save_file(state, str(path))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["pth", "safetensors"])
+def test_vgg19_init_from_fake_state_dict(tmp_path, fmt):
+    state = _fake_vgg19()
+    path = _write_vgg19(state, tmp_path / f"vgg19-fake.{fmt}")
     n = JCAENet()
     sha = init_from_vgg19(n, path)
     assert len(sha) == 64
@@ -330,11 +328,7 @@ def test_vgg19_pth_is_read_without_running_code(tmp_path, capsys):
 @pytest.mark.parametrize("fmt", ["pth", "safetensors"])
 def test_cli_train_with_vgg19_records_it_in_the_card(data, tmp_path, fmt):
     state = _fake_vgg19()
-    path = tmp_path / f"vgg19-fake.{fmt}"
-    if fmt == "pth":
-        torch.save(state, path)
-    else:
-        save_file(state, str(path))
+    path = _write_vgg19(state, tmp_path / f"vgg19-fake.{fmt}")
     out = tmp_path / "run"
     args = ["train", "jcae", "--data", str(data), "--out", str(out), "--epochs", "1", "--crop", "16"]
     r = runner.invoke(app, [*args, "--batch-size", "3", "--vgg19", str(path), "--no-progress"])
@@ -458,23 +452,6 @@ def trained(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("jcae_run")
     train(training_spec(_tiny(1)), RunOptions(data, out, seed=0, progress=False))
     return out / "weights.safetensors"
-
-
-def test_weights_errors(tmp_path):
-    with pytest.raises(WeightsError, match="ivfuse train jcae"):
-        create_jcae(weights=tmp_path / "missing.safetensors")
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"not a safetensors file")
-    with pytest.raises(WeightsError, match="not a readable safetensors"):
-        load_weights(bad)
-    other = tmp_path / "other.safetensors"
-    export_safetensors(other, {"x": torch.zeros(2)}, {"method": "didfuse"})
-    with pytest.raises(WeightsError, match="didfuse"):
-        load_weights(other)
-    partial = tmp_path / "partial.safetensors"
-    export_safetensors(partial, {"decoder.conv1.weight": torch.zeros(64, 128, 3, 3)}, {"method": "jcae"})
-    with pytest.raises(WeightsError, match="does not match"):
-        load_weights(partial)
 
 
 def test_registered_with_metadata():

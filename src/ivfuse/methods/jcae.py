@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from torch import nn
 
 from ..errors import InputError, TrainingError
 from ..nn.losses import ssim_map
+from ._config import MethodConfig
 from ._torch import config_of, load_state, planes, read_weights, run_planes, shipped
 from .registry import register
 
@@ -61,7 +62,7 @@ VGG19_KEYS = ("features.0", "features.2", "features.5")
 
 
 @dataclass
-class Config:
+class Config(MethodConfig):
     """JCAE hyper-parameters; defaults are the paper's where it gives them.
 
     From the paper: Adam with lr 3e-4 (Sec. 3.1); loss ``L_mse + lambda (1 - SSIM)`` with
@@ -140,14 +141,6 @@ class Config:
             raise ValueError(f"activity must be 'min' or 'union', got {self.activity!r}")
         if self.vgg19 is not None:
             self.vgg19 = str(self.vgg19)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # --------------------------------------------------------------------------------------------
