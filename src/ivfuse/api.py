@@ -61,16 +61,46 @@ class Pipeline:
             instead (gray sources replicated to RGB; a gray result when neither source is colour).
         stretch16: map 16-bit inputs with the percentile stretch of :func:`ivfuse.io.to_unit`
             (default) instead of a plain ``/ 65535``.
+        backend: where a deep method's network runs (:mod:`ivfuse.backends`): ``"auto"`` (default:
+            the fastest installed fp32-exact backend, else torch), ``"torch"``, ``"onnxruntime"``,
+            ``"openvino"``. ``self.backend`` says which one runs. Classical methods run in NumPy.
+        precision: ``"fp32"`` (default) or ``"bf16"`` (opt-in, CPUs with AVX512-BF16/AMX:
+            OpenVINO bf16, or the method's own torch bf16 path with ``backend="torch"``).
         **options: method options (e.g. ``rule="l1"`` for didfuse, ``levels=4`` for lp).
     """
 
     def __init__(
-        self, method: str = DEFAULT_METHOD, *, task: str = "ivif", stretch16: bool = True, **options: Any
+        self,
+        method: str = DEFAULT_METHOD,
+        *,
+        task: str = "ivif",
+        stretch16: bool = True,
+        backend: str = "auto",
+        precision: str = "fp32",
+        **options: Any,
     ):
+        from . import backends
+
         self.info = registry.check_task(method, task)
         self.task = task
-        self.method = registry.create(method, **options)
+        if options.get("precision", "fp32") != "fp32" and backend == "auto":
+            backend = "torch"  # -p precision=bf16: the method's own torch path
+        plan = backends.plan(
+            self.info.name,
+            backend,
+            precision,
+            deep=self.info.family != "classical",
+            options=options,
+            torch_precision="precision" in registry.defaults(method),
+        )
+        self.method = registry.create(method, **{**options, **plan.torch_options})
+        self.binding = backends.bind(self.method, self.info.name, plan)
         self.stretch16 = stretch16
+
+    @property
+    def backend(self) -> str:
+        """The backend the method's network runs on now (``torch`` after a fallback)."""
+        return self.binding.backend
 
     def __repr__(self) -> str:
         return f"Pipeline({self.info.name!r})"
@@ -199,9 +229,17 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def load(method: str = DEFAULT_METHOD, *, task: str = "ivif", **options: Any) -> Pipeline:
-    """A reusable :class:`Pipeline` for ``method`` and ``task`` (weights are loaded once)."""
-    return Pipeline(method, task=task, **options)
+def load(
+    method: str = DEFAULT_METHOD,
+    *,
+    task: str = "ivif",
+    backend: str = "auto",
+    precision: str = "fp32",
+    **options: Any,
+) -> Pipeline:
+    """A reusable :class:`Pipeline` for ``method`` and ``task`` (weights are loaded once; a deep
+    method's graph is exported and compiled once per process for ``backend``)."""
+    return Pipeline(method, task=task, backend=backend, precision=precision, **options)
 
 
 def fuse(ir: ImageLike, vi: ImageLike, method: str = DEFAULT_METHOD, **options: Any) -> np.ndarray:

@@ -38,3 +38,9 @@ class TrainingError(IvfuseError):
     """A training run cannot start or continue (bad data folder, output, checkpoint)."""
 
     exit_code = 2
+
+
+class BackendError(IvfuseError):
+    """An unknown or uninstalled inference backend, or a precision it cannot run."""
+
+    exit_code = 2

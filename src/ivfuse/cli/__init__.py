@@ -38,6 +38,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..backends import BackendWarning
+
+        shown = (io.ColourInfraredWarning, BackendWarning)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", io.ColourInfraredWarning)
             try:
@@ -50,7 +53,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise typer.Exit(130) from None
             finally:
                 for w in caught:
-                    if issubclass(w.category, io.ColourInfraredWarning):
+                    if issubclass(w.category, shown):
                         err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
 
     return wrapper
@@ -65,6 +68,16 @@ MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Fusion method (s
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="Method option KEY=VALUE, repeatable (e.g. -p levels=5)."),
+]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Deep methods: auto (fastest installed fp32-exact), torch, onnxruntime or openvino.",
+    ),
+]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="fp32, or bf16 (opt-in; CPUs with AVX512-BF16/AMX).")
 ]
 RuleOpt = Annotated[
     str | None, typer.Option("--rule", help="Feature fusion rule of deep methods: sum, average or l1.")
@@ -101,6 +114,8 @@ def fuse_command(
     ] = True,
     rule: RuleOpt = None,
     param: ParamOpt = None,
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Fuse one pair (IR VI -o OUT) or folders of pairs matched by file stem (--ir/--vi or --pairs)."""
     if bit_depth not in (8, 16):
@@ -111,13 +126,15 @@ def fuse_command(
     options = parse_params(param)
     if rule is not None:
         options["rule"] = rule
-    pipeline = api.load(method, task=task, stretch16=stretch, **options)
+    pipeline = api.load(method, task=task, stretch16=stretch, backend=backend, precision=precision, **options)
     if not folder_mode:
         if ir is None or vi is None:
             raise InputError("single-pair mode needs both IR and VI files")
         path = pipeline.fuse_files(ir, vi, output, bit_depth=bit_depth)
         out.print(
-            f"fused [bold]{ir.name}[/bold] + [bold]{vi.name}[/bold] with {method} -> {path}", highlight=False
+            f"fused [bold]{ir.name}[/bold] + [bold]{vi.name}[/bold] with {method} "
+            f"({pipeline.backend}) -> {path}",
+            highlight=False,
         )
         return
     _fuse_folders(pipeline, output, ir_dir, vi_dir, pairs_dir, overwrite, bit_depth, ext)
@@ -217,6 +234,7 @@ def _register_optional() -> None:
         ("eval", "eval_command", "eval"),
         ("train", "train_command", "train"),
         ("bench", "bench_command", "bench"),
+        ("export", "export_command", "export"),
     ):
         try:
             mod = __import__(f"{__name__}.{module}", fromlist=[attr])

@@ -9,13 +9,16 @@ A deep method file keeps its paper (network, losses, fusion rule); the plumbing 
 * :func:`run_planes` - numpy planes -> (1, 1, H, W) tensors -> the fused numpy plane in [0, 1];
 * :func:`tiled` - a forward run over overlapping tiles whose margins exceed the receptive field,
   so that the cropped tile centres equal the untiled result while memory stays bounded;
-* :func:`cpu_has_bf16` - whether bfloat16 is native on this CPU.
+* :func:`cpu_has_bf16` - whether bfloat16 is native on this CPU;
+* :class:`GraphSpec` - the tensor step of a fuser that :mod:`ivfuse.backends` exports to ONNX and
+  runs on ONNX Runtime / OpenVINO in place of eager PyTorch.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,51 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+@dataclass
+class GraphSpec:
+    """The exportable tensor step of a deep fuser, as :mod:`ivfuse.backends` sees it.
+
+    A fuser's ``graph()`` returns one. The fuser calls the step through its attribute ``attr``
+    (e.g. ``_forward``); a backend replaces that attribute with a callable of the same signature
+    that runs the exported graph, so tiling, padding and the NumPy rules around the step stay
+    where they are. ``note`` says what of the fusion step stays outside the graph and why.
+
+    Fields:
+        name: graph name (``"fuse"``, ``"tau"``, ``"weight_maps"``).
+        attr: fuser attribute holding the step (tensors -> tensor, or dict of tensors).
+        module: ``nn.Module`` whose ``forward`` is the step in eager fp32 (what is exported).
+        inputs / outputs: graph input and output names; outputs beyond one come back as a dict
+            when ``as_dict`` (DeFusion's four projections), else as one tensor.
+        channels: channels of each (1, C, H, W) input.
+        dynamic: height and width are dynamic axes of the graph (else one graph per size).
+        multiple: the step reflect-pads its input at the bottom/right to this multiple itself, so
+            a backend may pad before the graph and crop after (same function; JCAE: 2).
+        key: the fuser options baked into the graph (rule, ...): part of the build cache key.
+        note: what is outside the graph (tiles, a whole-image rule) and why.
+    """
+
+    name: str
+    attr: str
+    module: nn.Module
+    inputs: tuple[str, ...] = ("ir", "vi")
+    outputs: tuple[str, ...] = ("fused",)
+    channels: int = 1
+    dynamic: bool = True
+    multiple: int = 1
+    as_dict: bool = False
+    key: str = ""
+    note: str = ""
+
+
+class StepModule(nn.Module):
+    """``nn.Module`` around a plain function of two tensors (``modules`` keeps its weights visible)."""
+
+    def __init__(self, fn: Callable[..., Any], *modules: nn.Module):
+        super().__init__()
+        self.fn = fn
+        self.parts = nn.ModuleList(modules)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> Any:
+        return self.fn(a, b)

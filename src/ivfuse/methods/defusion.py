@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from ..errors import InputError
 from ..nn.resnest import init_conv_weights, stage
 from ._config import MethodConfig
-from ._torch import config_of, load_state, planes, read_weights, shipped
+from ._torch import GraphSpec, config_of, load_state, planes, read_weights, shipped
 from .registry import register
 
 PAPER = (
@@ -147,7 +147,8 @@ class Config(MethodConfig):
 def _up(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
     """Bilinear x2 (align_corners off), then a nearest resize to the skip's size when it differs."""
     y = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-    if tuple(y.shape[-2:]) != tuple(size):
+    # exported (ONNX, dynamic sizes): always resize; nearest to the same size is the identity
+    if torch.compiler.is_exporting() or tuple(y.shape[-2:]) != tuple(size):
         y = F.interpolate(y, size=tuple(size), mode="nearest")
     return y
 
@@ -578,6 +579,19 @@ class DeFusion:
 
     def parameter_count(self) -> int:
         return parameter_count(self.net)
+
+    def graph(self) -> GraphSpec:
+        """DeNet's test pass for :mod:`ivfuse.backends`: two RGB sources -> the four projections."""
+        return GraphSpec(
+            "fuse",
+            "_forward",
+            self.net,
+            inputs=("x1", "x2"),
+            outputs=("common", "unique1", "unique2", "fused"),
+            channels=3,
+            as_dict=True,
+            note=f"the {self.pad}-px reflection pad, the crop and the luma of the result are outside",
+        )
 
     def run(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
         """(H, W, 3) float sources -> the four (H, W, 3) images of DeNet in [0, 1]."""

@@ -386,6 +386,18 @@ class DIDFuse:
             x = dec.conv6(torch.cat([dec.conv5(torch.cat([b, d], dim=1)), f2], dim=1))
         return dec.conv7(torch.cat([x.float(), f1], dim=1))
 
+    def graph(self) -> _torch.GraphSpec:
+        """The fusion step for :mod:`ivfuse.backends`: both encoder passes, the rule, the decoder."""
+        if self.precision != "fp32":
+            raise InputError("DIDFuse exports its fp32 network; backends set their own precision")
+        return _torch.GraphSpec(
+            "fuse",
+            "_forward",
+            _torch.StepModule(self._fuse_folded, self._infer),
+            key=f"rule={self.rule}",
+            note=f"the {self.rule!r} rule is in the graph; tiles of {self.tile} px (if any) are cut outside",
+        )
+
     def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W), tiled when large."""
         return _torch.tiled(self._forward, ir, vi, self.tile, self.margin)

@@ -547,13 +547,25 @@ class IFESNet:
         self.margin = margin
         self.smooth = bool(smooth)
         self.last_maps: dict[str, np.ndarray] = {}
+        self._weight_maps = self.net.weight_maps  # the step ivfuse.backends may replace
 
     def parameter_count(self) -> int:
         return parameter_count(self.net)
 
+    def graph(self) -> _torch.GraphSpec:
+        """The weight-map network for :mod:`ivfuse.backends` (per tile)."""
+        return _torch.GraphSpec(
+            "weight_maps",
+            "_weight_maps",
+            _torch.StepModule(self.net.weight_maps, self.net),
+            outputs=("weights",),
+            note=f"tiles of {self.tile} px, the optional Gaussian smoothing of the stitched maps "
+            "(whole image) and Eq. (4) (W_1 I_1 + W_2 I_2, NumPy) are outside",
+        )
+
     def weights_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) pair -> (1, 2, H, W) weight maps, tiled when larger than ``tile``."""
-        return _torch.tiled(self.net.weight_maps, ir, vi, self.tile, self.margin)
+        return _torch.tiled(self._weight_maps, ir, vi, self.tile, self.margin)
 
     def weight_maps(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(W_1, W_2)`` of Eq. (4) as float32 (H, W) arrays (smoothed when ``smooth``)."""

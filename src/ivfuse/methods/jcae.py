@@ -551,6 +551,21 @@ class JCAE:
         """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W)."""
         return self._forward(ir, vi)
 
+    def graph(self):
+        """The fusion step for :mod:`ivfuse.backends`, Eq. (8)-(9) included (even sizes: the step
+        reflect-pads odd ones itself, so a backend pads before the graph)."""
+        from ._torch import GraphSpec, StepModule
+
+        key = f"rule={self.rule},activity={self.activity},ratio={self.activity_ratio}"
+        return GraphSpec(
+            "fuse",
+            "_forward",
+            StepModule(self._fuse_fast, self._infer),
+            multiple=2,
+            key=key,
+            note="Eq. (8) and the activity count of Eq. (9) are in the graph",
+        )
+
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         ir, vi = planes(ir, vi, LABEL)
         return run_planes(self.fuse_tensor, ir, vi, self.device)

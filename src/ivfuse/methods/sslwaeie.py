@@ -33,7 +33,17 @@ from torch import nn
 
 from ..nn.losses import ssim_map
 from ._config import MethodConfig
-from ._torch import config_of, load_state, planes, read_weights, run_planes, shipped, tiled
+from ._torch import (
+    GraphSpec,
+    StepModule,
+    config_of,
+    load_state,
+    planes,
+    read_weights,
+    run_planes,
+    shipped,
+    tiled,
+)
 from .registry import register
 
 PAPER = (
@@ -482,12 +492,23 @@ class SSLWAEIE:
         if contributions is not None:
             self.map_outputs["contributions"] = str(contributions)
         self.last_maps: dict[str, np.ndarray] = {}
+        self._tau = self.net.tau  # the step ivfuse.backends may replace by an exported graph
+
+    def graph(self) -> GraphSpec:
+        """The contribution network tau_i for :mod:`ivfuse.backends` (per tile)."""
+        return GraphSpec(
+            "tau",
+            "_tau",
+            StepModule(self.net.tau, self.net),
+            outputs=("tau_i",),
+            note=f"tiles of {self.tile} px and Eq. (1) (tau_i I_i + (1 - tau_i) I_v, NumPy) are outside",
+        )
 
     def tau_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) -> tau_i (1, 1, H, W), tiled when large."""
         ir = ir.contiguous(memory_format=torch.channels_last)
         vi = vi.contiguous(memory_format=torch.channels_last)
-        return tiled(self.net.tau, ir, vi, self.tile, self.margin)
+        return tiled(self._tau, ir, vi, self.tile, self.margin)
 
     def contributions(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """Contribution map tau_i of the infrared image, float32 (H, W) in [0, 1] (Eq. 7)."""
