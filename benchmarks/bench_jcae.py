@@ -4,9 +4,9 @@
         [--rule paper] [--no-compile] [--json out.json]
 
 Each path is warmed up once, then timed ``--runs`` times, interleaved round-robin (load drift
-on a shared machine hits every path alike); the median is reported as ms/pair with its ratio to
-eager fp32. Every path's output is compared with eager fp32 and must stay within one gray level
-(max |diff| * 255 <= 1), else it is marked FAIL.
+on a shared machine hits every path alike); the medians of wall and CPU time are reported as
+ms/pair, with the wall-time ratio to eager fp32. Every path's output is compared with eager
+fp32 and must stay within one gray level (max |diff| * 255 <= 1), else it is marked FAIL.
 
 Paths:
   eager-fp32      ``JCAENet.fuse`` under ``torch.no_grad``: 3-channel replicated input, every
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         f"JCAE fusion, 1x1x480x640 pair, rule={rule}, weights: {source}, "
         f"torch {torch.__version__}, {args.threads} threads, {args.runs} timed runs (median)"
     )
-    print(f"{'path':<15} {'ms/pair':>9} {'pairs/s':>8} {'vs eager':>9} {'max diff':>9}  check")
+    print(f"{'path':<15} {'ms/pair':>9} {'cpu ms':>9} {'pairs/s':>8} {'vs eager':>9} {'max diff':>9}  check")
     outs: dict[str, torch.Tensor] = {}
     live = []
     for name, fn, ctx in paths:
@@ -95,23 +95,27 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # e.g. no C++ compiler for inductor
             print(f"{name:<15} skipped: {type(e).__name__}: {str(e).splitlines()[0][:80]}")
     times: dict[str, list[float]] = {name: [] for name, _, _ in live}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in live}
     for _ in range(args.runs):
         for name, fn, ctx in live:
             with ctx():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn(ir, vi)
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     ref = outs["eager-fp32"].clamp(0, 1)
     base = statistics.median(times["eager-fp32"])
     results = []
     for name, _, _ in live:
         med = statistics.median(times[name])
+        cpu_med = statistics.median(cpu[name])
         diff = float((outs[name].clamp(0, 1) - ref).abs().max()) * 255
         ok = diff <= 1.0
         results.append(
             {
                 "path": name,
                 "ms_per_pair": med * 1e3,
+                "cpu_ms_per_pair": cpu_med * 1e3,
                 "pairs_per_s": 1 / med,
                 "speedup_vs_eager": base / med,
                 "max_diff_gray_levels": diff,
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(
-            f"{name:<15} {med * 1e3:9.1f} {1 / med:8.3f} {base / med:8.2f}x {diff:9.4f}  "
+            f"{name:<15} {med * 1e3:9.1f} {cpu_med * 1e3:9.1f} {1 / med:8.3f} {base / med:8.2f}x "
+            f"{diff:9.4f}  "
             f"{'ok' if ok else 'FAIL'}"
         )
     if args.json:

@@ -402,6 +402,18 @@ def test_random_crops_are_aligned_and_seeded(data):
     assert found and min(found) < 1e-6
 
 
+def test_training_spec_is_the_papers_recipe():
+    """Adam, lr 3e-4 (Sec. 3.1), one auto-encoder stage of 30 epochs (Fig. 5), lambda = 100 (Sec. 3.2)."""
+    spec = training_spec()
+    assert [s.name for s in spec.stages] == ["autoencoder"] and spec.total_epochs == 30
+    opt = spec.stages[0].optimizer([torch.nn.Parameter(torch.zeros(1))])
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == 3e-4
+    cfg = spec.config
+    assert cfg.lam == 100.0 and cfg.ssim_loss and cfg.common_branch and cfg.rule == "paper"
+    assert spec.extra_card["reduced_scale"] is True  # random init: the paper's VGG19 init not used
+    assert "reduced_scale" not in training_spec(Config(vgg19="vgg19.pth")).extra_card
+
+
 def test_training_decreases_loss_and_resumes_bit_identically(data, tmp_path):
     full = tmp_path / "full"
     card = train(training_spec(_tiny(2)), RunOptions(data, full, seed=1, progress=False))
