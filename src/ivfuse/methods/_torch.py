@@ -165,6 +165,8 @@ class GraphSpec:
         multiple: the step reflect-pads its input at the bottom/right to this multiple itself, so
             a backend may pad before the graph and crop after (same function; JCAE: 2).
         key: the fuser options baked into the graph (rule, ...): part of the build cache key.
+        tolerance: largest difference of the outputs, in gray levels, that still counts as the eager
+            fp32 result (0.01; more only where eager fp32 itself is that far from fp64).
         note: what is outside the graph (tiles, a whole-image rule) and why.
     """
 
@@ -178,6 +180,7 @@ class GraphSpec:
     multiple: int = 1
     as_dict: bool = False
     key: str = ""
+    tolerance: float = 0.01
     note: str = ""
 
 

@@ -501,6 +501,9 @@ class SSLWAEIE:
             "_tau",
             StepModule(self.net.tau, self.net),
             outputs=("tau_i",),
+            # tau_i is a ratio of two energies: eager fp32 is 0.012 gray levels from fp64 on it, and
+            # eager NHWC vs NCHW differ by 0.056 (0.016 on the fused image), so 0.01 is below its noise
+            tolerance=0.1,
             note=f"tiles of {self.tile} px and Eq. (1) (tau_i I_i + (1 - tau_i) I_v, NumPy) are outside",
         )
 
