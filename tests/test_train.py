@@ -174,6 +174,12 @@ def test_logs_export_and_card(data, tmp_path):
     assert on_disk["method"] == "didfuse" and on_disk["data"]["pairs"] == 6
     assert on_disk["reduced_scale"] is True  # 2 epochs, crop 16, 8 channels: not the recipe
     assert on_disk["deviations_from_recipe"]["epochs"] == {"used": 2, "recipe": 120}
+    # every epoch's losses, as losses.csv has them (6 significant digits)
+    hist = on_disk["loss_history"]
+    assert hist["epoch"] == [1, 2] and hist["stage"] == [r["stage"] for r in rows]
+    for term in ("total", "pixel_vi", "lr"):
+        assert hist[term] == pytest.approx([float(r[term]) for r in rows], rel=1e-5)
+    assert hist["total"][-1] == pytest.approx(on_disk["final_losses"]["total"], rel=1e-5)
     # the exported weights load through the method's safetensors loader
     net, meta = load_weights(out / "weights.safetensors")
     assert isinstance(net, DIDFuseNet) and meta["method"] == "didfuse"
@@ -319,6 +325,7 @@ def test_export_run_snapshot_and_finished(data, tmp_path):
     card = export_run(out, w, c, "didfuse", recipe_epochs=120)
     assert card["epochs"] == 2 and card["epochs_planned"] == 3 and card["reduced_scale"] is True
     assert "2 of 3 epochs" in card["note"] and json.loads(c.read_text()) == card
+    assert card["loss_history"]["epoch"] == [1, 2]
     net, meta = load_weights(w)
     assert meta["epochs"] == "2"
     ck = load_checkpoint(out / CHECKPOINT_NAME, "didfuse")
@@ -326,6 +333,7 @@ def test_export_run_snapshot_and_finished(data, tmp_path):
     train(_spec(3), RunOptions(data, out, seed=0, progress=False, resume=True))
     card = export_run(out, w, c, "didfuse", recipe_epochs=3)
     assert card["epochs"] == 3 and "note" not in card and card["wall_time_s"] > 0
+    assert card["loss_history"]["epoch"] == [1, 2, 3]  # the resumed run's card has all epochs
     assert _same(load_file(str(w)), _weights(out))
     with pytest.raises(TrainingError, match="jcae"):
         export_run(out, w, c, "jcae")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import TrainingError
 from .checkpoint import CHECKPOINT_NAME, atomic_write_text, export_safetensors, load_checkpoint
-from .trainer import CARD_NAME, WEIGHTS_NAME, card_provenance
+from .trainer import CARD_NAME, WEIGHTS_NAME, card_provenance, loss_history
 
 
 def export_run(
@@ -62,6 +62,7 @@ def export_run(
             "world_size": ck["world_size"],
             **card_provenance(history),
         }
+    card.setdefault("loss_history", loss_history(ck["history"]))  # cards written before it existed
     if recipe_epochs is not None:
         card["recipe_epochs"] = recipe_epochs
         card["reduced_scale"] = bool(card.get("reduced_scale")) or done < recipe_epochs

@@ -463,9 +463,7 @@ def _group_lrs(opt: torch.optim.Optimizer) -> dict[str, float]:
     has several groups, for the unnamed ones by index; empty for one unnamed group (the row's
     ``lr`` is its rate)."""
     groups = opt.param_groups
-    return {
-        f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(groups) if "name" in g or len(groups) > 1
-    }
+    return {f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(groups) if "name" in g or len(groups) > 1}
 
 
 def _export_weights(spec: TrainSpec, model: nn.Module, path: Path, epoch: int | None = None) -> None:
@@ -531,8 +529,21 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
     }
 
 
+def loss_history(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Every epoch's row of ``losses.csv`` as columns (``{"epoch": [1, 2, ...], "total": [...]}``,
+    floats to 6 significant digits), so a card shows whether its run had converged."""
+    names: list[str] = []
+    for row in history:
+        names += [k for k in row if k not in names]
+    return {
+        k: [float(f"{row[k]:.6g}") if isinstance(row.get(k), float) else row.get(k) for row in history]
+        for k in names
+    }
+
+
 def card_provenance(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The card fields every run shares: versions, last epoch's losses, creation time."""
+    """The card fields every run shares: versions, last epoch's losses, every epoch's losses,
+    creation time."""
     return {
         "torch": torch.__version__,
         "python": sys.version.split()[0],
@@ -542,6 +553,7 @@ def card_provenance(history: list[dict[str, Any]]) -> dict[str, Any]:
             for k, v in (history[-1] if history else {}).items()
             if k not in ("epoch", "stage", "seconds")
         },
+        "loss_history": loss_history(history),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
         "metrics": None,
     }
