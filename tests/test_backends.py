@@ -212,8 +212,13 @@ def test_an_inexact_backend_is_not_taken_by_auto(monkeypatch):
     monkeypatch.setattr(engines, "installed", lambda name: True)
     monkeypatch.setattr(backends, "engine_for", lambda *a, **k: object())
     monkeypatch.setattr(backends, "max_gray_diff", lambda eng, spec: 0.5)
-    with pytest.warns(backends.BackendWarning, match="0.5000 gray levels"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto: torch is the choice, no warning
         p = ivfuse.load("didfuse")
+    assert p.backend == "torch" and "0.5000 gray levels" in p.binding.reason
+    # asked for by name, the inexact engine is a failure: one warning, then torch
+    with pytest.warns(backends.BackendWarning, match="0.5000 gray levels"):
+        p = ivfuse.load("didfuse", backend="onnxruntime")
     assert p.backend == "torch"
 
 

@@ -12,7 +12,9 @@ everything around the step (tiles, padding, NumPy fusion rules, colour) runs unc
 Backends: ``torch`` (eager PyTorch, always there), ``onnxruntime`` and ``openvino`` (the
 ``ivfuse[fast]`` extra). ``auto`` takes the first of :data:`engines.ENGINES` that is installed and
 reproduces eager fp32 within :data:`EXACT_GRAY` gray levels on a check pair, else torch.
-A backend that fails to build or to run gives one warning and the fuser goes on in torch.
+A backend that fails to build or to run gives one warning and the fuser goes on in torch (with
+``auto``, engines that only miss the fp32 tolerance are passed over silently: torch is the choice,
+and ``Binding.reason`` says why).
 ``precision="bf16"`` is opt-in: OpenVINO's bf16 inference, or the method's own torch bf16 path.
 """
 
@@ -262,6 +264,7 @@ def bind(fuser: Any, method: str, p: Plan) -> Binding:
         return binding
     cands = p.candidates or (p.backend,)
     failures = []
+    crashed = False  # an engine raised (a warning), rather than only missing the fp32 tolerance
     try:
         spec = spec_fn()
     except Exception as e:
@@ -273,6 +276,7 @@ def bind(fuser: Any, method: str, p: Plan) -> Binding:
             diff = max_gray_diff(eng, spec)
         except Exception as e:
             failures.append(f"{name}: {_line(e)}")
+            crashed = True
             continue
         limit = max(EXACT_GRAY, spec.tolerance)
         if p.precision == "fp32" and diff > limit:
@@ -286,6 +290,10 @@ def bind(fuser: Any, method: str, p: Plan) -> Binding:
         if failures:
             binding.warned = True
             warnings.warn(f"{method}: {'; '.join(failures)}; using {name}", BackendWarning, stacklevel=2)
+        return binding
+    if p.backend == "auto" and not crashed:
+        # auto takes only fp32-exact engines: torch is then the choice, not a failure to report
+        binding.reason = f"auto: no engine within the fp32 tolerance ({'; '.join(failures)})"
         return binding
     binding.fallback(f"{method}: backend failed ({'; '.join(failures)})")
     return binding
