@@ -89,3 +89,16 @@ def test_weights_errors_of_every_deep_method(method, tmp_path):
     export_safetensors(tmp_path / "partial.safetensors", partial, {"method": method})
     with pytest.raises(WeightsError, match="does not match"):
         load_weights(tmp_path / "partial.safetensors")
+
+
+def test_load_state_flushes_subnormal_weights(tmp_path):
+    """Weight decay leaves weights below 1.2e-38; multiplying with them is many times slower."""
+    net = nn.Linear(3, 2)
+    w = torch.tensor([[1e-39, -3e-40, 0.5], [1.2e-38, -0.0, 2.0]])
+    state = {"weight": w, "bias": torch.tensor([5e-45, 1.0])}
+    out = _torch.load_state(nn.Linear(3, 2), state, tmp_path / "w.safetensors", "Toy")
+    assert torch.equal(out.weight, torch.tensor([[0.0, 0.0, 0.5], [1.2e-38, 0.0, 2.0]]))  # 1.2e-38: normal
+    assert out.bias.tolist() == [0.0, 1.0]
+    assert w[0, 0].item() == pytest.approx(1e-39)  # the caller's tensors are not modified
+    half = {"weight": torch.full((2, 3), 6e-8, dtype=torch.float16), "bias": torch.zeros(2)}
+    assert torch.all(_torch.load_state(net, half, "h", "Toy").weight > 0)  # fp16-subnormal, fp32-normal

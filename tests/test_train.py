@@ -395,3 +395,22 @@ def test_snapshots_every_n_epochs_survive_resume(data, tmp_path):
     train(_spec(epochs=4), RunOptions(data=data, out=ref, seed=1, progress=False, snapshot_every=4))
     assert _same(load_file(str(ref / "snapshots" / "epoch_004.safetensors")), _weights(ref))
     assert _same(load_file(str(out / "snapshots" / "epoch_004.safetensors")), _weights(ref))
+
+
+def test_training_flushes_subnormals_to_zero(data, tmp_path):
+    """Subnormal arithmetic is many times slower on the CPU: the trainer flushes it to zero."""
+    from dataclasses import replace
+
+    spec = _spec(1)
+    seen = []
+    loss = spec.stages[0].loss
+
+    def probe(model, batch):
+        seen.append((torch.tensor([1e-30]) * torch.tensor([1e-10])).item())  # 1e-40: subnormal
+        return loss(model, batch)
+
+    spec.stages[0] = replace(spec.stages[0], loss=probe)
+    train(spec, RunOptions(data, tmp_path / "run", seed=0, progress=False, stop_after=1))
+    if torch.set_flush_denormal(False):  # the CPU supports flushing: training flushed
+        assert seen and all(v == 0.0 for v in seen)
+    assert (torch.tensor([1e-30]) * torch.tensor([1e-10])).item() > 0  # restored afterwards

@@ -11,7 +11,10 @@ A method supplies a :class:`~ivfuse.train.spec.TrainSpec` (model, data set, loss
   when installed);
 * distribution when started by ``torchrun`` (``WORLD_SIZE`` > 1): DDP with gloo on CPU and
   nccl on GPU, data sharded by a ``DistributedSampler``; rank 0 writes all files;
-* at the end ``weights.safetensors`` + ``card.json``.
+* at the end ``weights.safetensors`` + ``card.json``;
+* subnormal floats flushed to zero on the CPU (``torch.set_flush_denormal``): weight decay drives
+  weights towards zero, and once 6 % of IFESNet's weights were subnormal (epoch 8 of its run) a
+  training step took 16 s instead of 0.8 s. Values below 1.2e-38 become 0; nothing else changes.
 """
 
 from __future__ import annotations
@@ -294,9 +297,12 @@ def train(spec: TrainSpec, opts: RunOptions) -> dict[str, Any]:
     if opts.threads:
         torch.set_num_threads(int(opts.threads))
     d, device = _setup_distributed(opts.device)
+    flushing = torch.set_flush_denormal(True)  # False where the CPU cannot flush (then a no-op)
     try:
         return _train(spec, opts, out, d, device, t_start)
     finally:
+        if flushing:
+            torch.set_flush_denormal(False)
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
