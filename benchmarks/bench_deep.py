@@ -120,21 +120,9 @@ def _fuser(method: str, **kw):
         from ivfuse.methods.ifesnet import Config, IFESNet, IFESNetModel
 
         return IFESNet(IFESNetModel(Config()).eval(), **kw)
-    from ivfuse.methods.defusion import DeFusion, DeNet
+    from ivfuse.methods.defusion import DeFusion, unit_range_denet
 
-    net = DeNet().eval()
-    x = torch.rand(2, 3, 48, 48)
-    with torch.no_grad():
-        out = net(x[:1], x[1:])
-        for head, key in (
-            (net.head_common, "common"),
-            (net.head_unique, "unique1"),
-            (net.head_fused, "fused"),
-        ):
-            s = 0.8 / float(out[key].max())
-            head.conv.weight.mul_(s)
-            head.conv.bias.mul_(s)
-    return DeFusion(net, **kw)
+    return DeFusion(unit_range_denet(0), **kw)
 
 
 def _official(method: str, fuser) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:

@@ -9,7 +9,6 @@ through the written file, on a random pair and on a real (or the synthetic demo)
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..errors import BackendError, InputError
 from ..methods import registry
+from ..methods._torch import sha256_file
 from . import GraphStep, engines
 
 FORMATS: tuple[str, ...] = ("onnx", "openvino")
@@ -32,14 +32,6 @@ class ExportReport:
     format: str
     metadata: dict[str, str]
     checks: dict[str, float] = field(default_factory=dict)  # pair name -> max |diff| in gray levels
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _weights_file(method: str, weights: str | os.PathLike | None) -> Path:
@@ -100,8 +92,8 @@ def export_method(
     meta = {
         "method": mi.name,
         "weights_file": wfile.name,
-        "weights_sha256": _sha256(wfile),
-        "card_sha256": _sha256(card) if card.is_file() else "none",
+        "weights_sha256": sha256_file(wfile),
+        "card_sha256": sha256_file(card) if card.is_file() else "none",
         "weights_digest": state_digest(spec.module),
         "ivfuse_version": __version__,
         "inputs": ",".join(spec.inputs),

@@ -48,6 +48,17 @@ def shipped(filename: str, method: str, label: str) -> Path:
     return Path(str(ref))
 
 
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file (weights, cards, VGG19 files: provenance in cards and exports)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def read_weights(path: str | Path, method: str, label: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a safetensors file written for ``method``."""
     from safetensors import safe_open

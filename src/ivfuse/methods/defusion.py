@@ -637,6 +637,27 @@ class DeFusion:
         return res["fused"]
 
 
+def unit_range_denet(seed: int = 0) -> DeNet:
+    """A seeded random DeNet (eval mode) whose three output heads are scaled so that its outputs on
+    a random 48 x 48 pair peak at 0.8: a stand-in for trained weights in speed and export checks.
+    A random net's raw outputs reach ~500, where fp32 reassociation alone (NCHW vs NHWC) moves
+    them by 0.3 gray levels; scaled, a comparison at 0.01 gray levels is meaningful."""
+    torch.manual_seed(seed)
+    net = DeNet().eval()
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        out = net(x[:1], x[1:])
+        for head, key in (
+            (net.head_common, "common"),
+            (net.head_unique, "unique1"),
+            (net.head_fused, "fused"),
+        ):
+            s = 0.8 / float(out[key].max())
+            head.conv.weight.mul_(s)
+            head.conv.bias.mul_(s)
+    return net
+
+
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DeNet, dict]:
     """Build a :class:`DeNet` from a safetensors file (no pickle). Returns (net, metadata with the
     training config as a dict).

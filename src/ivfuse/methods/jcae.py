@@ -22,7 +22,6 @@ weighted average (Eq. 9), and both fused feature sets are decoded as in training
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from torch import nn
 from ..errors import InputError, TrainingError
 from ..nn.losses import ssim_map
 from ._config import MethodConfig
-from ._torch import config_of, load_state, planes, read_weights, run_planes, shipped
+from ._torch import config_of, load_state, planes, read_weights, run_planes, sha256_file, shipped
 from .registry import register
 
 PAPER = (
@@ -328,14 +327,6 @@ def fuse_features(
 # --------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_vgg19(path: str | Path) -> dict[str, torch.Tensor]:
     """conv1_1, conv1_2, conv2_1 weights and biases of a local VGG19 ImageNet file.
 
@@ -383,7 +374,7 @@ def init_from_vgg19(net: JCAENet, path: str | Path) -> str:
             for conv, key in zip((br.conv1, br.conv2, br.conv3), VGG19_KEYS, strict=True):
                 conv.weight.copy_(vgg[f"{key}.weight"])
                 conv.bias.copy_(vgg[f"{key}.bias"])
-    return _sha256(Path(path))
+    return sha256_file(Path(path))
 
 
 # --------------------------------------------------------------------------------------------
