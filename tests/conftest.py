@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: Exported graphs of the backends (ivfuse.backends.cache_dir) go to a folder of this test session,
+#: not to the user's ~/.cache.
+os.environ.setdefault("IVFUSE_CACHE", tempfile.mkdtemp(prefix="ivfuse-test-cache-"))
+
 #: The shared data folder (override with IVFUSE_SHARED_DATA).
 SHARED_DATA = Path(os.environ.get("IVFUSE_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -114,8 +114,31 @@ def test_auto_picks_the_first_installed_engine_and_the_cache_builds_nothing_twic
     second.fuse(ir2, vi2)
     assert (backends.STATS.exports, backends.STATS.engines) == before
     # another rule is another graph: exported once more
+    loaded = backends.STATS.loaded
     ivfuse.load("didfuse", rule="l1")
-    assert backends.STATS.exports == before[0] + 1
+    assert backends.STATS.exports + backends.STATS.loaded == before[0] + loaded + 1
+
+
+@needs_engine
+def test_exported_graphs_are_kept_on_disk_for_the_next_process(tmp_path, monkeypatch):
+    ir, vi = _pair(33, 40)
+    monkeypatch.setenv("IVFUSE_CACHE", str(tmp_path / "cache"))
+    backends.clear_cache()
+    ref = ivfuse.load("didfuse").fuse(ir, vi)
+    files = list((tmp_path / "cache" / "graphs").glob("didfuse-*.onnx"))
+    assert len(files) == 1 and files[0].stat().st_size > 100_000
+    backends.clear_cache()  # as a new process would start
+    exports, loaded = backends.STATS.exports, backends.STATS.loaded
+    again = ivfuse.load("didfuse")
+    assert (backends.STATS.exports, backends.STATS.loaded) == (exports, loaded + 1)
+    assert again.backend == INSTALLED[0] and _gray(again.fuse(ir, vi), ref) == 0.0
+    # IVFUSE_CACHE=off: nothing is read or written
+    monkeypatch.setenv("IVFUSE_CACHE", "off")
+    backends.clear_cache()
+    ivfuse.load("didfuse", rule="average")
+    assert backends.STATS.exports == exports + 1
+    assert list((tmp_path / "cache" / "graphs").glob("*.onnx")) == files
+    backends.clear_cache()
 
 
 @needs_engine
@@ -154,7 +177,7 @@ def test_a_backend_that_fails_to_build_falls_back_to_torch_with_one_warning(monk
     monkeypatch.setattr(engines, "installed", lambda name: True)
     backends.clear_cache()
 
-    def broken(name, model, threads, precision="fp32"):
+    def broken(name, model, threads, precision="fp32", cache=None):
         raise RuntimeError(f"{name} exploded")
 
     monkeypatch.setattr(engines, "build", broken)

@@ -20,10 +20,13 @@ and ``Binding.reason`` says why).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +52,8 @@ class BackendWarning(RuntimeWarning):
 class Stats:
     """What this process has built (tests read it: a second identical load builds nothing)."""
 
-    exports: int = 0
+    exports: int = 0  # graphs exported with torch.onnx
+    loaded: int = 0  # graphs read from the disk cache instead (an earlier process exported them)
     engines: int = 0
 
 
@@ -60,7 +64,8 @@ _LOCK = threading.Lock()
 
 
 def clear_cache() -> None:
-    """Forget every exported graph and built engine (tests; long-lived processes)."""
+    """Forget every exported graph and built engine of this process (tests; long-lived processes);
+    the graphs on disk (:func:`cache_dir`) stay."""
     with _LOCK:
         _MODELS.clear()
         _ENGINES.clear()
@@ -196,23 +201,67 @@ def max_gray_diff(engine, spec, hw: tuple[int, int] = CHECK_HW, seed: int = 1) -
     )
 
 
+def cache_dir() -> Path | None:
+    """Where exported graphs are kept between processes: ``$IVFUSE_CACHE`` (``off`` disables it),
+    else ``$XDG_CACHE_HOME/ivfuse`` or ``~/.cache/ivfuse``."""
+    v = os.environ.get("IVFUSE_CACHE")
+    if v is not None:
+        return None if v.strip().lower() in ("", "0", "off", "none") else Path(v)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivfuse"
+
+
+def _cache_file(key: tuple) -> Path | None:
+    """The graph file of ``key`` under :func:`cache_dir`: named by a hash of the key (weights
+    digest included) and of the torch and ivfuse versions that export it."""
+    import torch
+
+    from .. import __version__
+
+    root = cache_dir()
+    if root is None:
+        return None
+    h = hashlib.sha256(repr((key, torch.__version__, __version__)).encode()).hexdigest()[:32]
+    return root / "graphs" / f"{key[0]}-{h}.onnx"
+
+
 def model_bytes(method: str, spec, digest: str) -> bytes:
-    """The exported ONNX model of ``spec`` (exported once per process and cache key)."""
+    """The exported ONNX model of ``spec``: exported once per process and cache key, and kept on
+    disk (:func:`cache_dir`), so that a later process skips the export (seconds per graph)."""
     from . import onnx as onnx_export
 
     key = (method, digest, spec.name, spec.key)
     with _LOCK:
         if key not in _MODELS:
-            STATS.exports += 1
-            try:
-                proto = onnx_export.export(spec, {"method": method, "weights_digest": digest})
-                _MODELS[key] = proto.SerializeToString()
-            except Exception as e:  # remembered: the next backend does not export again
-                _MODELS[key] = e
+            path = _cache_file(key)
+            if path is not None and path.is_file():
+                STATS.loaded += 1
+                _MODELS[key] = path.read_bytes()
+            else:
+                STATS.exports += 1
+                try:
+                    proto = onnx_export.export(spec, {"method": method, "weights_digest": digest})
+                    _MODELS[key] = proto.SerializeToString()
+                except Exception as e:  # remembered: the next backend does not export again
+                    _MODELS[key] = e
+                else:
+                    _store(path, _MODELS[key])
         got = _MODELS[key]
     if isinstance(got, Exception):
         raise got
     return got
+
+
+def _store(path: Path | None, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; a cache that cannot be written is skipped."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def engine_for(method: str, spec, backend: str, precision: str, threads: int | None = None):
@@ -229,7 +278,8 @@ def engine_for(method: str, spec, backend: str, precision: str, threads: int | N
     if hit is not None:
         return hit
     model = model_bytes(method, spec, digest)
-    eng = engines.build(backend, model, threads, precision)
+    root = cache_dir()
+    eng = engines.build(backend, model, threads, precision, None if root is None else root / backend)
     with _LOCK:
         _ENGINES[key] = eng
         STATS.engines += 1

@@ -68,7 +68,7 @@ class OpenVINOEngine:
 
     name = "openvino"
 
-    def __init__(self, model: Any, threads: int, precision: str = "fp32"):
+    def __init__(self, model: Any, threads: int, precision: str = "fp32", cache: Path | None = None):
         import openvino as ov
 
         if precision not in ("fp32", "bf16"):
@@ -84,6 +84,8 @@ class OpenVINOEngine:
             "INFERENCE_NUM_THREADS": str(int(threads)),
             "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
         }
+        if cache is not None:  # OpenVINO's own cache of compiled kernels (keyed by model + config)
+            config["CACHE_DIR"] = str(cache)
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.inputs = [p.get_any_name() for p in self.compiled.inputs]
@@ -93,10 +95,11 @@ class OpenVINOEngine:
         return [np.array(v, dtype=np.float32, copy=True) for v in res.values()]
 
 
-def build(name: str, model: Any, threads: int, precision: str = "fp32"):
-    """An engine of backend ``name`` for ``model`` (ONNX bytes, a model file, an ``ov.Model``)."""
+def build(name: str, model: Any, threads: int, precision: str = "fp32", cache: Path | None = None):
+    """An engine of backend ``name`` for ``model`` (ONNX bytes, a model file, an ``ov.Model``);
+    ``cache``: a folder where OpenVINO keeps compiled models between processes."""
     if name == "onnxruntime":
         return OnnxRuntimeEngine(model, threads, precision)
     if name == "openvino":
-        return OpenVINOEngine(model, threads, precision)
+        return OpenVINOEngine(model, threads, precision, cache)
     raise BackendError(f"no engine {name!r}")
