@@ -81,8 +81,18 @@ LAYOUTS = {
     ),
     ("ifem", 4): (
         [(64, 64), (128, 128), (256, 256), (256, 256), (256, 128), *RECON],
-        [(2, 64), (64, 64), (128, 128), (128, 128), (256, 256), (256, 256), (512, 256), (256, 256),
-         (256, 256), *HEAD],
+        [
+            (2, 64),
+            (64, 64),
+            (128, 128),
+            (128, 128),
+            (256, 256),
+            (256, 256),
+            (512, 256),
+            (256, 256),
+            (256, 256),
+            *HEAD,
+        ],
     ),
     # w/o IFEM: own SHFENet chains 1->64->128->256; INT reads Cat(F_{n-1}, F'_{n-1}, F''_{n-1})
     ("no_ifem", 3): (
@@ -92,8 +102,18 @@ LAYOUTS = {
     # HC, 4 stages: INT inputs 2*64+64, 2*128+64+128, 2*256+64+128+256; head Cat(F_1..F_4) = 704
     ("hc", 4): (
         [(64, 64), (128, 128), (256, 256), (256, 256), (256, 128), *RECON],
-        [(2, 64), (64, 64), (192, 128), (128, 128), (448, 256), (256, 256), (960, 256), (256, 256),
-         (704, 256), *HEAD],
+        [
+            (2, 64),
+            (64, 64),
+            (192, 128),
+            (128, 128),
+            (448, 256),
+            (256, 256),
+            (960, 256),
+            (256, 256),
+            (704, 256),
+            *HEAD,
+        ],
     ),
 }
 
@@ -321,8 +341,21 @@ def test_cli_train_full_network_on_tiny_crops(data, tmp_path):
     out = tmp_path / "cli_run"
     r = runner.invoke(
         app,
-        ["train", "ifesnet", "--data", str(data), "--out", str(out), "--epochs", "1", "--crop", "16",
-         "--threads", "1", "--no-progress"],
+        [
+            "train",
+            "ifesnet",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--crop",
+            "16",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
     )
     assert r.exit_code == 0, r.output
     card = json.loads((out / "card.json").read_text())
@@ -379,8 +412,6 @@ def test_fuser_smooth_option(trained):
     np.testing.assert_allclose(np.stack([s1, s2]), expect, atol=1e-6)
     np.testing.assert_allclose(smooth.fuse(ir, vi), np.clip(s1 * ir + s2 * vi, 0, 1), atol=1e-6)
     assert not np.allclose(smooth.fuse(ir, vi), plain.fuse(ir, vi))
-
-
 
 
 def test_registered_with_metadata():
@@ -461,10 +492,26 @@ def test_training_spec_is_the_papers_optimiser_and_loss():
     spec = training_spec()
     assert spec.batch_size == 1 and [s.name for s in spec.stages] == ["joint"]
     opt = spec.stages[0].optimizer([torch.nn.Parameter(torch.zeros(1))])
-    assert isinstance(opt, torch.optim.Adam)
+    assert type(opt) is torch.optim.AdamW  # decoupled decay: coupled L2 collapsed the network
     d = opt.defaults
     assert d["lr"] == 1e-4 and d["betas"] == (0.9, 0.999) and d["weight_decay"] == 5e-3  # Sec. IV-A
     assert spec.total_epochs == 32 and spec.extra_card["reduced_scale"] is True
+    assert any("AdamW" in n for n in spec.extra_card["recipe_notes"])
+    coupled = training_spec(Config(weight_decay_mode="coupled")).stages[0]
+    assert type(coupled.optimizer([torch.nn.Parameter(torch.zeros(1))])) is torch.optim.Adam
+    with pytest.raises(ValueError, match="weight_decay_mode"):
+        Config(weight_decay_mode="l1")
+
+
+def test_decoupled_decay_shrinks_by_lr_times_decay_where_coupled_moves_a_full_step():
+    """Why the default is AdamW: with no loss gradient, coupled L2 decay is normalised by Adam into
+    a full lr step towards 0; decoupled decay shrinks a weight by lr * wd of its value."""
+    for mode, expected in (("coupled", 0.5 - 1e-4), ("decoupled", 0.5 * (1 - 1e-4 * 5e-3))):
+        w = torch.nn.Parameter(torch.tensor([0.5]))
+        opt = training_spec(Config(weight_decay_mode=mode)).stages[0].optimizer([w])
+        w.grad = torch.zeros(1)  # the loss does not depend on this weight
+        opt.step()
+        assert float(w) == pytest.approx(expected, rel=1e-6), mode
 
 
 @pytest.mark.parametrize(

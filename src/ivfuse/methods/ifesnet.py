@@ -105,9 +105,17 @@ class Config(MethodConfig):
       a flat target rather than a normalised rounding error.
     * **Norms.** ``L_I``, ``L_V`` are per-pixel means (MSE); ``L_M`` is the mean over pixels of
       ``|tau - W_1 - W_2|``; all averaged over the batch.
-    * **Weight decay.** The text does not say how 5e-3 is applied; we use Adam's coupled
-      ``weight_decay`` (an L2 term added to the gradient, as a TensorFlow L2 regulariser on the
-      weights would act), betas (0.9, 0.999).
+    * **Weight decay: decoupled (AdamW).** The text does not say how 5e-3 is applied. Applied as
+      an L2 term added to the gradient (``weight_decay_mode="coupled"``: PyTorch Adam's
+      ``weight_decay``, what a TensorFlow L2 regulariser does), Adam normalises it like any
+      gradient, so every weight whose loss gradient is small against 5e-3 w moves towards 0 at
+      the full step lr: in our run the network collapsed within the first 100 steps (both
+      weight maps and both reconstructions constant over the image, e.g. W_1 = 0.787, W_2 =
+      0.214 everywhere at epoch 16: a fixed global average), and by epoch 8 6 % of the weights
+      were subnormal. With decoupled decay (Loshchilov & Hutter's AdamW, ``"decoupled"``, the
+      default) each step shrinks the weights by lr x 5e-3 = 5e-7 of their value, and the maps
+      vary over the image (W_1 std 0.071 on a TNO crop after 200 steps, against 0.000 coupled,
+      same seed and data). Betas (0.9, 0.999).
     * **Which source is I_1.** Sec. III-B calls I_1 infrared and I_2 visible, the text after
       Eq. (7) the reverse; we follow Sec. III-B and Fig. 3 (SHFENet-ir reconstructs I_1, W_1
       weights the infrared image).
@@ -153,6 +161,7 @@ class Config(MethodConfig):
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 5e-3
+    weight_decay_mode: str = "decoupled"  # AdamW; "coupled": L2 in the gradient (collapses, above)
     batch_size: int = 1
     # our reduced schedule (see above)
     epochs: int = 32
@@ -165,6 +174,10 @@ class Config(MethodConfig):
         self.recon_widths = tuple(int(c) for c in self.recon_widths)
         self.head_widths = tuple(int(c) for c in self.head_widths)
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if self.weight_decay_mode not in ("decoupled", "coupled"):
+            raise ValueError(
+                f"weight_decay_mode must be 'decoupled' or 'coupled', got {self.weight_decay_mode!r}"
+            )
         if self.network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
         if self.recon_loss not in RECON_LOSSES:
@@ -453,7 +466,13 @@ def _card_notes(cfg: Config) -> dict[str, Any]:
         "thread, ~2 s of wall time on the shared development VM (4.8 M parameters, ~9.5 MFLOP per "
         "pixel forward, every layer at full resolution); the default schedule (32 epochs x 196 "
         "crops = 6272 steps) is ~3.5 h",
-        "paper: TensorFlow; here PyTorch, Adam weight decay as coupled L2 on the gradient",
+        "paper: TensorFlow, Adam with weight decay 5e-3 (how applied not stated); here PyTorch, "
+        + (
+            "decoupled weight decay (AdamW): as an L2 gradient term the network collapsed to "
+            "constant weight maps within 100 steps"
+            if cfg.weight_decay_mode == "decoupled"
+            else "weight decay as coupled L2 on the gradient"
+        ),
     ]
     return {"reduced_scale": True, "recipe_notes": notes}
 
@@ -471,7 +490,8 @@ def training_spec(config: Config | None = None):
         return ifesnet_loss(cfg, batch["ir"], batch["vi"], model(batch["ir"], batch["vi"]))
 
     def adam(params):
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        kind = torch.optim.AdamW if cfg.weight_decay_mode == "decoupled" else torch.optim.Adam
+        return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
     extra = _card_notes(cfg)
     return TrainSpec(
