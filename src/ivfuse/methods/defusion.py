@@ -554,7 +554,9 @@ class DeFusion:
     Inputs are reflect-padded by ``pad`` pixels (16; less for images of 16 pixels or fewer) and the
     result is cropped back and clamped to [0, 1]. The network runs in channels-last memory format
     under ``torch.inference_mode``. No tiling: split attention pools each feature map globally, so
-    tiles would change the result.
+    tiles would change the result. ``compile=True`` (``-p compile=true``) runs it through
+    ``torch.compile`` with static shapes and frozen weights: about 2x less CPU per pair, but every
+    new image size compiles first (about a minute), so it pays off on folders of equal-sized images.
     """
 
     def __init__(
@@ -575,7 +577,13 @@ class DeFusion:
         if parts is not None:
             d = Path(parts)
             self.map_outputs = {n: d / f"{{stem}}_{n}.png" for n in ("common", "unique1", "unique2")}
-        self._forward = torch.compile(self.net, dynamic=True) if compile else self.net
+        # static shapes with frozen weights: inductor folds the weights into prepacked oneDNN
+        # convolutions with fused ReLU / residual epilogues (measured on one 480x640 pair, one
+        # thread: 1.5 s of CPU, against 3.0 s with dynamic shapes); each new image size compiles
+        # once (about a minute on 2 cores; inductor's disk cache shortens later processes)
+        self._forward = (
+            torch.compile(self.net, dynamic=False, options={"freezing": True}) if compile else self.net
+        )
 
     def parameter_count(self) -> int:
         return parameter_count(self.net)

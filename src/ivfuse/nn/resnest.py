@@ -42,13 +42,13 @@ class SplitAttention(nn.Module):
         self.channels = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = F.relu(self.conv(x))
+        s = F.relu(self.conv(x), inplace=True)  # in place: no new full-size buffer
         s0, s1 = s.split(self.channels, dim=1)
         gap = (s0 + s1).mean(dim=(2, 3), keepdim=True)
         logits = self.fc2(F.relu(self.fc1(gap)))  # (N, 2p, 1, 1): radix-major
         n = logits.shape[0]
         attn = logits.reshape(n, self.radix, self.channels, 1, 1).softmax(dim=1)
-        return attn[:, 0] * s0 + attn[:, 1] * s1
+        return torch.addcmul(attn[:, 0] * s0, attn[:, 1], s1)
 
 
 class Bottleneck(nn.Module):
@@ -83,11 +83,13 @@ class Bottleneck(nn.Module):
                 self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.splat(F.relu(self.conv1(x)))
+        y = self.splat(F.relu(self.conv1(x), inplace=True))
         if self.avd is not None:
             y = self.avd(y)
         y = self.conv3(y)
-        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+        # in place on the fresh conv output (autograd allows it: conv's backward does not read it)
+        y += x if self.shortcut is None else self.shortcut(x)
+        return F.relu(y, inplace=True)
 
 
 def stage(
