@@ -1,7 +1,11 @@
-"""Time every deep method on one 480x640 pair for each backend and precision, interleaved, in one process.
+"""Time every deep method on one 480x640 pair for each backend and precision, interleaved or alone.
 
     python benchmarks/bench_deep.py [--methods didfuse,jcae,sslwaeie,ifesnet,defusion] [--runs 3]
-        [--threads 1] [--size 480x640] [--json out.json]
+        [--threads 1] [--size 480x640] [--alone] [--json out.json]
+
+``--alone`` times each variant in a fresh process: interleaved in one process, an engine's worker
+threads (OpenVINO, ONNX Runtime) can keep spinning after their call and slow the next variant's
+eager torch run (the official forward by up to 1.7x was seen), so the two modes can disagree.
 
 For each method the variants are: ``torch`` fp32 (ivfuse's eager path, the baseline), ``onnxruntime``
 fp32, ``openvino`` fp32, ``openvino`` bf16 (CPUs with native bf16), ``torch`` bf16 (didfuse's own
@@ -161,6 +165,8 @@ def _variants(method: str) -> list[tuple[str, str]]:
         v.append(("openvino", "bf16"))
     if "precision" in registry.defaults(method):
         v.append(("torch", "bf16"))
+    if method == "defusion":
+        v.append(("torch-compile", "fp32"))  # torch.compile, static shapes, frozen weights
     if method in ("didfuse", "defusion"):
         v.append(("official", "fp32"))
     return v
@@ -168,14 +174,84 @@ def _variants(method: str) -> list[tuple[str, str]]:
 
 def _build(method: str, backend: str, precision: str):
     kw = {"precision": "bf16"} if (backend, precision) == ("torch", "bf16") else {}
+    if backend == "torch-compile":
+        kw["compile"] = True
     fuser = _fuser(method, **kw)
     if backend == "official":
         return _official(method, fuser), "official"
+    if backend == "torch-compile":
+        return fuser.fuse, backend
     if backend != "torch":
         b = backends.bind(fuser, method, backends.Plan(backend, precision, candidates=(backend,)))
         if b.backend != backend:
             return None, f"fell back to {b.backend}"
     return fuser.fuse, backend
+
+
+def _pair(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    s = night_scene(h, w, seed=0)
+    ir = np.asarray(s.ir, np.float32)
+    vi = np.asarray(s.vi.mean(axis=2) if s.vi.ndim == 3 else s.vi, np.float32)
+    return ir, vi
+
+
+def _build_entry(method: str, backend: str, precision: str, ir: np.ndarray, vi: np.ndarray) -> dict | None:
+    """Build one variant and make its first call (timed: what a folder run pays once)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    with Peak() as pk:
+        fn, state = _build(method, backend, precision)
+        out = fn(ir, vi) if fn is not None else None
+    first = time.perf_counter() - t0, time.process_time() - c0
+    if fn is None:
+        print(f"{method} {backend} {precision}: {state}", file=sys.stderr)
+        return None
+    return {
+        "backend": backend,
+        "precision": precision,
+        "fn": fn,
+        "out": out,
+        "first_s": first[0],
+        "first_cpu_s": first[1],
+        "peak_mb": pk.mb,
+        "wall": [],
+        "cpu": [],
+    }
+
+
+def _time_once(b: dict, ir: np.ndarray, vi: np.ndarray) -> None:
+    t0, c0 = time.perf_counter(), time.process_time()
+    with Peak() as pk:
+        b["out"] = b["fn"](ir, vi)
+    b["wall"].append(time.perf_counter() - t0)
+    b["cpu"].append(time.process_time() - c0)
+    b["peak_mb"] = max(b["peak_mb"], pk.mb)
+
+
+def _child(
+    method: str, backend: str, precision: str, size: tuple[int, int], runs: int, threads: int, q
+) -> None:
+    """--alone: one variant in a fresh process (no other engine's threads around)."""
+    torch.set_num_threads(threads)
+    ir, vi = _pair(*size)
+    b = _build_entry(method, backend, precision, ir, vi)
+    if b is not None:
+        for _ in range(runs):
+            _time_once(b, ir, vi)
+        b.pop("fn")
+    q.put(b)
+
+
+def _in_child(method: str, backend: str, precision: str, args: argparse.Namespace) -> dict | None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    size = tuple(int(v) for v in args.size.split("x"))
+    p = ctx.Process(target=_child, args=(method, backend, precision, size, args.runs, args.threads, q))
+    p.start()
+    b = q.get()
+    p.join()
+    return b
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,15 +261,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", default="480x640")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--alone",
+        action="store_true",
+        help="time each variant alone in a fresh process instead of interleaved in this one",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     h, w = (int(s) for s in args.size.split("x"))
-    s = night_scene(h, w, seed=0)
-    ir = np.asarray(s.ir, np.float32)
-    vi = np.asarray(s.vi.mean(axis=2) if s.vi.ndim == 3 else s.vi, np.float32)
+    ir, vi = _pair(h, w)
+    mode = "each variant alone in a fresh process" if args.alone else "interleaved"
     print(
         f"# {_cpu()}, torch {torch.__version__}, threads {args.threads}, "
-        f"{h}x{w} pair, median of {args.runs}, interleaved; load average {os.getloadavg()[0]:.2f}"
+        f"{h}x{w} pair, median of {args.runs}, {mode}; load average {os.getloadavg()[0]:.2f}"
     )
     gflops = conv_limit(args.threads)
     print(
@@ -203,37 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = []
     for method in args.methods.split(","):
-        built = []
-        for backend, precision in _variants(method):
-            t0, c0 = time.perf_counter(), time.process_time()
-            with Peak() as pk:
-                fn, state = _build(method, backend, precision)
-                out = fn(ir, vi) if fn is not None else None
-            first = time.perf_counter() - t0, time.process_time() - c0
-            if fn is None:
-                print(f"{method} {backend} {precision}: {state}", file=sys.stderr)
-                continue
-            built.append(
-                {
-                    "backend": backend,
-                    "precision": precision,
-                    "fn": fn,
-                    "out": out,
-                    "first_s": first[0],
-                    "first_cpu_s": first[1],
-                    "peak_mb": pk.mb,
-                    "wall": [],
-                    "cpu": [],
-                }
-            )
-        for _ in range(args.runs):
-            for b in built:
-                t0, c0 = time.perf_counter(), time.process_time()
-                with Peak() as pk:
-                    b["out"] = b["fn"](ir, vi)
-                b["wall"].append(time.perf_counter() - t0)
-                b["cpu"].append(time.process_time() - c0)
-                b["peak_mb"] = max(b["peak_mb"], pk.mb)
+        if args.alone:
+            built = [r for v in _variants(method) if (r := _in_child(method, *v, args)) is not None]
+        else:
+            built = [b for v in _variants(method) if (b := _build_entry(method, *v, ir, vi)) is not None]
+            for _ in range(args.runs):
+                for b in built:
+                    _time_once(b, ir, vi)
         base = built[0]
         base_ms = statistics.median(base["wall"]) * 1e3
         off = next((b for b in built if b["backend"] == "official"), None)
