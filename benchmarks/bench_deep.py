@@ -241,13 +241,14 @@ def _child(
     q.put(b)
 
 
-def _in_child(method: str, backend: str, precision: str, args: argparse.Namespace) -> dict | None:
+def _in_child(
+    method: str, backend: str, precision: str, size: tuple[int, int], runs: int, threads: int
+) -> dict | None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    size = tuple(int(v) for v in args.size.split("x"))
-    p = ctx.Process(target=_child, args=(method, backend, precision, size, args.runs, args.threads, q))
+    p = ctx.Process(target=_child, args=(method, backend, precision, size, runs, threads, q))
     p.start()
     b = q.get()
     p.join()
@@ -284,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for method in args.methods.split(","):
         if args.alone:
-            built = [r for v in _variants(method) if (r := _in_child(method, *v, args)) is not None]
+            built = [
+                r
+                for v in _variants(method)
+                if (r := _in_child(method, *v, (h, w), args.runs, args.threads)) is not None
+            ]
         else:
             built = [b for v in _variants(method) if (b := _build_entry(method, *v, ir, vi)) is not None]
             for _ in range(args.runs):

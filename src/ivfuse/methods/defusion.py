@@ -555,8 +555,9 @@ class DeFusion:
     result is cropped back and clamped to [0, 1]. The network runs in channels-last memory format
     under ``torch.inference_mode``. No tiling: split attention pools each feature map globally, so
     tiles would change the result. ``compile=True`` (``-p compile=true``) runs it through
-    ``torch.compile`` with static shapes and frozen weights: about 2x less CPU per pair, but every
-    new image size compiles first (about a minute), so it pays off on folders of equal-sized images.
+    ``torch.compile`` with static shapes and frozen weights: 1.1-1.4x less CPU per 480x640 pair than
+    the default path (README, "Speed of the backends"), but every new image size compiles first
+    (30-60 s), so it can pay off only on folders of equal-sized images.
     """
 
     def __init__(
@@ -577,10 +578,9 @@ class DeFusion:
         if parts is not None:
             d = Path(parts)
             self.map_outputs = {n: d / f"{{stem}}_{n}.png" for n in ("common", "unique1", "unique2")}
-        # static shapes with frozen weights: inductor folds the weights into prepacked oneDNN
-        # convolutions with fused ReLU / residual epilogues (measured on one 480x640 pair, one
-        # thread: 1.5 s of CPU, against 3.0 s with dynamic shapes); each new image size compiles
-        # once (about a minute on 2 cores; inductor's disk cache shortens later processes)
+        # static shapes with frozen weights (inductor's "freezing": weights become constants);
+        # on one thread a 480x640 pair took 1.5 s of CPU this way, a 512x672 one 3.0 s with dynamic
+        # shapes. Each new image size compiles once (inductor's disk cache shortens later processes)
         self._forward = (
             torch.compile(self.net, dynamic=False, options={"freezing": True}) if compile else self.net
         )
