@@ -141,7 +141,11 @@ def _official(method: str, fuser) -> Callable[[np.ndarray, np.ndarray], np.ndarr
 
         return fuse
     if method == "defusion":
-        run = _module("bench_defusion")._official(fuser.net)
+        # the fuser converts its network to channels-last in place; the official code runs NCHW
+        import copy
+
+        net = copy.deepcopy(fuser.net).to(memory_format=torch.contiguous_format)
+        run = _module("bench_defusion")._official(net)
         import torch.nn.functional as F
 
         luma = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
@@ -227,31 +231,43 @@ def _time_once(b: dict, ir: np.ndarray, vi: np.ndarray) -> None:
     b["peak_mb"] = max(b["peak_mb"], pk.mb)
 
 
-def _child(
-    method: str, backend: str, precision: str, size: tuple[int, int], runs: int, threads: int, q
-) -> None:
-    """--alone: one variant in a fresh process (no other engine's threads around)."""
-    torch.set_num_threads(threads)
-    ir, vi = _pair(*size)
+def _child(spec: str, out: str) -> int:
+    """--child: time one variant (``method,backend,precision,HxW,runs,threads``) in this fresh
+    interpreter and write its entry to ``out`` (.npz: the fused plane plus the timings as JSON)."""
+    method, backend, precision, size, runs, threads = spec.split(",")
+    torch.set_num_threads(int(threads))
+    h, w = (int(s) for s in size.split("x"))
+    ir, vi = _pair(h, w)
     b = _build_entry(method, backend, precision, ir, vi)
-    if b is not None:
-        for _ in range(runs):
-            _time_once(b, ir, vi)
-        b.pop("fn")
-    q.put(b)
+    if b is None:
+        return 3
+    for _ in range(int(runs)):
+        _time_once(b, ir, vi)
+    b.pop("fn")
+    fused = np.asarray(b.pop("out"))
+    np.savez(out, fused=fused, meta=np.frombuffer(json.dumps(b).encode(), np.uint8))
+    return 0
 
 
 def _in_child(
     method: str, backend: str, precision: str, size: tuple[int, int], runs: int, threads: int
 ) -> dict | None:
-    import multiprocessing as mp
+    """--alone: one variant in a fresh interpreter started as a user starts ``ivfuse`` (a new
+    ``python`` process). Not multiprocessing's spawn/forkserver: in such a child OpenVINO's first
+    few calls ran at one core's speed here (wall = CPU time, ~2x slower), which a plain new process
+    does not show."""
+    import subprocess
+    import tempfile
 
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(method, backend, precision, size, runs, threads, q))
-    p.start()
-    b = q.get()
-    p.join()
+    spec = f"{method},{backend},{precision},{size[0]}x{size[1]},{runs},{threads}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "entry.npz"
+        rc = subprocess.run([sys.executable, __file__, "--child", spec, "--child-out", str(out)]).returncode
+        if rc != 0 or not out.exists():
+            return None
+        with np.load(out) as z:
+            b = json.loads(z["meta"].tobytes().decode())
+            b["out"] = z["fused"]
     return b
 
 
@@ -267,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time each variant alone in a fresh process instead of interleaved in this one",
     )
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        return _child(args.child, args.child_out)
     torch.set_num_threads(args.threads)
     h, w = (int(s) for s in args.size.split("x"))
     ir, vi = _pair(h, w)

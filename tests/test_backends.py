@@ -141,6 +141,16 @@ def test_exported_graphs_are_kept_on_disk_for_the_next_process(tmp_path, monkeyp
     backends.clear_cache()
 
 
+def test_a_graph_cached_from_other_source_code_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("IVFUSE_CACHE", str(tmp_path))
+    key = ("didfuse", "0123abcd", "fuse", ())
+    here = backends._cache_file(key)
+    assert here.parent == tmp_path / "graphs" and here.name.startswith("didfuse-")
+    assert backends._cache_file(key) == here  # stable within one source tree
+    monkeypatch.setattr(backends, "_code_digest", lambda: "edited-network")
+    assert backends._cache_file(key) != here
+
+
 @needs_engine
 def test_folder_of_equal_sized_pairs_reuses_one_engine(tmp_path):
     from ivfuse.data.pairs import Pair
@@ -160,6 +170,35 @@ def test_folder_of_equal_sized_pairs_reuses_one_engine(tmp_path):
     assert [r.status for r in res] == ["fused"] * 3
     assert p.method._forward is step
     assert (backends.STATS.exports, backends.STATS.engines) == before
+
+
+@needs("openvino")
+def test_openvino_compiles_once_per_size_keeps_the_last_few_and_matches_the_dynamic_graph():
+    from ivfuse.backends.onnx import state_digest
+
+    spec = registry.create("didfuse").graph()
+    model = backends.model_bytes("didfuse", spec, state_digest(spec.module))
+    rng = np.random.default_rng(3)
+
+    def arrays(h, w):
+        return [rng.random((1, 1, h, w), dtype=np.float32) for _ in range(2)]
+
+    eng = engines.OpenVINOEngine(model, threads=1, keep=2)
+    dyn = engines.OpenVINOEngine(model, threads=1, static=False)
+    assert (eng.compilations, dyn.compilations) == (0, 1)
+    a, b, c = arrays(32, 48), arrays(48, 32), arrays(16, 64)
+    out_a = eng(a)
+    assert eng.compilations == 1
+    assert _gray(eng(a)[0], out_a[0]) == 0.0 and eng.compilations == 1  # same size: reused
+    # the static and the dynamic graph agree to float32 rounding
+    assert _gray(out_a[0], dyn(a)[0]) < 0.01
+    eng(b)
+    eng(c)
+    assert eng.compilations == 3 and len(eng._compiled) == 2  # a was dropped (least recent)
+    eng(c)
+    eng(a)
+    assert eng.compilations == 4
+    assert dyn.compilations == 1 and _gray(dyn(b)[0], eng(b)[0]) < 0.01
 
 
 def test_no_engine_installed_means_torch_without_a_warning(monkeypatch):

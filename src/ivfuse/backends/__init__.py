@@ -20,6 +20,7 @@ and ``Binding.reason`` says why).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -210,9 +211,21 @@ def cache_dir() -> Path | None:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ivfuse"
 
 
+@functools.cache
+def _code_digest() -> str:
+    """A hash of ivfuse's own source files: an edited network (same version number) exports a new
+    graph instead of reusing a cached one traced from the old code."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _cache_file(key: tuple) -> Path | None:
     """The graph file of ``key`` under :func:`cache_dir`: named by a hash of the key (weights
-    digest included) and of the torch and ivfuse versions that export it."""
+    digest included), of the torch and ivfuse versions that export it and of ivfuse's source."""
     import torch
 
     from .. import __version__
@@ -220,7 +233,8 @@ def _cache_file(key: tuple) -> Path | None:
     root = cache_dir()
     if root is None:
         return None
-    h = hashlib.sha256(repr((key, torch.__version__, __version__)).encode()).hexdigest()[:32]
+    h = hashlib.sha256(repr((key, torch.__version__, __version__, _code_digest())).encode())
+    h = h.hexdigest()[:32]
     return root / "graphs" / f"{key[0]}-{h}.onnx"
 
 
