@@ -1,25 +1,31 @@
 """Time every deep method on one 480x640 pair for each backend and precision, interleaved or alone.
 
     python benchmarks/bench_deep.py [--methods didfuse,jcae,sslwaeie,ifesnet,defusion] [--runs 3]
-        [--threads 1] [--size 480x640] [--alone] [--json out.json]
-
-``--alone`` times each variant in a fresh process: interleaved in one process, an engine's worker
-threads (OpenVINO, ONNX Runtime) can keep spinning after their call and slow the next variant's
-eager torch run (the official forward by up to 1.7x was seen), so the two modes can disagree.
+        [--threads 1] [--size 480x640] [--alone [--gap 0.5]] [--backends openvino:fp32,official]
+        [--json out.json]
 
 For each method the variants are: ``torch`` fp32 (ivfuse's eager path, the baseline), ``onnxruntime``
 fp32, ``openvino`` fp32, ``openvino`` bf16 (CPUs with native bf16), ``torch`` bf16 (didfuse's own
-mixed path) and, for didfuse and defusion, the ``official`` network's eager forward as the official
-test scripts run it (reimplemented in benchmarks/bench_didfuse.py and bench_defusion.py). Each
-variant is built (``first`` = load + export + compile + the first call at this size, what a folder
-run pays once), then all variants are timed in turn ``--runs`` times (interleaved) and the median
-wall time and process CPU time per pair are reported, with the ratio to the method's torch fp32 and
-to the official forward, the max difference from torch fp32 in gray levels (fused plane, x255) and
-the peak resident memory above the process's memory before the call (sampled every 2 ms).
+mixed path), ``torch-compile`` for defusion and, for didfuse and defusion, the ``official``
+network's eager forward as the official test scripts run it (reimplemented in
+benchmarks/bench_didfuse.py and bench_defusion.py). Each variant is built (``first`` = load + export
++ compile + the first call at this size, what a folder run pays once), then timed ``--runs`` rounds,
+one call per variant per round. Reported: the median wall and process CPU time per pair, the ratios
+to the method's torch fp32 and to the official forward as the median over rounds of the per-round
+ratio (paired, so that a change of the machine's load between rounds cancels; the range over rounds
+is printed too), the max difference from torch fp32 in gray levels (fused plane, x255) and the peak
+resident memory above the process's memory before the call (sampled every 2 ms).
 
-Weights: the shipped ones; ifesnet and defusion ship none, so they run a seeded random network
-(timings do not depend on the values; DeFusion's heads are scaled so that its outputs lie in
-[0, 1] instead of reaching ~500, where fp32 rounding alone moves them by tenths of a gray level).
+Default: all variants in this process. ``--alone``: each variant in its own fresh interpreter (as a
+user's ``ivfuse`` command runs), all built first, then timed round-robin with ``--gap`` idle
+seconds before each call. Interleaved in one process, an engine's worker threads can keep spinning
+after their call and slow the next variant's eager torch run (the official forward by up to 1.7x
+was seen), so the two modes can disagree; on a shared (virtual) machine whose load changes over
+minutes, timing one variant after the other instead of round-robin moved the DeFusion ratio
+between 2.2x and 3.7x from one run to the next.
+
+Weights: the shipped ones; a method that ships none runs a seeded random network (timings do not
+depend on the values; DeFusion's heads are scaled so that its outputs lie in [0, 1]).
 """
 
 from __future__ import annotations
@@ -162,7 +168,17 @@ def _official(method: str, fuser) -> Callable[[np.ndarray, np.ndarray], np.ndarr
     return None
 
 
-def _variants(method: str) -> list[tuple[str, str]]:
+def _variants(method: str, keep: str | None = None) -> list[tuple[str, str]]:
+    """The variants of ``method`` on this machine; ``keep`` (``--backends``) limits them to a comma
+    list of ``backend`` or ``backend:precision`` (torch fp32, the baseline, always stays first)."""
+    v = _all_variants(method)
+    if keep:
+        want = [k.split(":") for k in keep.split(",")]
+        v = [x for x in v if x == ("torch", "fp32") or any(w == [x[0]] or w == list(x) for w in want)]
+    return v
+
+
+def _all_variants(method: str) -> list[tuple[str, str]]:
     v = [("torch", "fp32")]
     v += [(n, "fp32") for n in ("onnxruntime", "openvino") if engines.installed(n)]
     if engines.cpu_bf16("openvino"):
@@ -231,44 +247,105 @@ def _time_once(b: dict, ir: np.ndarray, vi: np.ndarray) -> None:
     b["peak_mb"] = max(b["peak_mb"], pk.mb)
 
 
+def _say(tag: str, obj) -> None:
+    print(f"@@{tag} {json.dumps(obj)}", flush=True)
+
+
 def _child(spec: str, out: str) -> int:
-    """--child: time one variant (``method,backend,precision,HxW,runs,threads``) in this fresh
-    interpreter and write its entry to ``out`` (.npz: the fused plane plus the timings as JSON)."""
-    method, backend, precision, size, runs, threads = spec.split(",")
+    """--child: build one variant (``method,backend,precision,HxW,threads``) in this fresh
+    interpreter, make its first call, then serve the parent: each ``run`` line on stdin times one
+    call and answers with its wall/CPU time; ``quit`` writes the fused plane to ``out`` and ends."""
+    method, backend, precision, size, threads = spec.split(",")
     torch.set_num_threads(int(threads))
     h, w = (int(s) for s in size.split("x"))
     ir, vi = _pair(h, w)
     b = _build_entry(method, backend, precision, ir, vi)
     if b is None:
+        _say("failed", {})
         return 3
-    for _ in range(int(runs)):
+    _say("ready", {k: b[k] for k in ("first_s", "first_cpu_s", "peak_mb")})
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
         _time_once(b, ir, vi)
-    b.pop("fn")
-    fused = np.asarray(b.pop("out"))
-    np.savez(out, fused=fused, meta=np.frombuffer(json.dumps(b).encode(), np.uint8))
+        _say("timed", {"wall": b["wall"][-1], "cpu": b["cpu"][-1], "peak_mb": b["peak_mb"]})
+    np.save(out, np.asarray(b["out"]))
     return 0
 
 
-def _in_child(
-    method: str, backend: str, precision: str, size: tuple[int, int], runs: int, threads: int
-) -> dict | None:
-    """--alone: one variant in a fresh interpreter started as a user starts ``ivfuse`` (a new
+class _Child:
+    """--alone: one variant in its own fresh interpreter, started as a user starts ``ivfuse`` (a new
     ``python`` process). Not multiprocessing's spawn/forkserver: in such a child OpenVINO's first
     few calls ran at one core's speed here (wall = CPU time, ~2x slower), which a plain new process
     does not show."""
-    import subprocess
-    import tempfile
 
-    spec = f"{method},{backend},{precision},{size[0]}x{size[1]},{runs},{threads}"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "entry.npz"
-        rc = subprocess.run([sys.executable, __file__, "--child", spec, "--child-out", str(out)]).returncode
-        if rc != 0 or not out.exists():
-            return None
-        with np.load(out) as z:
-            b = json.loads(z["meta"].tobytes().decode())
-            b["out"] = z["fused"]
-    return b
+    def __init__(self, method: str, backend: str, precision: str, size: tuple[int, int], threads: int):
+        import subprocess
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory()
+        self.out = Path(self._tmp.name) / "fused.npy"
+        spec = f"{method},{backend},{precision},{size[0]}x{size[1]},{threads}"
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", spec, "--child-out", str(self.out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.entry: dict | None = {"backend": backend, "precision": precision, "wall": [], "cpu": []}
+        tag, info = self._read()
+        if tag != "ready":
+            self.proc.wait()
+            self.entry = None
+        else:
+            self.entry.update(info)
+
+    def _read(self) -> tuple[str, dict]:
+        for line in self.proc.stdout:
+            if line.startswith("@@"):
+                tag, _, rest = line[2:].partition(" ")
+                return tag, json.loads(rest)
+        return "eof", {}
+
+    def time_once(self) -> None:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        tag, info = self._read()
+        if tag != "timed":
+            raise RuntimeError(f"{self.entry['backend']} child ended: {tag}")
+        self.entry["wall"].append(info["wall"])
+        self.entry["cpu"].append(info["cpu"])
+        self.entry["peak_mb"] = info["peak_mb"]
+
+    def finish(self) -> dict:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.entry["out"] = np.load(self.out)
+        self._tmp.cleanup()
+        return self.entry
+
+
+def _alone(
+    method: str, size: tuple[int, int], runs: int, threads: int, gap: float, keep: str | None
+) -> list[dict]:
+    """Every variant in its own process, built one after the other, then timed round-robin: one call
+    per variant per round, ``gap`` seconds of quiet before each, so that a change of the machine's
+    load during the benchmark hits all variants alike and per-round ratios stay comparable."""
+    children = [
+        c for v in _variants(method, keep) if (c := _Child(method, *v, size, threads)).entry is not None
+    ]
+    for _ in range(runs):
+        for c in children:
+            time.sleep(gap)
+            c.time_once()
+    return [c.finish() for c in children]
+
+
+def _ratio(ref: list[float], var: list[float]) -> float:
+    """Median over the rounds of ``ref / var`` (the two timed in the same round): paired, so a
+    change of the machine's load between rounds cancels."""
+    return statistics.median(r / v for r, v in zip(ref, var, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time each variant alone in a fresh process instead of interleaved in this one",
     )
+    ap.add_argument(
+        "--backends", default=None, help="only these variants, e.g. openvino:fp32,official (torch fp32 stays)"
+    )
+    ap.add_argument("--gap", type=float, default=0.5, help="--alone: idle seconds before each timed call")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -291,7 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     h, w = (int(s) for s in args.size.split("x"))
     ir, vi = _pair(h, w)
-    mode = "each variant alone in a fresh process" if args.alone else "interleaved"
+    mode = (
+        "each variant in its own fresh process, timed round-robin"
+        if args.alone
+        else "interleaved in this process"
+    )
     print(
         f"# {_cpu()}, torch {torch.__version__}, threads {args.threads}, "
         f"{h}x{w} pair, median of {args.runs}, {mode}; load average {os.getloadavg()[0]:.2f}"
@@ -305,51 +390,56 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for method in args.methods.split(","):
         if args.alone:
-            built = [
-                r
-                for v in _variants(method)
-                if (r := _in_child(method, *v, (h, w), args.runs, args.threads)) is not None
-            ]
+            built = _alone(method, (h, w), args.runs, args.threads, args.gap, args.backends)
         else:
-            built = [b for v in _variants(method) if (b := _build_entry(method, *v, ir, vi)) is not None]
+            built = [
+                b
+                for v in _variants(method, args.backends)
+                if (b := _build_entry(method, *v, ir, vi)) is not None
+            ]
             for _ in range(args.runs):
                 for b in built:
                     _time_once(b, ir, vi)
         base = built[0]
-        base_ms = statistics.median(base["wall"]) * 1e3
         off = next((b for b in built if b["backend"] == "official"), None)
-        off_ms = statistics.median(off["wall"]) * 1e3 if off else None
-        base_cpu = statistics.median(base["cpu"]) * 1e3
-        off_cpu = statistics.median(off["cpu"]) * 1e3 if off else None
         for b in built:
-            ms = statistics.median(b["wall"]) * 1e3
-            cpu = statistics.median(b["cpu"]) * 1e3
             row = {
                 "method": method,
                 "backend": b["backend"],
                 "precision": b["precision"],
-                "ms": ms,
-                "cpu_ms": cpu,
-                "vs_torch": base_ms / ms,
-                "vs_official": off_ms / ms if off_ms else None,
-                "vs_torch_cpu": base_cpu / cpu,
-                "vs_official_cpu": off_cpu / cpu if off_cpu else None,
+                "ms": statistics.median(b["wall"]) * 1e3,
+                "cpu_ms": statistics.median(b["cpu"]) * 1e3,
+                "vs_torch": _ratio(base["wall"], b["wall"]),
+                "vs_official": _ratio(off["wall"], b["wall"]) if off else None,
+                "vs_torch_cpu": _ratio(base["cpu"], b["cpu"]),
+                "vs_official_cpu": _ratio(off["cpu"], b["cpu"]) if off else None,
+                "ratio_range": (
+                    [
+                        min(o / t for o, t in zip(off["wall"], b["wall"], strict=True)),
+                        max(o / t for o, t in zip(off["wall"], b["wall"], strict=True)),
+                    ]
+                    if off
+                    else None
+                ),
                 "max_diff_gray": float(np.abs(np.asarray(b["out"]) - np.asarray(base["out"])).max()) * 255,
                 "first_s": b["first_s"],
                 "first_cpu_s": b["first_cpu_s"],
                 "peak_mb": b["peak_mb"],
+                "wall_ms": [round(t * 1e3, 1) for t in b["wall"]],
             }
             rows.append(row)
     print(
         "| method | backend | precision | ms/pair wall / CPU | x vs torch fp32 wall / CPU | "
-        "x vs official wall / CPU | max diff (gray) | first call s wall / CPU | peak MB |"
+        "x vs official wall / CPU | (range over rounds) | max diff (gray) | "
+        "first call s wall / CPU | peak MB |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         vo = f"{r['vs_official']:.2f} / {r['vs_official_cpu']:.2f}" if r["vs_official"] else "-"
+        rr = f"{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}" if r["ratio_range"] else "-"
         print(
             f"| {r['method']} | {r['backend']} | {r['precision']} | {r['ms']:.0f} / {r['cpu_ms']:.0f} | "
-            f"{r['vs_torch']:.2f} / {r['vs_torch_cpu']:.2f} | {vo} | {r['max_diff_gray']:.4f} | "
+            f"{r['vs_torch']:.2f} / {r['vs_torch_cpu']:.2f} | {vo} | {rr} | {r['max_diff_gray']:.4f} | "
             f"{r['first_s']:.1f} / {r['first_cpu_s']:.1f} | {r['peak_mb']:.0f} |"
         )
     if args.json:

@@ -59,9 +59,16 @@ def _child(tile: int | None, layout: str, runs: int, threads: int, weights: str 
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    q.put({"ms": 1000 * statistics.median(wall), "cpu_ms": 1000 * statistics.median(cpu),
-           "peak_mb": (peak - base) / 1024, "fused": fused, "weights": source,
-           "params": sum(p.numel() for p in net.parameters())})
+    q.put(
+        {
+            "ms": 1000 * statistics.median(wall),
+            "cpu_ms": 1000 * statistics.median(cpu),
+            "peak_mb": (peak - base) / 1024,
+            "fused": fused,
+            "weights": source,
+            "params": sum(p.numel() for p in net.parameters()),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,14 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         tile_s, _, layout = path.partition(":")
         tile = None if tile_s == "none" else int(tile_s)
         q = ctx.Queue()
-        p = ctx.Process(target=_child, args=(tile, layout or "channels_last", args.runs, args.threads,
-                                             args.weights, q))
+        p = ctx.Process(
+            target=_child, args=(tile, layout or "channels_last", args.runs, args.threads, args.weights, q)
+        )
         p.start()
         res[path] = q.get()
         p.join()
     ref = res["none"]["fused"]
-    print(f"IFESNet, 480x640, {args.threads} thread(s), {res['none']['params']:,} parameters, "
-          f"weights: {res['none']['weights']}")
+    print(
+        f"IFESNet, 480x640, {args.threads} thread(s), {res['none']['params']:,} parameters, "
+        f"weights: {res['none']['weights']}"
+    )
     print(f"{'path':>16} {'ms/pair':>9} {'CPU ms':>9} {'peak MB':>8} {'max|diff|':>10}")
     rows, ok = [], True
     for path in paths:
@@ -97,8 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         ok &= diff <= 1.0
         flag = "" if diff <= 1 else "  FAIL"
         print(f"{path:>16} {r['ms']:>9.0f} {r['cpu_ms']:>9.0f} {r['peak_mb']:>8.0f} {diff:>10.3f}{flag}")
-        rows.append({"path": path, "ms_per_pair": r["ms"], "cpu_ms_per_pair": r["cpu_ms"],
-                     "peak_mb": r["peak_mb"], "max_diff_gray": diff})
+        rows.append(
+            {
+                "path": path,
+                "ms_per_pair": r["ms"],
+                "cpu_ms_per_pair": r["cpu_ms"],
+                "peak_mb": r["peak_mb"],
+                "max_diff_gray": diff,
+            }
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "runs": args.runs, "rows": rows}, f, indent=2)

@@ -289,7 +289,6 @@ def vifb_section(r: int, threads: int, one_thread: Callable[[Callable[[], object
     print(f"| fuse with `{DEFAULT_METHOD}` (default) + all 13 (target < 200) | **{both:.1f}** |")
 
 
-
 def gray_section(r: int, threads: int, one_thread: Callable[[Callable[[], object]], float]) -> None:
     gf, gir, gvi = gray_triple()
     seven = ["EN", "SD", "SF", "AG", "MI", "QABF", "SSIM"]

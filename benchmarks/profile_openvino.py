@@ -1,7 +1,7 @@
 """Where OpenVINO spends a deep method's fusion time: per-layer-type totals from its perf counters.
 
     python benchmarks/profile_openvino.py [--method defusion] [--size 480x640] [--threads 2]
-        [--precision fp32] [--top 15]
+        [--precision fp32] [--top 15] [--nodes 40]
 
 Builds the method's fusion step as ``--backend openvino`` runs it (the same exported graph, the
 shipped weights), compiles that graph once more with ``PERF_COUNT`` on, fuses one synthetic pair
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--dynamic", action="store_true", help="the dynamic-shape graph (not per-size)")
+    ap.add_argument("--nodes", type=int, default=0, help="also list the N slowest nodes and shapes")
     args = ap.parse_args(argv)
     if not engines.installed("openvino"):
         print("openvino is not installed (pip install -e '.[fast]')")
@@ -82,6 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|")
     for (t, e), v in kernel.most_common(args.top):
         print(f"| {t} | {e} | {v / 1e3:.1f} |")
+    if args.nodes:
+        compiled = eng._compiled[next(reversed(eng._compiled))][0]
+        shapes = {
+            op.get_friendly_name(): "x".join(str(d) for d in op.get_output_partial_shape(0).to_shape())
+            for op in compiled.get_runtime_model().get_ops()
+            if op.get_output_size() and op.get_output_partial_shape(0).is_static
+        }
+        rows = sorted(eng.request.profiling_info, key=lambda pi: -pi.real_time.total_seconds())
+        print("\n| node | type | kernel | output | ms |")
+        print("|---|---|---|---|---:|")
+        for pi in rows[: args.nodes]:
+            ms = pi.real_time.total_seconds() * 1e3
+            print(
+                f"| {pi.node_name[-60:]} | {pi.node_type} | {pi.exec_type} | "
+                f"{shapes.get(pi.node_name, '?')} | {ms:.1f} |"
+            )
     return 0
 
 
