@@ -13,7 +13,7 @@ mostly clamped, so the raw (unclamped) difference relative to the output's range
 
 Paths:
   official-eager   torch.no_grad, NCHW, encoder and unique decoder run once per source (official test)
-  batched          both sources through E and D_u as one batch of 2 (DeNet.forward)
+  batched          both sources through E and D_u as one batch of 2, decoders distributed (DeNet.forward)
   ivfuse-default   ``DeFusion(net).run``: batched, channels-last, inference_mode (``ivfuse fuse -m defusion``)
   ivfuse-compile   ``DeFusion(net, compile=True)`` (``-p compile=true``: static shapes, frozen weights)
 
@@ -24,6 +24,7 @@ Weights: the shipped ones when installed, else ``--weights``, else a randomly in
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -59,7 +60,11 @@ def _pair(h: int = 480, w: int = 640) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _official(net: DeNet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The official test forward: each source through the encoder and the unique decoder alone."""
+    """The official test forward: each source through the encoder and the unique decoder alone,
+    and the decoders in the official order (concatenate, then convolve: ``distribute`` off), on a
+    copy of ``net``."""
+    net = copy.deepcopy(net)
+    net.common_decoder.distribute = net.unique_decoder.distribute = False
 
     def run(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         size = x1.shape[-2:]

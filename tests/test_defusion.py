@@ -5,6 +5,7 @@ parts), the weights round trip, and the CLI end to end for ivif, mef and mff."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -134,6 +135,28 @@ def test_batched_sources_equal_separate_passes(net):
         f_c, f_u1, f_u2 = net.embed(x1[:1], x2[:1])
         single = net.head_fused(f_u1 + f_u2 + f_c)
     assert torch.allclose(both["fused"][:1], single, rtol=1e-5, atol=1e-4)  # untrained: values ~100
+
+
+@pytest.mark.parametrize("size", [(24, 20), (17, 31)])
+def test_distributed_decoders_equal_the_official_order(size):
+    """The decoders' first 1x1 convolutions evaluated before the upsampling (and once for c) give
+    the official order's outputs and gradients: same parameters, another evaluation order."""
+    torch.manual_seed(7)
+    ref = DeNet()
+    fast = copy.deepcopy(ref)
+    ref.common_decoder.distribute = ref.unique_decoder.distribute = False
+    assert fast.common_decoder.distribute and fast.unique_decoder.distribute
+    x1, x2 = torch.rand(2, 3, *size), torch.rand(2, 3, *size)
+    a, b = ref(x1, x2), fast(x1, x2)
+    for k in a:
+        scale = float(a[k].abs().max())
+        assert scale > 1.0  # untrained: values ~100, not all clamped away by the heads' ReLU
+        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-5 * scale), k
+    sum(v.sum() for v in a.values()).backward()
+    sum(v.sum() for v in b.values()).backward()
+    for (name, pa), pb in zip(ref.named_parameters(), fast.parameters(), strict=True):
+        g = float(pa.grad.abs().max())
+        assert torch.allclose(pa.grad, pb.grad, rtol=1e-4, atol=1e-4 * g + 1e-6), name
 
 
 # --------------------------------------------------------------------------------------------

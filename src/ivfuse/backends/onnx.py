@@ -105,6 +105,12 @@ def export(spec: GraphSpec, metadata: dict[str, Any] | None = None):
         first = _summary(e)
         raise ExportError(f"ONNX export of the {spec.name!r} graph failed: {first}") from e
     proto = program.model_proto
+    # the exporter annotates intermediate tensors with sizes derived from its symbolic shapes, and
+    # for networks that halve and double sizes they can be wrong away from the example's size
+    # (DeFusion: an upsampled H/2 map labelled "height", i.e. H assumed a multiple of 8). ONNX
+    # Runtime plans buffer reuse from these labels and failed at odd sizes; without them each
+    # engine infers the shapes itself. Inputs and outputs keep their (correct) dynamic dims.
+    del proto.graph.value_info[:]
     meta = {"graph": spec.name, "opset": str(opset(proto)), "multiple": str(spec.multiple)}
     meta.update({"options": spec.key, "outside_graph": spec.note})
     meta.update({k: str(v) for k, v in (metadata or {}).items()})

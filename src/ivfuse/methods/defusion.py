@@ -176,11 +176,53 @@ class Encoder(nn.Module):
         return e1, e2, self.e3(e2)
 
 
+def _stage_on_concat(stage_: nn.Sequential, parts, distribute: bool = True) -> torch.Tensor:
+    """``stage_(cat([f(x) for x, f in parts], dim=1))``: a decoder stage on concatenated inputs.
+
+    Each ``f`` is None or a map that acts on every channel alike and linearly (the decoder's
+    upsampling :func:`_up`, a repetition over the batch), so it commutes with a 1x1 convolution:
+    ``W cat_i f_i(x_i) = sum_i f_i(W_i x_i)``, ``W_i`` the slice of ``W``'s input channels that
+    part ``i`` occupies. With ``distribute`` the first block's two 1x1 convolutions (``conv1`` and
+    the projection shortcut; all decoder stages have one, stride 1) are evaluated that way: on the
+    low-resolution input before the upsampling, so the upsampling moves their 4p + p output channels
+    instead of the input's (D_u4: 20 instead of 64 channels at full size) and the convolution runs
+    on a quarter of the pixels; the common feature c is convolved once, not once per source. The
+    parameters are the same and the result equals the official order (concatenate, then convolve;
+    ``distribute=False``) up to float rounding (tested): an evaluation order, not a new network.
+    """
+    if not distribute:
+        return stage_(torch.cat([x if f is None else f(x) for x, f in parts], dim=1))
+    block = stage_[0]
+    if not isinstance(block.shortcut, nn.Conv2d) or block.shortcut.stride != (1, 1):
+        raise ValueError("distributing needs a stride-1 1x1 projection shortcut")
+    h = r = None
+    start = 0
+    for x, f in parts:
+        c = x.shape[1]
+        hi = F.conv2d(x, block.conv1.weight[:, start : start + c])
+        ri = F.conv2d(x, block.shortcut.weight[:, start : start + c])
+        if f is not None:
+            hi, ri = f(hi), f(ri)
+        h = hi if h is None else h + hi
+        r = ri if r is None else r + ri
+        start += c
+    return stage_[1:](block.tail(h, r))
+
+
+def _up_to(size: torch.Size | tuple[int, int]):
+    return lambda t: _up(t, size)
+
+
+def _twice(t: torch.Tensor) -> torch.Tensor:
+    return torch.cat([t, t], dim=0)
+
+
 class CommonDecoder(nn.Module):
     """D_c: from the ensembled feature c and both sources' skips to f_c (16 ch, full size).
 
     The paper feeds only Ec's output; the code concatenates both sources' skips at 1/8, 1/4, 1/2
-    (design 7.3)."""
+    (design 7.3). ``distribute``: see :func:`_stage_on_concat` (D_c4's input is the upsampled D_c3
+    alone, with an identity shortcut: it runs as written)."""
 
     def __init__(self):
         super().__init__()
@@ -188,18 +230,24 @@ class CommonDecoder(nn.Module):
         self.d2 = stage(256 + 2 * 128, 16, 2, avg_down=False)  # 64 ch, H/4
         self.d3 = stage(64 + 2 * 64, 4, 2, avg_down=False)  # 16 ch, H/2
         self.d4 = stage(16, 4, 2, avg_down=False)  # 16 ch, H
+        self.distribute = True
 
     def forward(self, c, skips1, skips2, size) -> torch.Tensor:
         (a1, a2, a3), (b1, b2, b3) = skips1, skips2
-        y = self.d1(torch.cat([c, a3, b3], dim=1))
-        y = self.d2(torch.cat([_up(y, a2.shape[-2:]), a2, b2], dim=1))
-        y = self.d3(torch.cat([_up(y, a1.shape[-2:]), a1, b1], dim=1))
+        d = self.distribute
+        y = _stage_on_concat(self.d1, [(c, None), (a3, None), (b3, None)], d)
+        y = _stage_on_concat(self.d2, [(y, _up_to(a2.shape[-2:])), (a2, None), (b2, None)], d)
+        y = _stage_on_concat(self.d3, [(y, _up_to(a1.shape[-2:])), (a1, None), (b1, None)], d)
         return self.d4(_up(y, size))
 
 
 class UniqueDecoder(nn.Module):
     """D_u: from c and ONE source's skips to its unique embedding f_u (16 ch, full size); the same
-    weights serve both sources (paper: input [E(x_k); Ec(.)], code adds the 1/4, 1/2 skips)."""
+    weights serve both sources (paper: input [E(x_k); Ec(.)], code adds the 1/4, 1/2 skips).
+
+    The skips may hold k sources as one batch of k * N while c has N samples: c then serves each
+    of them (the official test runs D_u once per source). ``distribute``: see
+    :func:`_stage_on_concat`."""
 
     def __init__(self):
         super().__init__()
@@ -207,13 +255,18 @@ class UniqueDecoder(nn.Module):
         self.d2 = stage(384 + 128, 32, 4, avg_down=False)  # 128 ch, H/4
         self.d3 = stage(128 + 64, 16, 6, avg_down=False)  # 64 ch, H/2
         self.d4 = stage(64, 4, 6, avg_down=False)  # 16 ch, H
+        self.distribute = True
 
     def forward(self, c, skips, size) -> torch.Tensor:
         s1, s2, s3 = skips
-        y = self.d1(torch.cat([c, s3], dim=1))
-        y = self.d2(torch.cat([_up(y, s2.shape[-2:]), s2], dim=1))
-        y = self.d3(torch.cat([_up(y, s1.shape[-2:]), s1], dim=1))
-        return self.d4(_up(y, size))
+        k = s3.shape[0] // c.shape[0]
+        if k not in (1, 2) or k * c.shape[0] != s3.shape[0]:
+            raise ValueError(f"c has {c.shape[0]} samples, the skips {s3.shape[0]}")
+        d = self.distribute
+        y = _stage_on_concat(self.d1, [(c, None if k == 1 else _twice), (s3, None)], d)
+        y = _stage_on_concat(self.d2, [(y, _up_to(s2.shape[-2:])), (s2, None)], d)
+        y = _stage_on_concat(self.d3, [(y, _up_to(s1.shape[-2:])), (s1, None)], d)
+        return _stage_on_concat(self.d4, [(y, _up_to(size))], d)
 
 
 class Head(nn.Module):
@@ -256,7 +309,7 @@ class DeNet(nn.Module):
         s2 = tuple(s[n:] for s in skips)
         c = self.ensembler(torch.cat([s1[2], s2[2]], dim=1))
         f_c = self.common_decoder(c, s1, s2, size)
-        f_u = self.unique_decoder(torch.cat([c, c], dim=0), skips, size)
+        f_u = self.unique_decoder(c, skips, size)
         return f_c, f_u[:n], f_u[n:]
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -88,12 +88,17 @@ class Bottleneck(nn.Module):
                 self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.splat(F.relu(self.conv1(x), inplace=True))
+        return self.tail(self.conv1(x), x if self.shortcut is None else self.shortcut(x))
+
+    def tail(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """The block after its input layers: ``h = conv1(x)`` (before its ReLU) and ``residual =
+        shortcut(x)`` given, e.g. computed in a cheaper but equal way by the caller."""
+        y = self.splat(F.relu(h, inplace=True))
         if self.avd is not None:
             y = self.avd(y)
         y = self.conv3(y)
         # in place on the fresh conv output (autograd allows it: conv's backward does not read it)
-        y += x if self.shortcut is None else self.shortcut(x)
+        y += residual
         return F.relu(y, inplace=True)
 
 
