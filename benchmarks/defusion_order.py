@@ -1,0 +1,76 @@
+"""DeFusion under OpenVINO: the decoders in the official order against the distributed one, paired.
+
+    python benchmarks/defusion_order.py [--runs 9] [--threads 2] [--size 480x640]
+
+Builds two ``--backend openvino`` fusers with the shipped weights: one with the decoders in the
+official order (concatenate, then convolve: ``distribute = False``), one as ivfuse runs them (the
+first block's 1x1 convolutions before the upsampling, c convolved once; see
+``ivfuse.methods.defusion._stage_on_concat``). Both graphs are compiled for the size first, then
+timed alternately (the order flips every round, 0.3 s idle before each call). Prints the max
+difference of the fused planes in gray levels, the per-round times, their medians and the median
+of the per-round ratios (official order / distributed) with its range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from ivfuse import backends
+from ivfuse.backends import engines
+from ivfuse.backends.onnx import state_digest
+from ivfuse.data.synthetic import night_scene
+from ivfuse.methods import registry
+
+
+def _fuser(distribute: bool, threads: int):
+    f = registry.create("defusion")
+    f.net.common_decoder.distribute = f.net.unique_decoder.distribute = distribute
+    spec = f.graph()
+    # the graph cache is keyed by weights and code, not by this switch: tell the two apart
+    model = backends.model_bytes("defusion", spec, f"{state_digest(spec.module)}-distribute={distribute}")
+    eng = engines.OpenVINOEngine(model, threads, "fp32", static=True)
+    setattr(f, spec.attr, backends.GraphStep(eng, spec, f, getattr(f, spec.attr), lambda m: None))
+    return f
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", default="480x640")
+    args = ap.parse_args(argv)
+    if not engines.installed("openvino"):
+        print("openvino is not installed (pip install -e '.[fast]')")
+        return 1
+    torch.set_num_threads(args.threads)
+    h, w = (int(v) for v in args.size.split("x"))
+    s = night_scene(h, w, seed=0)
+    ir = np.asarray(s.ir, np.float32)
+    vi = np.asarray(s.vi.mean(axis=2) if s.vi.ndim == 3 else s.vi, np.float32)
+    fus = {v: _fuser(v, args.threads) for v in (False, True)}
+    out = {v: (f.fuse(ir, vi), f.fuse(ir, vi))[1] for v, f in fus.items()}  # compile + warm-up
+    diff = float(np.abs(out[True] - out[False]).max()) * 255
+    print(f"max |diff| of the fused planes: {diff:.4f} gray levels")
+    t: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(args.runs):
+        for v in (False, True) if r % 2 == 0 else (True, False):
+            time.sleep(0.3)
+            t0 = time.perf_counter()
+            fus[v].fuse(ir, vi)
+            t[v].append(time.perf_counter() - t0)
+    ratio = [a / b for a, b in zip(t[False], t[True], strict=True)]
+    for v, name in ((False, "official order"), (True, "distributed")):
+        rounds = " ".join(f"{x * 1e3:.0f}" for x in t[v])
+        print(f"{name:>15}: {statistics.median(t[v]) * 1e3:.0f} ms  ({rounds})")
+    med, lo, hi = statistics.median(ratio), min(ratio), max(ratio)
+    print(f"paired ratio {med:.3f} ({lo:.3f}-{hi:.3f}) over {args.runs} rounds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
