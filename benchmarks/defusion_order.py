@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +25,10 @@ import torch
 from ivfuse import backends
 from ivfuse.backends import engines
 from ivfuse.backends.onnx import state_digest
-from ivfuse.data.synthetic import night_scene
 from ivfuse.methods import registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from profile_openvino import gray_pair  # noqa: E402  (a sibling script, not a package)
 
 
 def _fuser(distribute: bool, threads: int):
@@ -48,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print("openvino is not installed (pip install -e '.[fast]')")
         return 1
     torch.set_num_threads(args.threads)
-    h, w = (int(v) for v in args.size.split("x"))
-    s = night_scene(h, w, seed=0)
-    ir = np.asarray(s.ir, np.float32)
-    vi = np.asarray(s.vi.mean(axis=2) if s.vi.ndim == 3 else s.vi, np.float32)
+    ir, vi = gray_pair(args.size)
     fus = {v: _fuser(v, args.threads) for v in (False, True)}
     out = {v: (f.fuse(ir, vi), f.fuse(ir, vi))[1] for v, f in fus.items()}  # compile + warm-up
     diff = float(np.abs(out[True] - out[False]).max()) * 255

@@ -26,6 +26,14 @@ from ivfuse.data.synthetic import night_scene
 from ivfuse.methods import registry
 
 
+def gray_pair(size: str) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic night scene of ``size`` ("HxW"): the infrared plane and the visible luma."""
+    h, w = (int(v) for v in size.split("x"))
+    s = night_scene(h, w, seed=0)
+    vi = s.vi.mean(axis=2) if s.vi.ndim == 3 else s.vi
+    return np.asarray(s.ir, np.float32), np.asarray(vi, np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", default="defusion")
@@ -40,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print("openvino is not installed (pip install -e '.[fast]')")
         return 1
     torch.set_num_threads(args.threads)
-    h, w = (int(v) for v in args.size.split("x"))
-    s = night_scene(h, w, seed=0)
-    ir = np.asarray(s.ir, np.float32)
-    vi = np.asarray(s.vi.mean(axis=2) if s.vi.ndim == 3 else s.vi, np.float32)
+    ir, vi = gray_pair(args.size)
+    h, w = ir.shape
 
     fuser = registry.create(args.method)
     spec = fuser.graph()
