@@ -271,6 +271,31 @@ def test_an_inexact_backend_is_not_taken_by_auto(monkeypatch):
     assert p.backend == "torch"
 
 
+def test_a_method_s_own_auto_order(monkeypatch):
+    """SSL-WAEIE's tau_i runs slower in OpenVINO than in torch (README): auto tries only ONNX
+    Runtime for it and otherwise stays on torch; asked for by name, OpenVINO is still used."""
+    tried = []
+
+    def engine_for(method, spec, name, precision):
+        tried.append(name)
+        return object()
+
+    monkeypatch.setattr(engines, "installed", lambda name: True)
+    monkeypatch.setattr(backends, "engine_for", engine_for)
+    monkeypatch.setattr(backends, "max_gray_diff", lambda eng, spec: 0.0)
+    assert ivfuse.load("sslwaeie").backend == "onnxruntime" and tried == ["onnxruntime"]
+    assert ivfuse.load("didfuse").backend == engines.ENGINES[0]  # no order of its own: the default
+    tried.clear()
+    assert ivfuse.load("sslwaeie", backend="openvino").backend == "openvino" and tried == ["openvino"]
+    monkeypatch.setattr(engines, "ENGINES", ("openvino",))
+    tried.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch is the choice, not a failure
+        p = ivfuse.load("sslwaeie")
+    assert p.backend == "torch" and tried == []
+    assert p.binding.reason == "auto: this method's engines (onnxruntime) are not installed"
+
+
 def test_unknown_backend_and_precision_are_refused_with_one_line():
     with pytest.raises(BackendError) as e:
         ivfuse.load("didfuse", backend="tensorrt")

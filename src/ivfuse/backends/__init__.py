@@ -334,6 +334,12 @@ def bind(fuser: Any, method: str, p: Plan) -> Binding:
     except Exception as e:
         binding.fallback(f"{method}: no exportable graph ({_line(e)})")
         return binding
+    if p.backend == "auto" and spec.auto is not None:  # the method's own order (measured)
+        cands = tuple(n for n in spec.auto if n in cands)
+        if not cands:
+            listed = ", ".join(spec.auto) or "none"
+            binding.reason = f"auto: this method's engines ({listed}) are not installed"
+            return binding
     for name in cands:
         try:
             eng = engine_for(method, spec, name, p.precision)

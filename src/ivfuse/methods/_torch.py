@@ -193,6 +193,9 @@ class GraphSpec:
         tolerance: largest difference of the outputs, in gray levels, that still counts as the eager
             fp32 result (0.01; more only where eager fp32 itself is that far from fp64).
         note: what is outside the graph (tiles, a whole-image rule) and why.
+        auto: the engines ``--backend auto`` tries for this step, in order (None: every installed
+            one in :data:`ivfuse.backends.engines.ENGINES` order); one that is not listed is still
+            used when asked for by name. For steps where an engine is measured slower than torch.
     """
 
     name: str
@@ -207,6 +210,7 @@ class GraphSpec:
     key: str = ""
     tolerance: float = 0.01
     note: str = ""
+    auto: tuple[str, ...] | None = None
 
 
 class StepModule(nn.Module):
