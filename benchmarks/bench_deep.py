@@ -342,10 +342,15 @@ def _alone(
     return [c.finish() for c in children]
 
 
+def _paired(ref: list[float], var: list[float]) -> list[float]:
+    """``ref / var`` per round (the two timed in the same round): a change of the machine's load
+    between rounds cancels."""
+    return [r / v for r, v in zip(ref, var, strict=True)]
+
+
 def _ratio(ref: list[float], var: list[float]) -> float:
-    """Median over the rounds of ``ref / var`` (the two timed in the same round): paired, so a
-    change of the machine's load between rounds cancels."""
-    return statistics.median(r / v for r, v in zip(ref, var, strict=True))
+    """Median over the rounds of the paired ratio."""
+    return statistics.median(_paired(ref, var))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,14 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 "vs_official": _ratio(off["wall"], b["wall"]) if off else None,
                 "vs_torch_cpu": _ratio(base["cpu"], b["cpu"]),
                 "vs_official_cpu": _ratio(off["cpu"], b["cpu"]) if off else None,
-                "ratio_range": (
-                    [
-                        min(o / t for o, t in zip(off["wall"], b["wall"], strict=True)),
-                        max(o / t for o, t in zip(off["wall"], b["wall"], strict=True)),
-                    ]
-                    if off
-                    else None
-                ),
+                "ratio_range": ([min(q := _paired(off["wall"], b["wall"])), max(q)] if off else None),
                 "max_diff_gray": float(np.abs(np.asarray(b["out"]) - np.asarray(base["out"])).max()) * 255,
                 "first_s": b["first_s"],
                 "first_cpu_s": b["first_cpu_s"],

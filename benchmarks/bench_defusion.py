@@ -64,7 +64,7 @@ def _official(net: DeNet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     and the decoders in the official order (concatenate, then convolve: ``distribute`` off), on a
     copy of ``net``."""
     net = copy.deepcopy(net)
-    net.common_decoder.distribute = net.unique_decoder.distribute = False
+    net.distribute = False
 
     def run(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         size = x1.shape[-2:]

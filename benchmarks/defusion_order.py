@@ -5,7 +5,7 @@
 Builds two ``--backend openvino`` fusers with the shipped weights: one with the decoders in the
 official order (concatenate, then convolve: ``distribute = False``), one as ivfuse runs them (the
 first block's 1x1 convolutions before the upsampling, c convolved once; see
-``ivfuse.methods.defusion._stage_on_concat``). Both graphs are compiled for the size first, then
+``ivfuse.nn.resnest.stage_on_concat``). Both graphs are compiled for the size first, then
 timed alternately (the order flips every round, 0.3 s idle before each call). Prints the max
 difference of the fused planes in gray levels, the per-round times, their medians and the median
 of the per-round ratios (official order / distributed) with its range.
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ivfuse import backends
 from ivfuse.backends import engines
@@ -28,12 +27,12 @@ from ivfuse.backends.onnx import state_digest
 from ivfuse.methods import registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_openvino import gray_pair  # noqa: E402  (a sibling script, not a package)
+from profile_openvino import prepare  # noqa: E402  (a sibling script, not a package)
 
 
 def _fuser(distribute: bool, threads: int):
     f = registry.create("defusion")
-    f.net.common_decoder.distribute = f.net.unique_decoder.distribute = distribute
+    f.net.distribute = distribute
     spec = f.graph()
     # the graph cache is keyed by weights and code, not by this switch: tell the two apart
     model = backends.model_bytes("defusion", spec, f"{state_digest(spec.module)}-distribute={distribute}")
@@ -48,11 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", default="480x640")
     args = ap.parse_args(argv)
-    if not engines.installed("openvino"):
-        print("openvino is not installed (pip install -e '.[fast]')")
+    pair = prepare(args.size, args.threads)
+    if pair is None:
         return 1
-    torch.set_num_threads(args.threads)
-    ir, vi = gray_pair(args.size)
+    ir, vi = pair
     fus = {v: _fuser(v, args.threads) for v in (False, True)}
     out = {v: (f.fuse(ir, vi), f.fuse(ir, vi))[1] for v, f in fus.items()}  # compile + warm-up
     diff = float(np.abs(out[True] - out[False]).max()) * 255

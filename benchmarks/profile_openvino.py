@@ -26,8 +26,13 @@ from ivfuse.data.synthetic import night_scene
 from ivfuse.methods import registry
 
 
-def gray_pair(size: str) -> tuple[np.ndarray, np.ndarray]:
-    """The synthetic night scene of ``size`` ("HxW"): the infrared plane and the visible luma."""
+def prepare(size: str, threads: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """None (said) when OpenVINO is not installed; else set torch's threads and return the
+    synthetic night scene of ``size`` ("HxW"): the infrared plane and the visible luma."""
+    if not engines.installed("openvino"):
+        print("openvino is not installed (pip install -e '.[fast]')")
+        return None
+    torch.set_num_threads(threads)
     h, w = (int(v) for v in size.split("x"))
     s = night_scene(h, w, seed=0)
     vi = s.vi.mean(axis=2) if s.vi.ndim == 3 else s.vi
@@ -44,11 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dynamic", action="store_true", help="the dynamic-shape graph (not per-size)")
     ap.add_argument("--nodes", type=int, default=0, help="also list the N slowest nodes and shapes")
     args = ap.parse_args(argv)
-    if not engines.installed("openvino"):
-        print("openvino is not installed (pip install -e '.[fast]')")
+    pair = prepare(args.size, args.threads)
+    if pair is None:
         return 1
-    torch.set_num_threads(args.threads)
-    ir, vi = gray_pair(args.size)
+    ir, vi = pair
     h, w = ir.shape
 
     fuser = registry.create(args.method)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import InputError
-from ..nn.resnest import init_conv_weights, stage
+from ..nn.resnest import init_conv_weights, stage, stage_on_concat
 from ._config import MethodConfig
 from ._torch import GraphSpec, config_of, load_state, planes, read_weights, shipped
 from .registry import register
@@ -176,53 +176,22 @@ class Encoder(nn.Module):
         return e1, e2, self.e3(e2)
 
 
-def _stage_on_concat(stage_: nn.Sequential, parts, distribute: bool = True) -> torch.Tensor:
-    """``stage_(cat([f(x) for x, f in parts], dim=1))``: a decoder stage on concatenated inputs.
-
-    Each ``f`` is None or a map that acts on every channel alike and linearly (the decoder's
-    upsampling :func:`_up`, a repetition over the batch), so it commutes with a 1x1 convolution:
-    ``W cat_i f_i(x_i) = sum_i f_i(W_i x_i)``, ``W_i`` the slice of ``W``'s input channels that
-    part ``i`` occupies. With ``distribute`` the first block's two 1x1 convolutions (``conv1`` and
-    the projection shortcut; all decoder stages have one, stride 1) are evaluated that way: on the
-    low-resolution input before the upsampling, so the upsampling moves their 4p + p output channels
-    instead of the input's (D_u4: 20 instead of 64 channels at full size) and the convolution runs
-    on a quarter of the pixels; the common feature c is convolved once, not once per source. The
-    parameters are the same and the result equals the official order (concatenate, then convolve;
-    ``distribute=False``) up to float rounding (tested): an evaluation order, not a new network.
-    """
-    if not distribute:
-        return stage_(torch.cat([x if f is None else f(x) for x, f in parts], dim=1))
-    block = stage_[0]
-    if not isinstance(block.shortcut, nn.Conv2d) or block.shortcut.stride != (1, 1):
-        raise ValueError("distributing needs a stride-1 1x1 projection shortcut")
-    h = r = None
-    start = 0
-    for x, f in parts:
-        c = x.shape[1]
-        hi = F.conv2d(x, block.conv1.weight[:, start : start + c])
-        ri = F.conv2d(x, block.shortcut.weight[:, start : start + c])
-        if f is not None:
-            hi, ri = f(hi), f(ri)
-        h = hi if h is None else h + hi
-        r = ri if r is None else r + ri
-        start += c
-    return stage_[1:](block.tail(h, r))
-
-
 def _up_to(size: torch.Size | tuple[int, int]):
     return lambda t: _up(t, size)
 
 
-def _twice(t: torch.Tensor) -> torch.Tensor:
-    return torch.cat([t, t], dim=0)
+def _repeat(k: int):
+    return lambda t: torch.cat([t] * k, dim=0)
 
 
 class CommonDecoder(nn.Module):
     """D_c: from the ensembled feature c and both sources' skips to f_c (16 ch, full size).
 
     The paper feeds only Ec's output; the code concatenates both sources' skips at 1/8, 1/4, 1/2
-    (design 7.3). ``distribute``: see :func:`_stage_on_concat` (D_c4's input is the upsampled D_c3
-    alone, with an identity shortcut: it runs as written)."""
+    (design 7.3). ``distribute``: the stages after a concatenation run through
+    :func:`ivfuse.nn.resnest.stage_on_concat` (the first block's 1x1 convolutions before the
+    upsampling; D_c4's input is the upsampled D_c3 alone, with an identity shortcut: it runs as
+    written)."""
 
     def __init__(self):
         super().__init__()
@@ -235,9 +204,9 @@ class CommonDecoder(nn.Module):
     def forward(self, c, skips1, skips2, size) -> torch.Tensor:
         (a1, a2, a3), (b1, b2, b3) = skips1, skips2
         d = self.distribute
-        y = _stage_on_concat(self.d1, [(c, None), (a3, None), (b3, None)], d)
-        y = _stage_on_concat(self.d2, [(y, _up_to(a2.shape[-2:])), (a2, None), (b2, None)], d)
-        y = _stage_on_concat(self.d3, [(y, _up_to(a1.shape[-2:])), (a1, None), (b1, None)], d)
+        y = stage_on_concat(self.d1, [(c, None), (a3, None), (b3, None)], d)
+        y = stage_on_concat(self.d2, [(y, _up_to(a2.shape[-2:])), (a2, None), (b2, None)], d)
+        y = stage_on_concat(self.d3, [(y, _up_to(a1.shape[-2:])), (a1, None), (b1, None)], d)
         return self.d4(_up(y, size))
 
 
@@ -247,7 +216,7 @@ class UniqueDecoder(nn.Module):
 
     The skips may hold k sources as one batch of k * N while c has N samples: c then serves each
     of them (the official test runs D_u once per source). ``distribute``: see
-    :func:`_stage_on_concat`."""
+    :class:`CommonDecoder`."""
 
     def __init__(self):
         super().__init__()
@@ -260,13 +229,13 @@ class UniqueDecoder(nn.Module):
     def forward(self, c, skips, size) -> torch.Tensor:
         s1, s2, s3 = skips
         k = s3.shape[0] // c.shape[0]
-        if k not in (1, 2) or k * c.shape[0] != s3.shape[0]:
+        if k * c.shape[0] != s3.shape[0]:
             raise ValueError(f"c has {c.shape[0]} samples, the skips {s3.shape[0]}")
         d = self.distribute
-        y = _stage_on_concat(self.d1, [(c, None if k == 1 else _twice), (s3, None)], d)
-        y = _stage_on_concat(self.d2, [(y, _up_to(s2.shape[-2:])), (s2, None)], d)
-        y = _stage_on_concat(self.d3, [(y, _up_to(s1.shape[-2:])), (s1, None)], d)
-        return _stage_on_concat(self.d4, [(y, _up_to(size))], d)
+        y = stage_on_concat(self.d1, [(c, None if k == 1 else _repeat(k)), (s3, None)], d)
+        y = stage_on_concat(self.d2, [(y, _up_to(s2.shape[-2:])), (s2, None)], d)
+        y = stage_on_concat(self.d3, [(y, _up_to(s1.shape[-2:])), (s1, None)], d)
+        return stage_on_concat(self.d4, [(y, _up_to(size))], d)
 
 
 class Head(nn.Module):
@@ -300,6 +269,15 @@ class DeNet(nn.Module):
         self.head_unique = Head()  # P_u
         self.head_fused = Head()  # P_r
         init_conv_weights(self)
+
+    @property
+    def distribute(self) -> bool:
+        """Both decoders' evaluation order (:class:`CommonDecoder`); False: the official order."""
+        return self.common_decoder.distribute
+
+    @distribute.setter
+    def distribute(self, value: bool) -> None:
+        self.common_decoder.distribute = self.unique_decoder.distribute = bool(value)
 
     def embed(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(f_c, f_u1, f_u2), each (N, 16, H, W). Both sources go through E (and D_u) as one batch."""

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SplitAttention", "Bottleneck", "stage", "init_conv_weights"]
+__all__ = ["SplitAttention", "Bottleneck", "stage", "stage_on_concat", "init_conv_weights"]
 
 
 class SplitAttention(nn.Module):
@@ -110,6 +110,39 @@ def stage(
     layers = [Bottleneck(cin, p, stride, avd=avd, avg_down=avg_down)]
     layers += [Bottleneck(4 * p, p) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
+
+
+def stage_on_concat(stage_: nn.Sequential, parts, distribute: bool = True) -> torch.Tensor:
+    """``stage_(cat([f(x) for x, f in parts], dim=1))``: a stage on concatenated inputs.
+
+    Each ``f`` is None or a map that acts on every channel alike and linearly (an upsampling, a
+    repetition over the batch), so it commutes with a 1x1 convolution:
+    ``W cat_i f_i(x_i) = sum_i f_i(W_i x_i)``, ``W_i`` the slice of ``W``'s input channels that
+    part ``i`` occupies. With ``distribute`` the first block's two 1x1 convolutions (``conv1`` and
+    the projection shortcut, which must be a stride-1 1x1 convolution) are evaluated that way: on a
+    low-resolution input before its upsampling, so the upsampling moves their p + 4p output channels
+    instead of the input's (DeFusion's D_u4: 20 instead of 64 channels at full size) and the
+    convolution runs on a quarter of the pixels; an input repeated over the batch is convolved
+    once. The parameters are the same and the result equals the written order (concatenate, then
+    convolve: ``distribute=False``) up to float rounding: an evaluation order, not a new network.
+    """
+    if not distribute:
+        return stage_(torch.cat([x if f is None else f(x) for x, f in parts], dim=1))
+    block = stage_[0]
+    if not isinstance(block.shortcut, nn.Conv2d) or block.shortcut.stride != (1, 1):
+        raise ValueError("distributing needs a stride-1 1x1 projection shortcut")
+    h = r = None
+    start = 0
+    for x, f in parts:
+        c = x.shape[1]
+        hi = F.conv2d(x, block.conv1.weight[:, start : start + c])
+        ri = F.conv2d(x, block.shortcut.weight[:, start : start + c])
+        if f is not None:
+            hi, ri = f(hi), f(ri)
+        h = hi if h is None else h + hi
+        r = ri if r is None else r + ri
+        start += c
+    return stage_[1:](block.tail(h, r))
 
 
 def init_conv_weights(module: nn.Module) -> None:
