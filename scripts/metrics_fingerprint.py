@@ -28,7 +28,8 @@ def synthetic() -> Iterator[tuple[str, dict]]:
     yy, xx = np.mgrid[0:m, 0:n]
     base = 127.5 + 60 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
     ir = np.clip(base + rng.normal(0, 25, (m, n)), 0, 255).astype(np.uint8)
-    vi_rgb = np.clip(base[..., None] * [0.9, 1.0, 1.1] + rng.normal(0, 20, (m, n, 3)), 0, 255).astype(np.uint8)
+    vi_rgb = base[..., None] * [0.9, 1.0, 1.1] + rng.normal(0, 20, (m, n, 3))
+    vi_rgb = np.clip(vi_rgb, 0, 255).astype(np.uint8)
     vi = M.rgb2gray(vi_rgb)
     f_gray = np.clip(0.5 * ir + 0.5 * vi + rng.normal(0, 5, (m, n)), 0, 255).astype(np.uint8)
     f_rgb = np.clip(0.5 * vi_rgb + 0.5 * ir[..., None], 0, 255).astype(np.uint8)
@@ -37,18 +38,22 @@ def synthetic() -> Iterator[tuple[str, dict]]:
     yield "rgb_u8_grayir", {"fused": f_rgb, "ir": ir, "vi": vi_rgb, "reference": np.dstack([ref] * 3)}
     f_float = np.clip(0.45 * ir.astype(np.float64) + 0.55 * vi + rng.uniform(-3, 3, (m, n)), 0, 255)
     yield "gray_float", {"fused": f_float, "ir": ir.astype(np.float64), "vi": vi, "reference": ref}
-    yield "gray_u16", {"fused": f_gray.astype(np.uint16) * 257 + 3, "ir": ir.astype(np.uint16) * 257, "vi": vi}
+    f16, ir16 = f_gray.astype(np.uint16) * 257 + 3, ir.astype(np.uint16) * 257
+    yield "gray_u16", {"fused": f16, "ir": ir16, "vi": vi}
 
 
 def real(data: Path) -> Iterator[tuple[str, dict]]:
     from ivfuse.io import read_image
 
     if (data / "fused" / "kettle_GFF.jpg").is_file():
-        yield "vifb_kettle_GFF", {
-            "fused": read_image(data / "fused" / "kettle_GFF.jpg"),
-            "ir": read_image(data / "ir" / "kettle.jpg"),
-            "vi": read_image(data / "vi" / "kettle.jpg"),
-        }
+        yield (
+            "vifb_kettle_GFF",
+            {
+                "fused": read_image(data / "fused" / "kettle_GFF.jpg"),
+                "ir": read_image(data / "ir" / "kettle.jpg"),
+                "vi": read_image(data / "vi" / "kettle.jpg"),
+            },
+        )
 
 
 def set_impl(name: str) -> None:
