@@ -8,17 +8,11 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import methods  # the subpackage: ivfuse.methods.didfuse, ivfuse.methods.registry, ...
 from .api import DEFAULT_METHOD, Pipeline, fuse, list_methods, load
 from .errors import InputError, IvfuseError, MethodError, TrainingError, WeightsError
+from ._version import __version__
 from .metrics import evaluate
-
-try:
-    __version__ = version("ivfuse")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
 
 
 __all__ = [

@@ -18,9 +18,12 @@ Colour
     :func:`ycbcr_to_rgb` puts the visible chroma back.
 
 Writing
-    :func:`write_image` writes 8-bit (default) or 16-bit PNG/TIFF, gray or RGB, through a
-    temporary file in the target folder and an atomic rename, so a reader never sees a
-    half-written file and a failure leaves nothing behind.
+    :func:`write_image` writes 8-bit (default) or 16-bit PNG/TIFF, gray or RGB. Every file ivfuse
+    writes (images, JSON, CSV, HTML, figures, checkpoints, safetensors) goes through
+    :func:`atomic_write`: a temporary file in the target folder and an atomic ``os.replace``, so a
+    reader never sees a half-written file and a failure leaves nothing behind.
+    :func:`same_file` tells whether two paths name one file (symlinks and relative paths resolved),
+    which the CLI uses to refuse an output that is one of its inputs.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -85,6 +91,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{p}: cannot decode image ({_short(exc)})") from None
     if arr.size == 0 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InputError(f"{p}: empty image ({arr.shape[1] if arr.ndim > 1 else 0}x{arr.shape[0]})")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(f"{p}: image contains NaN or infinite values")
     return arr
 
 
@@ -162,8 +170,11 @@ def bit_depth(arr: np.ndarray) -> int:
     return {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(arr.dtype, 32)
 
 
-def to_unit(arr: np.ndarray, *, stretch16: bool = True, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """Map stored values to float32 in [0, 1] (see the module docstring for the rules)."""
+def to_unit(
+    arr: np.ndarray, *, stretch16: bool = True, low: float = 0.5, high: float = 99.5, name: str = "image"
+) -> np.ndarray:
+    """Map stored values to float32 in [0, 1] (see the module docstring for the rules); ``name``
+    (a file name, or "infrared array") starts the message of a NaN/infinite-value error."""
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255)
     if arr.dtype == np.uint16:
@@ -180,7 +191,7 @@ def to_unit(arr: np.ndarray, *, stretch16: bool = True, low: float = 0.5, high: 
         raise InputError(f"unsupported integer dtype {arr.dtype}; use uint8 or uint16")
     x = np.asarray(arr, dtype=np.float32)
     if not np.isfinite(x).all():
-        raise InputError("image contains NaN or infinite values")
+        raise InputError(f"{name}: contains NaN or infinite values")
     return np.clip(x, 0, 1)
 
 
@@ -265,15 +276,8 @@ def write_image(
         data = data[..., 0]
     if data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[-1] != 3):
         raise InputError(f"{p}: cannot write array of shape {img.shape}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=ext + ".part", dir=p.parent)
-    os.close(fd)
-    try:
-        _encode(Path(tmp), data, ext, png_level)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(p) as tmp:
+        _encode(tmp, data, ext, png_level)
     return p
 
 
@@ -292,3 +296,68 @@ def _encode(tmp: Path, data: np.ndarray, ext: str, png_level: int | None = None)
         if fmt == "PNG" and png_level is not None:
             kw["compress_level"] = int(png_level)
         Image.fromarray(data).save(tmp, format=fmt, **kw)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
+    """Write ``path`` all at once: yields a temporary path in the same folder to write to.
+
+    On a clean exit the temporary file is given the usual file mode (``0o666`` less the umask) and
+    renamed over ``path`` with ``os.replace`` (atomic on one file system); on an error it is removed
+    and ``path`` is left as it was. ``durable`` flushes it to disk (``fsync``) before the rename
+    (checkpoints). The parent folder is created when missing. The temporary name is
+    ``.<name>.<random>.tmp``: hidden, and never taken for an image by pair discovery::
+
+        with atomic_write("out/fig.png") as tmp:
+            fig.savefig(tmp, format="png")
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], object], *, durable: bool = False) -> Path:
+    """Write ``data`` (bytes, or a function that writes to a binary file object, e.g.
+    ``lambda f: torch.save(obj, f)``) to ``path`` through :func:`atomic_write`."""
+    p = Path(path)
+    with atomic_write(p, durable=durable) as tmp, open(tmp, "wb") as f:
+        if callable(data):
+            data(f)
+        else:
+            f.write(data)
+    return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, durable: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`."""
+    return atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file or folder: the same inode when both exist (hard and
+    symbolic links, relative paths), else the same fully resolved path."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()

@@ -228,7 +228,7 @@ def _cache_file(key: tuple) -> Path | None:
     digest included), of the torch and ivfuse versions that export it and of ivfuse's source."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     root = cache_dir()
     if root is None:

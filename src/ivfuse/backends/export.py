@@ -75,7 +75,7 @@ def export_method(
     options: dict[str, Any] | None = None,
 ) -> ExportReport:
     """Export ``method``'s fusion step to ``out`` (``.onnx``, or OpenVINO ``.xml`` + ``.bin``)."""
-    from .. import __version__
+    from .._version import __version__
     from . import onnx as onnx_export
     from .onnx import state_digest
 

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..metrics.registry import get_profile, lookup
 from . import stats
 from .runner import Outcome
