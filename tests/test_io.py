@@ -139,3 +139,42 @@ def test_write_rejects_bad_format_and_16bit_jpeg(tmp_path):
     with pytest.raises(InputError, match="16-bit"):
         io.write_image(tmp_path / "x.jpg", np.zeros((2, 2)), bit_depth=16)
     assert not list(Path(tmp_path).iterdir())
+
+
+def test_atomic_write_text_bytes_mode_and_cleanup(tmp_path):
+    target = tmp_path / "sub" / "a.json"  # the folder is created
+    io.atomic_write_text(target, "one\n")
+    assert target.read_text() == "one\n"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+    io.atomic_write_bytes(target, lambda f: f.write(b"two"), durable=True)
+    assert target.read_bytes() == b"two"
+    with pytest.raises(RuntimeError, match="half"), io.atomic_write(target) as tmp:
+        tmp.write_text("half written")
+        raise RuntimeError("half")
+    assert target.read_bytes() == b"two"  # untouched
+    assert sorted(os.listdir(target.parent)) == ["a.json"]  # no temporary file left
+
+
+def test_same_file_sees_links_and_relative_paths(tmp_path, monkeypatch):
+    a = tmp_path / "a.png"
+    a.write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(a)
+    monkeypatch.chdir(tmp_path)
+    assert io.same_file("a.png", a)
+    assert io.same_file(tmp_path / "link.png", a)
+    assert io.same_file(tmp_path / "d" / ".." / "a.png", a)  # not existing yet: resolved paths
+    assert not io.same_file(tmp_path / "b.png", a)
+
+
+def test_nan_image_error_names_the_file(tmp_path):
+    import tifffile
+
+    arr = np.full((4, 4), 0.5, np.float32)
+    arr[1, 1] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", arr)
+    with pytest.raises(InputError, match=r"nan\.tif: image contains NaN"):
+        io.read_image(tmp_path / "nan.tif")
+    with pytest.raises(InputError, match="visible array: contains NaN"):
+        io.to_unit(arr, name="visible array")

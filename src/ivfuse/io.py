@@ -334,7 +334,9 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], object], *, durable: bool = False) -> Path:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], object], *, durable: bool = False
+) -> Path:
     """Write ``data`` (bytes, or a function that writes to a binary file object, e.g.
     ``lambda f: torch.save(obj, f)``) to ``path`` through :func:`atomic_write`."""
     p = Path(path)

@@ -107,10 +107,17 @@ def comparison_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return path
+
+
+def _save(fig, path: Path) -> None:
+    """Save a matplotlib figure atomically (format from the extension), then close it."""
+    try:
+        with io.atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+    finally:
+        _plt().close(fig)
 
 
 def rank_chart(ranks: dict[str, float], path: Path, title: str = "") -> Path:
@@ -128,9 +135,7 @@ def rank_chart(ranks: dict[str, float], path: Path, title: str = "") -> Path:
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 

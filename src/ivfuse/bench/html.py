@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 from typing import Any
 
+from .. import io
 from .report import TEST_NAMES, dataset_table
 
 _CSS = """
@@ -127,7 +127,4 @@ def write_html(
     name: str = "report.html",
 ) -> Path:
     path = out / name
-    tmp = path.with_name("." + path.name + ".part")
-    tmp.write_text(page(results, out, figures, papers), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return io.atomic_write_text(path, page(results, out, figures, papers))

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import io
 from ..errors import InputError
 from ..methods import registry
 from . import stats
@@ -237,11 +238,7 @@ def write(
     """Write ``paper_<name>.json`` and ``paper_<name>.md`` into ``out``."""
     paths = []
     for suffix, text in (("json", json.dumps(doc, indent=1) + "\n"), ("md", markdown(display, command))):
-        p = out / f"paper_{name}.{suffix}"
-        tmp = p.with_name("." + p.name + ".part")
-        tmp.write_text(text)
-        os.replace(tmp, p)
-        paths.append(p)
+        paths.append(io.atomic_write_text(out / f"paper_{name}.{suffix}", text))
     return paths
 
 

@@ -11,11 +11,11 @@ import csv
 import datetime as _dt
 import json
 import math
-import os
 import statistics
 from pathlib import Path
 from typing import Any
 
+from .. import io
 from .._version import __version__
 from ..metrics.registry import get_profile, lookup
 from . import stats
@@ -171,10 +171,7 @@ def build(
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    io.atomic_write_text(path, text)
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
@@ -183,9 +180,7 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 
 def write_csv(results: dict[str, Any], path: Path) -> None:
     """One row per method x dataset x image x metric."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".part")
-    with open(tmp, "w", newline="") as fh:
+    with io.atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["dataset", "method", "image", "profile", "metric", "value"])
         for r in results["values"]:
@@ -200,7 +195,6 @@ def write_csv(results: dict[str, Any], path: Path) -> None:
                     "" if v is None else repr(v),
                 ]
             )
-    os.replace(tmp, path)
 
 
 def ranked_methods(d: dict[str, Any]) -> list[dict[str, Any]]:

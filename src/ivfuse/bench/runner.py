@@ -155,10 +155,7 @@ class _MetricCache:
         entry["values"].update({k: (None if not math.isfinite(v) else v) for k, v in values.items()})
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(self.data, separators=(",", ":")))
-        os.replace(tmp, self.path)
+        io.atomic_write_text(self.path, json.dumps(self.data, separators=(",", ":")))
 
 
 def _evaluate_job(
@@ -229,8 +226,7 @@ def fuse_phase(
             run.fused[pair.stem] = target
             progress(f"{ds.name}: {spec.key}", 1)
         if changed:
-            folder.mkdir(parents=True, exist_ok=True)
-            timing_file.write_text(json.dumps(times, indent=0, sort_keys=True) + "\n")
+            io.atomic_write_text(timing_file, json.dumps(times, indent=0, sort_keys=True) + "\n")
         run.ms = [times[s] for s in run.fused if s in times]
     return runs
 

@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import InputError, IvfuseError
+from ..io import atomic_write, atomic_write_text
 from ..metrics import evaluate, get_profile, list_metrics, resolve_metrics
 from ..metrics.registry import PROFILES
 
@@ -304,14 +305,12 @@ def _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix,
 def _write_outputs(rows, names, mean, std, profile, plan, csv_path, json_path) -> None:
     fused_of = {j.name: j.fused.name for j in plan.jobs}
     if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_path, "w", newline="") as fh:
+        with atomic_write(csv_path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["name", "fused", *names])
             for name, vals in rows:
                 w.writerow([name, fused_of[name], *(repr(vals[n]) for n in names)])
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
         doc: dict[str, Any] = {
             "profile": profile,
             "metrics": names,
@@ -322,7 +321,7 @@ def _write_outputs(rows, names, mean, std, profile, plan, csv_path, json_path) -
             "mean": {n: _json_num(v) for n, v in mean.items()},
             "std": {n: _json_num(v) for n, v in std.items()},
         }
-        json_path.write_text(json.dumps(doc, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
 
 
 def _print_table(rows, infos, mean, std, profile) -> None:

@@ -1,53 +1,39 @@
 """Atomic checkpoints, RNG state capture/restore and safetensors export.
 
 Checkpoints are written with ``torch.save`` to a temporary file in the same folder, flushed to
-disk and renamed over the previous one, so a run killed at any moment leaves either the old or
-the new checkpoint, never half of one. They are read back with ``torch.load(weights_only=True)``
-(the restricted unpickler: tensors and plain containers only, no code). Exported weights, the
-files users load, are safetensors.
+disk and renamed over the previous one (:func:`ivfuse.io.atomic_write`), so a run killed at any
+moment leaves either the old or the new checkpoint, never half of one. They are read back with
+``torch.load(weights_only=True)`` (the restricted unpickler: tensors and plain containers only, no
+code). Exported weights, the files users load, are safetensors.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .. import io
 from ..errors import TrainingError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temp file next to ``path`` and rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def atomic_write_bytes(path: Path, write: Callable[..., object]) -> None:
+    """Call ``write(file_object)`` on a temp file next to ``path``, flush it to disk and rename it
+    into place (:func:`ivfuse.io.atomic_write_bytes` with ``durable=True``)."""
+    io.atomic_write_bytes(path, write, durable=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
+    """``text`` (UTF-8) to ``path``, atomically and flushed to disk (run cards, loss history)."""
+    io.atomic_write_text(path, text, durable=True)
 
 
 def rng_state() -> dict[str, Any]:
