@@ -1,10 +1,10 @@
-"""Time every classical baseline over a folder of pairs (default ../shared/data/tno).
+"""Time every classical baseline over a folder of pairs (default ``$IVFUSE_DATA/tno``).
 
     python benchmarks/bench_classical.py [--data DIR] [--methods lp,gff] [--limit N]
         [--no-metrics] [--json out.json]
 
-The folder holds ``ir/`` and ``vi/`` with images matched by file stem (gray PNGs for TNO; a
-colour visible image is reduced to its luma). Every method is warmed up once on the first
+The folder holds ``ir/`` and ``vi/`` with images matched by file stem (:mod:`ivfuse.data.pairs`;
+gray PNGs for TNO; a colour visible image is reduced to its luma). Every method is warmed up once on the first
 pair; then, pair by pair, each method fuses the pair once (methods interleaved, so that a
 change of machine load hits all of them alike) and ``time.perf_counter`` measures the
 ``fuse`` call alone (float32 luma planes in [0, 1] in memory; no file I/O). Reported per
@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ivfuse.data.pairs import Pair, scan_pairs_root
+from ivfuse.errors import InputError
+from ivfuse.io import atomic_write_text
 from ivfuse.methods import available, create
 
 REPO = Path(__file__).resolve().parents[1]
-EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 METRICS = ("EN", "SD", "AG", "SF", "MI", "QABF")
 
 
@@ -43,12 +45,9 @@ def read_luma(path: Path) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
 
 
-def find_pairs(root: Path) -> list[tuple[str, Path, Path]]:
-    def by_stem(folder: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in EXTS}
-
-    ir, vi = by_stem(root / "ir"), by_stem(root / "vi")
-    return [(s, ir[s], vi[s]) for s in sorted(ir.keys() & vi.keys())]
+def find_pairs(root: Path) -> list[Pair]:
+    """The pairs of ``root/ir`` + ``root/vi`` (sorted by stem); unpaired files are left out."""
+    return scan_pairs_root(root).pairs
 
 
 def quality(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> dict[str, float]:
@@ -60,7 +59,8 @@ def quality(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> dict[str, floa
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_data = Path(os.environ.get("IVFUSE_SHARED_DATA", REPO.parent / "shared" / "data")) / "tno"
+    env = os.environ.get("IVFUSE_DATA") or os.environ.get("IVFUSE_SHARED_DATA")
+    default_data = (Path(env) if env else REPO.parent / "shared" / "data") / "tno"
     ap.add_argument("--data", type=Path, default=default_data)
     ap.add_argument("--methods", default="", help="comma-separated names (default: all classical)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs")
@@ -74,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
         names = ["average"] + [m for m in wanted if m != "average"]
-    pairs = find_pairs(args.data)
+    try:
+        pairs = find_pairs(args.data)
+    except InputError as exc:
+        print(f"error: {exc} (--data DIR, or set IVFUSE_DATA)", file=sys.stderr)
+        return 2
     if args.limit:
         pairs = pairs[: args.limit]
     if not pairs:
         print(f"no pairs under {args.data} (expected ir/ and vi/)", file=sys.stderr)
         return 2
-    images = [(stem, read_luma(i), read_luma(v)) for stem, i, v in pairs]
+    images = [(p.stem, read_luma(p.ir), read_luma(p.vi)) for p in pairs]
     for stem, ir, vi in images:
         if ir.shape != vi.shape:
             print(f"{stem}: sizes differ {ir.shape} vs {vi.shape}", file=sys.stderr)
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"source {src}: " + ", ".join(f"{m} {v:.2f}" for m, v in means.items()))
             result[f"source_{src}"] = means
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        atomic_write_text(args.json, json.dumps(result, indent=1))
     return 0
 
 

@@ -208,3 +208,84 @@ def test_fuse_didfuse_colour_odd_size_rules_and_weights(tmp_path, pair):
     assert np.array_equal(io.read_image(tmp_path / "w.png"), out)
     r = run("fuse", *pair, "-o", tmp_path / "bad.png", "-m", "didfuse", "--rule", "median")
     assert r.exit_code == 2 and "rule" in r.output and not (tmp_path / "bad.png").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# no data loss: an input is never written over
+
+
+def _snapshot(*folders):
+    return {p: p.read_bytes() for d in folders for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _one_line_exit_2(r, *needles):
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.output
+    for n in needles:
+        assert n in r.output, r.output
+
+
+def test_fuse_refuses_an_output_that_is_an_input(tmp_path, pair, monkeypatch):
+    ir, vi = pair
+    before = _snapshot(tmp_path)
+    for out in (ir, vi):
+        _one_line_exit_2(run("fuse", ir, vi, "-o", out, "-m", "average"), f"output {out} is the input")
+        _one_line_exit_2(run("fuse", ir, vi, "-o", out, "-m", "average", "--overwrite"), "is the input")
+    monkeypatch.chdir(tmp_path)  # the same file through a relative path ...
+    _one_line_exit_2(run("fuse", ir, vi, "-o", "ir.png", "--overwrite"), "is the input")
+    _one_line_exit_2(run("fuse", ir, vi, "-o", "./sub/../vi.jpg", "--overwrite"), "is the input")
+    (tmp_path / "link.png").symlink_to(ir)  # ... and through a symlink
+    _one_line_exit_2(run("fuse", ir, vi, "-o", "link.png", "--overwrite"), "is the input")
+    (tmp_path / "link.png").unlink()
+    assert _snapshot(tmp_path) == before  # every input byte unchanged, nothing new
+
+
+def test_fuse_one_pair_refuses_an_existing_output_without_overwrite(tmp_path, pair):
+    out = tmp_path / "f.png"
+    out.write_bytes(b"precious")
+    _one_line_exit_2(run("fuse", *pair, "-o", out, "-m", "average"), f"{out} exists", "--overwrite")
+    assert out.read_bytes() == b"precious"
+    r = run("fuse", *pair, "-o", out, "-m", "average", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert io.read_image(out).shape == (48, 65, 3)
+
+
+def test_fuse_refuses_ir_and_vi_naming_one_folder(tmp_path, monkeypatch):
+    ir_dir, _ = _folders(tmp_path, 2)
+    before = _snapshot(tmp_path)
+    _one_line_exit_2(run("fuse", "--ir", ir_dir, "--vi", ir_dir, "-o", tmp_path / "o"), "same folder")
+    (tmp_path / "alias").symlink_to(ir_dir)
+    _one_line_exit_2(
+        run("fuse", "--ir", ir_dir, "--vi", tmp_path / "alias", "-o", tmp_path / "o"), "same folder"
+    )
+    monkeypatch.chdir(ir_dir)
+    _one_line_exit_2(
+        run("fuse", "--ir", ".", "--vi", ".", "-o", "."), "--ir . and --vi . are the same folder"
+    )
+    (tmp_path / "alias").unlink()
+    assert _snapshot(tmp_path) == before and not (tmp_path / "o").exists()
+
+
+def test_fuse_refuses_an_output_folder_inside_an_input_folder(tmp_path, monkeypatch):
+    ir_dir, vi_dir = _folders(tmp_path, 2)
+    before = _snapshot(tmp_path)
+    for out in (ir_dir, vi_dir, vi_dir / "fused"):
+        for extra in ((), ("--overwrite",)):
+            r = run("fuse", "--ir", ir_dir, "--vi", vi_dir, "-o", out, "-m", "average", *extra)
+            _one_line_exit_2(r, f"output folder {out} is inside the input folder")
+    r = run("fuse", "--pairs", tmp_path, "-o", ir_dir, "-m", "average", "--overwrite")
+    _one_line_exit_2(r, "is inside the input folder")
+    monkeypatch.chdir(vi_dir)
+    _one_line_exit_2(
+        run("fuse", "--ir", ir_dir, "--vi", vi_dir, "-o", ".", "--overwrite"), "inside the input"
+    )
+    assert _snapshot(tmp_path) == before
+    r = run("fuse", "--pairs", tmp_path, "-o", tmp_path / "fused", "-m", "average")  # beside: fine
+    assert r.exit_code == 0 and "2 fused" in r.output, r.output
+
+
+def test_fuse_summary_names_the_backend_of_deep_methods_only(tmp_path, pair):
+    r = run("fuse", *pair, "-o", tmp_path / "f.png", "-m", "lp")
+    assert r.exit_code == 0, r.output
+    assert f"with lp -> {tmp_path / 'f.png'}" in r.output.replace("\n", "") and "(torch)" not in r.output

@@ -201,7 +201,12 @@ class Pipeline:
         such as sslwaeie's ``contributions=PATH``; ``last_maps``: name -> (H, W) plane of the last
         fusion) gets each map written too, after the fused image; ``{stem}`` in a map path
         becomes the stem of ``out`` (one map per pair in folder mode).
+
+        An ``out`` that is one of the inputs (same file: relative path, symlink or hard link) is
+        refused with :class:`InputError` before anything runs; an existing other file is replaced
+        (``ivfuse fuse`` refuses that without ``--overwrite``).
         """
+        refuse_input_as_output(out, (ir, vi))
         path = io.write_image(out, self.fuse(ir, vi), bit_depth=bit_depth)
         maps = getattr(self.method, "last_maps", {})
         for name, target in getattr(self.method, "map_outputs", {}).items():
@@ -256,6 +261,25 @@ def list_methods() -> list[registry.MethodInfo]:
 # batches
 
 
+def refuse_input_as_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """:class:`InputError` when the output file ``out`` is one of ``inputs`` (resolved: the same
+    file through a relative path, a symlink or a hard link): writing it would destroy an input."""
+    for src in inputs:
+        if io.same_file(out, src):
+            raise InputError(f"output {out} is the input {src}: choose another output file")
+
+
+def refuse_output_folder_in_inputs(out_dir: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> None:
+    """:class:`InputError` when the output folder ``out_dir`` is a source folder or lies inside one
+    (fused images would be written among the sources, and taken for sources on the next run)."""
+    out = Path(out_dir).resolve()
+    for folder in dict.fromkeys(Path(f).resolve() for f in folders):
+        if out == folder or folder in out.parents or io.same_file(out_dir, folder):
+            raise InputError(
+                f"output folder {out_dir} is inside the input folder {folder}: choose another output folder"
+            )
+
+
 @dataclass(frozen=True)
 class PairResult:
     """What happened to one pair of a batch."""
@@ -279,10 +303,21 @@ def fuse_pairs(
     """Fuse many pairs into ``out_dir/<stem><ext>``, one :class:`PairResult` per pair.
 
     An existing output is skipped unless ``overwrite``. A pair that fails (bad file, sizes that
-    differ, ...) is reported as failed with the reason, and the next pair goes on.
+    differ, ...) is reported as failed with the reason, and the next pair goes on. An ``out_dir``
+    that is (or lies inside) the folder of a source is refused at once with :class:`InputError`,
+    before any pair runs.
     """
-    out_root = Path(out_dir)
+    pairs = list(pairs)
+    refuse_output_folder_in_inputs(
+        out_dir, [p.parent for pair in pairs for p in (Path(pair.ir), Path(pair.vi))]
+    )
     ext = ext if ext.startswith(".") else "." + ext
+    return _fuse_pairs(pipeline, pairs, Path(out_dir), ext, bit_depth, overwrite)
+
+
+def _fuse_pairs(
+    pipeline: Pipeline, pairs: list[Pair], out_root: Path, ext: str, bit_depth: int, overwrite: bool
+) -> Iterator[PairResult]:
     for pair in pairs:
         target = out_root / f"{pair.stem}{ext}"
         if target.exists() and not overwrite:

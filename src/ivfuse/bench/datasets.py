@@ -5,10 +5,11 @@ A :class:`Dataset` says where its pairs are (a folder with two source sub-folder
 is handled. :func:`resolve` turns a name (or a folder path) into the list of pairs, with one clear
 :class:`~ivfuse.errors.InputError` line when the data root or the set is missing.
 
-The data root is ``--data-root`` when given, else ``$IVFUSE_DATA``, else ``../shared/data`` (seen from
-the current directory, then from the source checkout) when it exists. The layout is the one of
-``shared/data/README.md``: ``<set>/ir|vi/<stem>.<ext>``, ``mef_<set>/under|over/``, ``mff_<set>/a|b/``
-and ``splits/<name>.txt``.
+The data root is ``--data-root DIR`` (``data_root=`` in Python) when given, else the environment
+variable ``IVFUSE_DATA``; with neither, a named set is refused with one line saying how to set it (a
+folder given by path needs no data root). Under the root: ``<set>/ir|vi/<stem>.<ext>``,
+``mef_<set>/under|over/``, ``mff_<set>/a|b/`` and ``splits/<name>.txt``. Pairs are found by
+:mod:`ivfuse.data.pairs`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.pairs import TASK_FOLDERS, Pair, find_pairs, list_images
+from ..data.pairs import TASK_FOLDERS, Pair, detect_task, scan_pairs_root, split_pairs
 from ..errors import InputError
 
 
@@ -94,16 +95,14 @@ DATASETS: dict[str, Dataset] = {
 }  # fmt: skip
 
 
+#: the environment variable naming the data root when ``--data-root`` is not given
+DATA_ENV = "IVFUSE_DATA"
+
+
 def default_data_root() -> Path | None:
-    """``$IVFUSE_DATA``, else ``../shared/data`` from the current directory or the source checkout."""
-    env = os.environ.get("IVFUSE_DATA")
-    if env:
-        return Path(env)
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        cand = base.parent / "shared" / "data"
-        if cand.is_dir():
-            return cand
-    return None
+    """``$IVFUSE_DATA`` when set, else ``None`` (no guess from the current or the install folder)."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env) if env else None
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -111,10 +110,12 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     path = Path(root) if root is not None else default_data_root()
     if path is None:
         raise InputError(
-            "no data root: pass --data-root DIR or set IVFUSE_DATA (the folder holding tno/, splits/, ...)"
+            f"no data root: pass --data-root DIR or set {DATA_ENV}=DIR "
+            "(the folder holding tno/, splits/, ...)"
         )
     if not path.is_dir():
-        raise InputError(f"data root {path}: folder not found")
+        how = "--data-root" if root is not None else f"${DATA_ENV}"
+        raise InputError(f"data root {path} ({how}): folder not found")
     return path
 
 
@@ -127,50 +128,11 @@ def get(name: str) -> Dataset:
     return DATASETS[key]
 
 
-def _task_of_folder(folder: Path) -> str:
-    subs = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
-    for task, (a, b) in TASK_FOLDERS.items():
-        if a in subs and b in subs:
-            return task
-    raise InputError(f"{folder}: expected sub-folders ir/ + vi/ (or under/ + over/, or a/ + b/)")
-
-
-def _subfolder(folder: Path, name: str) -> Path:
-    for p in folder.iterdir():
-        if p.is_dir() and p.name.lower() == name:
-            return p
-    raise InputError(f"{folder}: sub-folder {name}/ not found")
-
-
 def _folder_pairs(folder: Path, task: str) -> list[Pair]:
-    a, b = TASK_FOLDERS[task]
-    scan = find_pairs(_subfolder(folder, a), _subfolder(folder, b))
+    scan = scan_pairs_root(folder, TASK_FOLDERS[task])
     if scan.ambiguous:
         raise InputError(f"{scan.ambiguous[0]}: several files share the stem {scan.ambiguous[0].stem!r}")
     return scan.pairs
-
-
-def _split_pairs(root: Path, split: str, task: str) -> list[Pair]:
-    path = root / "splits" / f"{split}.txt"
-    if not path.is_file():
-        raise InputError(f"split list {path} not found under the data root {root}")
-    a, b = TASK_FOLDERS[task]
-    pairs = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        set_name, _, stem = line.partition("/")
-        found = []
-        for sub in (a, b):
-            d = root / set_name / sub
-            hits = [p for p in list_images(d) if p.stem == stem] if d.is_dir() else []
-            if len(hits) != 1:
-                raise InputError(f"{path}: {line}: no single {sub} image {d}/{stem}.*")
-            found.append(hits[0])
-        # several sets can share a stem (tno/025 vs tno_extra/25 do not, but be safe): keep the set
-        pairs.append(Pair(stem, found[0], found[1]))
-    return pairs
 
 
 @dataclass(frozen=True)
@@ -192,7 +154,7 @@ def resolve(name_or_path: str, root: str | os.PathLike | None = None) -> Resolve
     if p.is_dir() or os.sep in name_or_path or name_or_path.startswith("."):
         if not p.is_dir():
             raise InputError(f"data set folder {p} not found")
-        task = _task_of_folder(p)
+        task = detect_task(p)
         ds = Dataset(p.resolve().name, task, f"user folder {p}", folder=str(p), colour="as stored")
         pairs = _folder_pairs(p, task)
         location = p
@@ -200,8 +162,8 @@ def resolve(name_or_path: str, root: str | os.PathLike | None = None) -> Resolve
         ds = get(name_or_path)
         base = data_root(root)
         if ds.split is not None:
-            pairs = _split_pairs(base, ds.split, ds.task)
             location = base / "splits" / f"{ds.split}.txt"
+            pairs = split_pairs(base, location, TASK_FOLDERS[ds.task])
         else:
             location = base / str(ds.folder)
             if not location.is_dir():

@@ -105,7 +105,13 @@ def fuse_command(
     task: Annotated[
         str, typer.Option("--task", help="ivif (infrared-visible), mef (multi-exposure), mff (multi-focus).")
     ] = "ivif",
-    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs in folder mode.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace existing outputs. Without it an existing output is skipped in folder mode and "
+            "refused (exit 2) for one pair. An output that is an input is refused either way."
+        ),
+    ] = False,
     bit_depth: Annotated[int, typer.Option("--bit-depth", help="Output bit depth: 8 or 16.")] = 8,
     ext: Annotated[str, typer.Option(help="Output format in folder mode.")] = "png",
     stretch: Annotated[
@@ -117,40 +123,45 @@ def fuse_command(
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
 ) -> None:
-    """Fuse one pair (IR VI -o OUT) or folders of pairs matched by file stem (--ir/--vi or --pairs)."""
+    """Fuse one pair (IR VI -o OUT) or folders of pairs matched by file stem (--ir/--vi or --pairs).
+
+    Inputs are never written over: an output file that is one of the inputs, --ir and --vi naming
+    one folder, and an output folder inside an input folder are refused (exit 2). An existing
+    output needs --overwrite: one pair is refused without it (exit 2), folders skip it.
+    """
     if bit_depth not in (8, 16):
         raise InputError(f"--bit-depth must be 8 or 16, got {bit_depth}")
     folder_mode = ir_dir is not None or vi_dir is not None or pairs_dir is not None
     if folder_mode == (ir is not None or vi is not None):
         raise InputError("give either IR and VI files, or --ir DIR --vi DIR, or --pairs DIR")
+    if not folder_mode:
+        if ir is None or vi is None:
+            raise InputError("single-pair mode needs both IR and VI files")
+        api.refuse_input_as_output(output, (ir, vi))
+        if output.exists() and not overwrite:
+            raise InputError(f"{output} exists; pass --overwrite to replace it")
+    else:
+        from ..data.pairs import discover
+
+        scan = discover(ir_dir, vi_dir, pairs_dir, task=task)
+        if scan.folders is not None:
+            api.refuse_output_folder_in_inputs(output, scan.folders)
     options = parse_params(param)
     if rule is not None:
         options["rule"] = rule
     pipeline = api.load(method, task=task, stretch16=stretch, backend=backend, precision=precision, **options)
     if not folder_mode:
-        if ir is None or vi is None:
-            raise InputError("single-pair mode needs both IR and VI files")
         path = pipeline.fuse_files(ir, vi, output, bit_depth=bit_depth)
+        how = f" ({pipeline.backend})" if pipeline.info.family != "classical" else ""
         out.print(
-            f"fused [bold]{ir.name}[/bold] + [bold]{vi.name}[/bold] with {method} "
-            f"({pipeline.backend}) -> {path}",
+            f"fused [bold]{ir.name}[/bold] + [bold]{vi.name}[/bold] with {pipeline.info.name}{how} -> {path}",
             highlight=False,
         )
         return
-    _fuse_folders(pipeline, output, ir_dir, vi_dir, pairs_dir, overwrite, bit_depth, ext)
+    _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext)
 
 
-def _fuse_folders(pipeline, output, ir_dir, vi_dir, pairs_dir, overwrite, bit_depth, ext) -> None:
-    from ..data.pairs import TASK_FOLDERS, find_pairs, scan_pairs_root
-
-    if pairs_dir is not None:
-        if ir_dir is not None or vi_dir is not None:
-            raise InputError("use either --pairs or --ir/--vi, not both")
-        scan = scan_pairs_root(pairs_dir, TASK_FOLDERS[pipeline.task])
-    elif ir_dir is None or vi_dir is None:
-        raise InputError("folder mode needs both --ir and --vi (or --pairs)")
-    else:
-        scan = find_pairs(ir_dir, vi_dir)
+def _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext) -> None:
     for line in scan.problems():
         err.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
     if not scan.pairs:

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import InputError
+from ..methods.registry import module_methods
 
 _out = Console()
 _err = Console(stderr=True)
@@ -21,7 +22,7 @@ def _print_list() -> None:
     from ..bench.datasets import DATASETS
     from ..bench.papers import PAPERS
 
-    table = Table(title="data sets (resolved under --data-root, $IVFUSE_DATA or ../shared/data)")
+    table = Table(title="data sets (resolved under --data-root DIR, else $IVFUSE_DATA)")
     for col in ("name", "task", "pairs", "where", "description"):
         table.add_column(col, overflow="fold")
     for d in DATASETS.values():
@@ -51,7 +52,7 @@ def bench_command(
     paper: Annotated[
         str | None,
         typer.Option(
-            "--paper", help="Rebuild a seed paper's tables: didfuse, sslwaeie, ifesnet, jcae, defusion."
+            "--paper", help=f"Rebuild the results tables of a method's paper: {', '.join(module_methods())}."
         ),
     ] = None,
     profile: Annotated[
@@ -62,7 +63,11 @@ def bench_command(
         typer.Option("--metrics", "-m", help="Comma-separated metrics, or 'all' (default: the profile's)."),
     ] = None,
     data_root: Annotated[
-        Path | None, typer.Option("--data-root", help="Folder of the named data sets (default $IVFUSE_DATA).")
+        Path | None,
+        typer.Option(
+            "--data-root",
+            help="Folder of the named data sets; default: the IVFUSE_DATA environment variable.",
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo cached fused images and metrics.")

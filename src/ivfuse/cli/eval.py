@@ -32,16 +32,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..data.pairs import by_stem, list_images, source_folders
 from ..errors import InputError, IvfuseError
-from ..io import atomic_write, atomic_write_text
+from ..io import atomic_write, atomic_write_text, same_file
 from ..metrics import evaluate, get_profile, list_metrics, resolve_metrics
 from ..metrics.registry import PROFILES
 
 _out = Console()
 _err = Console(stderr=True)
-
-_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 
 @dataclass
 class Job:
@@ -61,21 +59,10 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # sources without a fused image
 
 
-def _images(folder: Path, option: str) -> list[Path]:
-    if not folder.is_dir():
-        raise InputError(f"{option} {folder}: folder not found")
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in _EXTS and not p.name.startswith(".")
-    )
-
-
-def _by_stem(files: list[Path]) -> tuple[dict[str, Path], set[str]]:
-    seen: dict[str, list[Path]] = {}
-    for f in files:
-        seen.setdefault(f.stem, []).append(f)
-    return {s: v[0] for s, v in seen.items() if len(v) == 1}, {s for s, v in seen.items() if len(v) > 1}
+def _by_stem(folder: Path, option: str) -> tuple[dict[str, Path], set[str]]:
+    """(stem -> file, ambiguous stems) of one folder (:mod:`ivfuse.data.pairs`)."""
+    unique, ambiguous = by_stem(list_images(folder, option))
+    return unique, {f.stem for f in ambiguous}
 
 
 def plan_jobs(
@@ -88,10 +75,14 @@ def plan_jobs(
 ) -> Plan:
     """Match every fused image to its IR/VI pair (and ground truth) by stem (``roles``: the
     names of the two sources in messages, e.g. the profile's ``sources``)."""
-    ir, amb_ir = _by_stem(_images(ir_dir, "--ir" if roles[0] == "infrared" else "source folder"))
-    vi, amb_vi = _by_stem(_images(vi_dir, "--vi" if roles[1] == "visible" else "source folder"))
-    gt, amb_gt = _by_stem(_images(gt_dir, "--gt")) if gt_dir is not None else ({}, set())
-    fused_files = _images(fused_dir, "--fused")
+    ir_label = "--ir" if roles[0] == "infrared" else "source folder"
+    vi_label = "--vi" if roles[1] == "visible" else "source folder"
+    ir, amb_ir = _by_stem(ir_dir, ir_label)
+    vi, amb_vi = _by_stem(vi_dir, vi_label)
+    if same_file(ir_dir, vi_dir):
+        raise InputError(f"{ir_label} {ir_dir} and {vi_label} {vi_dir} are the same folder")
+    gt, amb_gt = _by_stem(gt_dir, "--gt") if gt_dir is not None else ({}, set())
+    fused_files = list_images(fused_dir, "--fused")
     plan = Plan()
     used: set[str] = set()
     stems_seen: dict[str, Path] = {}
@@ -149,10 +140,6 @@ def _json_num(v: float) -> float | None:
     return None if (isinstance(v, float) and not math.isfinite(v)) else v
 
 
-#: sub-folders of a --pairs folder: (first source, second source, --ir/--vi order)
-_PAIR_LAYOUTS = (("under", "over"), ("a", "b"), ("ir", "vi"))
-
-
 def resolve_sources(
     ir: Path | None, vi: Path | None, a: Path | None, b: Path | None, pairs: Path | None
 ) -> tuple[Path, Path]:
@@ -163,11 +150,10 @@ def resolve_sources(
     if pairs is not None:
         if not pairs.is_dir():
             raise InputError(f"--pairs {pairs}: folder not found")
-        for first, second in _PAIR_LAYOUTS:
-            if (pairs / first).is_dir() and (pairs / second).is_dir():
-                return pairs / first, pairs / second
-        names = ", ".join(f"{x}/ + {y}/" for x, y in _PAIR_LAYOUTS)
-        raise InputError(f"--pairs {pairs}: no source sub-folders ({names})")
+        try:
+            return source_folders(pairs)
+        except InputError as exc:
+            raise InputError(f"--pairs {exc}") from None
     if a is not None or b is not None:
         if a is None or b is None:
             raise InputError("--a and --b are both required")

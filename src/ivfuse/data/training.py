@@ -6,7 +6,6 @@ Problems with the folder raise :class:`ivfuse.errors.TrainingError` with one cle
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +14,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import InputError, TrainingError
-from .pairs import scan_pairs_root
+from .pairs import Pair, scan_pairs_root
 
 
-@dataclass(frozen=True)
-class TrainPair:
-    stem: str
-    ir: Path
-    vi: Path
-
-
-def training_pairs(root: str | Path) -> list[TrainPair]:
+def training_pairs(root: str | Path) -> list[Pair]:
     """All pairs of a training folder (``ir/`` + ``vi/``, matched by stem), sorted by stem.
 
     Refuses a missing, empty or unpaired folder: an image without a partner is an error here,
@@ -44,7 +36,7 @@ def training_pairs(root: str | Path) -> list[TrainPair]:
         raise TrainingError(f"data folder {root} is not cleanly paired: {problems[0]}{more}")
     if not scan.pairs:
         raise TrainingError(f"data folder {root} holds no image pairs (ir/ and vi/ are empty)")
-    return sorted((TrainPair(p.stem, Path(p.ir), Path(p.vi)) for p in scan.pairs), key=lambda p: p.stem)
+    return sorted(scan.pairs, key=lambda p: p.stem)
 
 
 def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
