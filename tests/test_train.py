@@ -317,7 +317,7 @@ def test_ddp_two_cpu_processes_stay_identical(data, tmp_path):
 
 
 def test_export_run_snapshot_and_finished(data, tmp_path):
-    from ivfuse.train.export import export_run
+    from ivfuse.train.ship import export_run
 
     out = tmp_path / "run"
     train(_spec(3), RunOptions(data, out, seed=0, progress=False, stop_after=2))

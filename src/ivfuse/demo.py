@@ -10,7 +10,7 @@ import numpy as np
 
 from . import api, io
 from .data.synthetic import night_scene, target_contrast, texture_detail
-from .figures import side_by_side
+from .side_by_side import side_by_side
 
 
 @dataclass(frozen=True)

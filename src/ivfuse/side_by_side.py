@@ -1,4 +1,6 @@
-"""Side-by-side comparison figures (IR | VI | fused ...), made with Pillow only."""
+"""Side-by-side comparison images (IR | VI | fused ...) of ``ivfuse demo``, made with Pillow only.
+
+(The benchmark's matplotlib figures are :mod:`ivfuse.bench.figures`.)"""
 
 from __future__ import annotations
 

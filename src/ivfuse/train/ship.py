@@ -1,4 +1,4 @@
-"""Export a training run (finished, or a snapshot of an unfinished one) as shippable weights.
+"""Ship a training run (finished, or a snapshot of an unfinished one) as the weights users load.
 
 ``export_run(run_dir, weights_out, card_out)`` writes ``weights.safetensors``-style tensors and
 a card. A finished run's own card is reused; for an unfinished run the card is built from the
