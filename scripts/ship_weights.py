@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from ivfuse.methods import registry
-from ivfuse.train.export import export_run
+from ivfuse.train.ship import export_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
