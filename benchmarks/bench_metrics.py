@@ -29,7 +29,7 @@ from scipy import signal
 from ivfuse import io
 from ivfuse.api import DEFAULT_METHOD, load
 from ivfuse.data.synthetic import night_scene
-from ivfuse.metrics import backend, clear_buffers, evaluate, get_profile, get_threads, set_threads
+from ivfuse.metrics import clear_buffers, evaluate, get_filter_impl, get_profile, get_threads, set_threads
 
 VIFB_REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vifb_ref"
 
@@ -198,7 +198,7 @@ def main() -> None:
     set_threads(args.threads)
     threads = get_threads()
     print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPU(s), "
-          f"backend {backend()}, {threads} thread(s) per call, "
+          f"filters {get_filter_impl()}, {threads} thread(s) per call, "
           f"load average {os.getloadavg()[0]:.2f}, best of {r}")  # fmt: skip
 
     def one_thread(fn: Callable[[], object]) -> float:

@@ -13,7 +13,7 @@ import pytest
 
 from ivfuse import metrics as M
 from ivfuse.errors import InputError
-from ivfuse.metrics import _core, _engine
+from ivfuse.metrics import arctan, buffers, filters, planes, scheduler
 
 H, W = 90, 123  # not multiples of the 16-pixel QCV blocks nor of the row blocks
 
@@ -79,7 +79,7 @@ def test_pooled_arrays_are_not_shared_between_calls(rgb_triple, threads):
     for _ in range(2):
         assert M.evaluate(fused, ir, vi) == first
         assert M.evaluate(*small) == first_small
-    _core.POOL.clear()
+    buffers.POOL.clear()
     assert M.evaluate(fused, ir, vi) == first
 
 
@@ -130,16 +130,16 @@ def test_thread_settings(threads, monkeypatch):
 @pytest.mark.parametrize("width", [1, 3, 640, 5000])
 def test_row_blocks_cover_the_rows_once(m, width):
     for start in (0, min(3, m)):
-        blocks = _core.row_blocks(start, m, width)
+        blocks = buffers.row_blocks(start, m, width)
         rows = [r for sl in blocks for r in range(sl.start, sl.stop)]
         assert rows == list(range(start, m))
-    aligned = _core.aligned_row_blocks(m, width, 16)
+    aligned = buffers.aligned_row_blocks(m, width, 16)
     assert [r for sl in aligned for r in range(sl.start, sl.stop)] == list(range(m))
     assert all(sl.start % 16 == 0 for sl in aligned)
 
 
 def test_array_pool_reuses_and_respects_its_limit():
-    pool = _core.ArrayPool(limit=1000)
+    pool = buffers.ArrayPool(limit=1000)
     a = pool.take((10, 10))  # 800 bytes
     pool.give(a)
     assert pool.take((10, 10)) is a
@@ -150,21 +150,21 @@ def test_array_pool_reuses_and_respects_its_limit():
 
 def test_integer_valued_inputs_take_the_exact_8bit_paths(rgb_triple):
     fused, ir, vi = rgb_triple
-    p = _core.Plane(fused[..., 0].astype(np.float32))
+    p = planes.Plane(fused[..., 0].astype(np.float32))
     assert p.u8 is not None and np.array_equal(p.u8, fused[..., 0])
-    assert _core.Plane(fused[..., 0].astype(np.uint16) * 257).u8 is not None
-    assert _core.Plane(fused[..., 0] + np.float64(0.5)).u8 is None
+    assert planes.Plane(fused[..., 0].astype(np.uint16) * 257).u8 is not None
+    assert planes.Plane(fused[..., 0] + np.float64(0.5)).u8 is None
     got16 = M.evaluate(*(x.astype(np.uint16) * 257 for x in rgb_triple))
     assert got16 == M.evaluate(fused, ir, vi)
 
 
 def test_engine_releases_every_plane(rgb_triple):
     fused, ir, vi = rgb_triple
-    prep = _core.prepare(fused, ir, vi)
+    prep = planes.prepare(fused, ir, vi)
     infos = [M.lookup(M.get_profile("vifb"), n) for n in ("SSIM", "QCB", "SF")]
-    _engine.run_jobs([(i.compute, prep) for i in infos])
-    planes = {id(p): p for t in prep.triples for p in (t.fused, t.vi, t.ir)}
-    assert all(not p._memo and not p._owned for p in planes.values())
+    scheduler.run_jobs([(i.compute, prep) for i in infos])
+    used = {id(p): p for t in prep.triples for p in (t.fused, t.vi, t.ir)}
+    assert all(not p._memo and not p._owned for p in used.values())
     assert all(not t.memo for t in prep.triples)
 
 
@@ -172,7 +172,7 @@ def test_engine_releases_every_plane(rgb_triple):
 def test_arctan_f32_within_3_ulp(scale):
     x = (np.random.default_rng(7).standard_normal(50_003) * scale).astype(np.float32)
     ref = np.arctan(x.astype(np.float64))
-    got = _core.arctan_f32(x)
+    got = arctan.arctan_f32(x)
     assert got.dtype == np.float32
     ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
     assert np.max(np.abs(got - ref) / ulp) <= 3.0
@@ -180,25 +180,25 @@ def test_arctan_f32_within_3_ulp(scale):
 
 def test_arctan_f32_special_values_and_in_place():
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-40, 3e38], np.float32)
-    got = _core.arctan_f32(x)
+    got = arctan.arctan_f32(x)
     want = np.arctan(x)
     assert np.array_equal(np.signbit(got[:2]), [False, True])
     np.testing.assert_allclose(got, want, rtol=3e-7, atol=0)  # NaN == NaN here
     y = (np.random.default_rng(1).standard_normal((37, 41)) * 5).astype(np.float32)
-    expect = _core.arctan_f32(y.copy())
-    assert _core.arctan_f32(y, out=y) is y and np.array_equal(y, expect)
+    expect = arctan.arctan_f32(y.copy())
+    assert arctan.arctan_f32(y, out=y) is y and np.array_equal(y, expect)
     with pytest.raises(TypeError):
-        _core.arctan_f32(np.zeros(3))
+        arctan.arctan_f32(np.zeros(3))
     with pytest.raises(ValueError, match="contiguous"):
-        _core.arctan_f32(y[:, ::2])
-    assert _core.arctan_f32(np.zeros((0, 5), np.float32)).shape == (0, 5)
+        arctan.arctan_f32(y[:, ::2])
+    assert arctan.arctan_f32(np.zeros((0, 5), np.float32)).shape == (0, 5)
 
 
 def test_qabf_same_with_either_arctan(monkeypatch, rgb_triple):
     fused, ir, vi = rgb_triple
     values = {}
     for simd in (True, False):
-        monkeypatch.setattr(_core, "NUMPY_SIMD_ARCTAN", simd)
+        monkeypatch.setattr(arctan, "NUMPY_SIMD_ARCTAN", simd)
         values[simd] = M.qabf(fused, ir, vi)
     assert values[True] == pytest.approx(values[False], rel=1e-6)
 
@@ -209,9 +209,9 @@ def test_qabf_angle_table_matches_direct_arctangent():
     img = _img(4)
     img[10:20, 30:40] = 0  # flat: sx == sy == 0
     img[40:50, 5] = 255  # vertical line: sx == 0 next to it, sy != 0 at its ends
-    plane = _core.make_plane(img)
+    plane = planes.make_plane(img)
     _, g, alpha, _ = structural._qabf_grad(plane)
-    dx, dy = _core.sobel(img, "zero")
+    dx, dy = filters.sobel(img, "zero")
     dx, dy = dx.astype(np.float64), dy.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         want = np.where(dx == 0, np.pi / 2, np.arctan(dy / -dx))

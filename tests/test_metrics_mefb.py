@@ -276,15 +276,15 @@ def test_gray_sources_with_colour_fused_use_the_red_channel():
     assert got == red
 
 
-def test_plain_backend_agrees(mef_triple):
+def test_scipy_filter_impl_agrees(mef_triple):
     f, a, b = mef_triple
     names = "FMI,TE,QNCIE,QP,QC,QW,SF,VIF"
     fast = M.evaluate(f, a, b, metrics=names, profile="mefb")
-    old = M.use_backend("plain")
+    old = M.set_filter_impl("scipy")
     try:
         plain = M.evaluate(f, a, b, metrics=names, profile="mefb")
     finally:
-        M.use_backend(old)
+        M.set_filter_impl(old)
     for k in fast:
         # QC's weight in windows where a source is flat (B is saturated in places) is a ratio of
         # round-off noise, so two summation orders give different values: the reason it cannot

@@ -9,7 +9,7 @@ import pytest
 
 from ivfuse import metrics as M
 from ivfuse.errors import InputError
-from ivfuse.metrics import _core
+from ivfuse.metrics import filters, validation
 
 H, W = 72, 96
 
@@ -243,7 +243,7 @@ def test_ma2019_converts_colour_with_rgb2gray(triple):
     fused, ir, vi = triple
     rgb = np.stack([fused, vi, ir], axis=-1)
     gray = M.rgb2gray(rgb)
-    expected = np.floor(rgb.astype(float) @ np.array(_core.RGB2GRAY) + 0.5).astype(np.uint8)
+    expected = np.floor(rgb.astype(float) @ np.array(validation.RGB2GRAY) + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(gray, expected)
     assert M.evaluate(rgb, ir, vi, profile="ma2019") == M.evaluate(gray, ir, vi, profile="ma2019")
 
@@ -263,11 +263,9 @@ def test_opencv_and_scipy_filter_paths_agree(triple):
     fused, ir, vi = triple
     rgb = np.stack([fused, vi, 255 - ir], axis=-1)
     fast = M.evaluate(rgb, ir, vi, metrics="all")
-    old = M.use_backend("plain")
-    try:
+    with M.filter_impl("scipy"):
         slow = M.evaluate(rgb, ir, vi, metrics="all")
-    finally:
-        M.use_backend(old)
+    assert M.get_filter_impl() == "opencv"
     assert fast == pytest.approx(slow, rel=1e-9, abs=1e-9, nan_ok=True)
 
 
@@ -372,7 +370,7 @@ def _qy_two_pass(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> float:
     """Yang's Q_Y for gray images, written independently of ivfuse: every 7 x 7 window's statistics
     by the two-pass formulas (var = sum w (x - mu)^2), whose round-off in a flat window is ~1e-28,
     far below C = 2e-16 (``E[x^2] - mu^2`` leaves ~1e-11 there). Sources A = visible, B = infrared."""
-    g = _core.fspecial_gaussian_1d(7, 1.5)
+    g = filters.fspecial_gaussian_1d(7, 1.5)
     w = np.outer(g, g)
     c = 2e-16
 

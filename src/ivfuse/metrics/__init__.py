@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._core import POOL, Prepared, backend, prepare, rgb2gray, use_backend
-from ._engine import get_threads, run_jobs, set_threads
+from .buffers import POOL
 from .feature import fmi
+from .filters import filter_impl, get_filter_impl, set_filter_impl
 from .information import cross_entropy, entropy, mutual_information, nmi, qncie, tsallis_entropy
-from .phase import phase_congruency, qp
+from .phase import clear_recent_maps, phase_congruency, qp
+from .planes import Prepared, prepare
 from .reference import psnr, ssim_ref
 from .registry import (
     DEFAULT_PROFILE,
@@ -36,6 +37,7 @@ from .registry import (
     list_metrics,
     lookup,
 )
+from .scheduler import run_jobs
 from .statistics import (
     average_gradient,
     correlation_coefficient,
@@ -48,6 +50,8 @@ from .statistics import (
     standard_deviation,
 )
 from .structural import mef_ssim, qabf, qc, qcb, qcv, qw, qy, ssim, ssim_fusion
+from .threads import get_threads, set_threads
+from .validation import rgb2gray
 from .visual import ifc, vif, viff
 
 __all__ = [
@@ -56,14 +60,15 @@ __all__ = [
     "MetricInfo",
     "Profile",
     "average_gradient",
-    "backend",
     "correlation_coefficient",
     "clear_buffers",
     "cross_entropy",
     "edge_intensity",
     "entropy",
     "evaluate",
+    "filter_impl",
     "fmi",
+    "get_filter_impl",
     "get_profile",
     "get_threads",
     "gray_level_difference",
@@ -88,6 +93,7 @@ __all__ = [
     "rgb2gray",
     "rmse_vifb",
     "scd",
+    "set_filter_impl",
     "set_threads",
     "spatial_frequency",
     "ssim",
@@ -95,7 +101,6 @@ __all__ = [
     "ssim_ref",
     "standard_deviation",
     "tsallis_entropy",
-    "use_backend",
     "vif",
     "viff",
 ]
@@ -108,9 +113,7 @@ def clear_buffers() -> None:
     128 MiB; reusing them spares the page faults of fresh memory) and the phase congruency maps
     of recent images (QP, at most 96 MiB)."""
     POOL.clear()
-    from .phase import _RECENT
-
-    _RECENT.clear()
+    clear_recent_maps()
 
 
 def load_image(x: ImageLike, role: str = "image") -> np.ndarray:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._core import Plane, Triple, channel_mean, prepare
+from .definition import MEFB_SRC, Metric, per_triple
+from .planes import Plane, Triple, channel_mean, prepare
 
 __all__ = ["fmi", "matlab_edge_sobel"]
 
@@ -238,3 +239,22 @@ def fmi(fused: Any, a: Any, b: Any) -> float:
     """
     prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="FMI")
     return channel_mean([_fmi(t) for t in prep.triples])
+
+
+# ---------------------------------------------------------------------------- registry entries
+
+METRICS = (
+    Metric(
+        name="FMI",
+        fn=per_triple(_fmi),
+        family="information",
+        higher_is_better=True,
+        range=(0.0, 1.0),
+        needs="sources",
+        meaning="feature mutual information of edge maps (3 x 3 windows)",
+        source=f"{MEFB_SRC}: metricsFMI.m (Haghighat et al. 2011, fast FMI 2014)",
+        profiles=("mefb",),
+        aliases=("Q_FMI",),
+        cost=4.0,
+    ),
+)

@@ -1,6 +1,6 @@
 """Information-theoretic metrics: EN, CE, MI, NMI, TE (Tsallis), QNCIE.
 
-All histograms have 256 bins, one per integer grey level 0..255 (see :mod:`._core` for how
+All histograms have 256 bins, one per integer grey level 0..255 (see :mod:`.validation` for how
 non-8-bit inputs are quantised), and are built with ``np.bincount`` on the 8-bit levels (joint
 histograms on ``256 a + b`` as uint16, shared with VIFB's PSNR / RMSE).
 
@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Plane, Triple, channel_mean, histogram, prepare
+from .definition import MA2019_SRC, MEFB_SRC, VIFB_SRC, Metric, mefb_variant, per_fused, per_triple
+from .filters import histogram
+from .planes import Plane, Triple, channel_mean, prepare
 
 __all__ = ["cross_entropy", "entropy", "mutual_information", "nmi", "qncie", "tsallis_entropy"]
 
@@ -229,3 +231,102 @@ def qncie(fused: Any, a: Any, b: Any) -> float:
     """
     prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="QNCIE")
     return channel_mean([_qncie(t) for t in prep.triples])
+
+
+# ---------------------------------------------------------------------------- registry entries
+
+_EN_DEF = Metric(
+    name="EN",
+    fn=per_fused(_en, base=2.0),
+    family="information",
+    higher_is_better=True,
+    range=(0.0, 8.0),
+    needs="none",
+    meaning="entropy of F (bits)",
+    source=f"{VIFB_SRC}: metricsEntropy",
+    profiles=("vifb", "ma2019"),
+    aliases=("Entropy",),
+)
+_CE_DEF = Metric(
+    name="CE",
+    fn=per_triple(_ce, base=2.0, combine="mean"),
+    family="information",
+    higher_is_better=False,
+    # on the common support only, D_KL can dip below 0 (log-sum inequality: >= -log2(e)/e)
+    range=(-1.0, math.inf),
+    needs="sources",
+    meaning="cross entropy, mean of D_KL(S||F) on the common support (bits)",
+    source=f"{VIFB_SRC}: metricsCross_entropy",
+    profiles=("vifb", "ma2019"),
+    aliases=("Cross_entropy",),
+)
+_MI_DEF = Metric(
+    name="MI",
+    fn=per_triple(_mi, base=math.e, combine="sum", stretch=True),
+    family="information",
+    higher_is_better=True,
+    range=(0.0, 16.0 * math.log(2.0)),
+    needs="sources",
+    meaning="mutual information MI(VI,F)+MI(IR,F) (nats)",
+    source=f"{VIFB_SRC}: metricsMutinf (min-max stretched, natural log, sum)",
+    profiles=("vifb",),
+    aliases=("Mutinf",),
+)
+_NMI_DEF = Metric(
+    name="NMI",
+    fn=per_triple(_nmi),
+    family="information",
+    higher_is_better=True,
+    range=(0.0, 2.0),
+    needs="sources",
+    meaning="normalised MI 2[MI(A,F)/(H(A)+H(F)) + MI(B,F)/(H(B)+H(F))]",
+    source="Hossny, Nahavandi & Creighton, Electronics Letters 44(18), 2008 (SSL-WAEIE)",
+    profiles=("vifb", "ma2019"),
+    aliases=("Q_MI",),
+)
+
+METRICS = (
+    _EN_DEF,
+    mefb_variant(_EN_DEF, "Entropy"),
+    _CE_DEF,
+    mefb_variant(_CE_DEF, "Cross_entropy"),
+    _MI_DEF,
+    _MI_DEF.variant(
+        fn=per_triple(_mi, base=2.0, combine="sum", stretch=False),
+        range=(0.0, 16.0),
+        meaning="mutual information MI(VI,F)+MI(IR,F) (bits)",
+        source=f"{MA2019_SRC}: 256x256 joint histogram, log2, sum",
+        profiles=("ma2019",),
+        aliases=(),
+    ),
+    _NMI_DEF,
+    _NMI_DEF.variant(
+        fn=per_triple(_nmi, stretch=True),
+        source=f"{MEFB_SRC}: metricsNMI.m (Hossny et al. 2008; normalize1 images)",
+        profiles=("mefb",),
+    ),
+    Metric(
+        name="QNCIE",
+        fn=per_triple(_qncie),
+        family="information",
+        higher_is_better=True,
+        range=(0.0, 1.0),
+        needs="sources",
+        meaning="nonlinear correlation information entropy",
+        source=f"{MEFB_SRC}: metricsQncie.m (Wang, Shen & Zhang 2005; Z. Liu's metricWang.m)",
+        profiles=("mefb",),
+        aliases=("Qncie", "NCIE"),
+    ),
+    Metric(
+        name="TE",
+        fn=per_triple(_te, q=1.85),
+        family="information",
+        higher_is_better=True,
+        range=(-2.0 / 0.85, math.inf),  # (sum - 1) / (q - 1) per source, the sum >= 0
+        needs="sources",
+        meaning="Tsallis entropy I_q(A,F)+I_q(B,F), q = 1.85",
+        source=f"{MEFB_SRC}: metricsTE.m (Cvejic et al. 2006; Z. Liu's metricMI.m)",
+        profiles=("mefb",),
+        aliases=("Tsallis",),
+    ),
+)

@@ -27,18 +27,13 @@ import numpy as np
 from scipy import fft as sfft
 
 from ..errors import InputError
-from ._core import (
-    BLOCK_PIXELS,
-    Plane,
-    Triple,
-    channel_mean,
-    fft_workers,
-    fspecial_gaussian_1d,
-    prepare,
-    sep_filter,
-)
+from .buffers import BLOCK_PIXELS
+from .definition import MEFB_SRC, Metric, per_triple
+from .filters import fspecial_gaussian_1d, sep_filter
+from .planes import Plane, Triple, channel_mean, prepare
+from .threads import fft_workers
 
-__all__ = ["phase_congruency", "qp"]
+__all__ = ["clear_recent_maps", "phase_congruency", "qp"]
 
 _PC = {
     "nscale": 4,
@@ -274,6 +269,11 @@ class _RecentMaps:
 _RECENT = _RecentMaps(96 << 20)
 
 
+def clear_recent_maps() -> None:
+    """Forget the phase congruency maps kept of recent images (at most 96 MiB)."""
+    _RECENT.clear()
+
+
 def _pc_maps(p: Plane) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m, n = p.shape
     if min(m, n) < 11:
@@ -353,3 +353,22 @@ def qp(fused: Any, a: Any, b: Any) -> float:
     """
     prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="QP")
     return channel_mean([_qp(t) for t in prep.triples])
+
+
+# ---------------------------------------------------------------------------- registry entries
+
+METRICS = (
+    Metric(
+        name="QP",
+        fn=per_triple(_qp),
+        family="structural",
+        higher_is_better=True,
+        range=(-1.0, 1.0),  # a product of three correlations; about [0, 1] in practice
+        needs="sources",
+        meaning="phase congruency based feature preservation",
+        source=f"{MEFB_SRC}: metricsQp.m (Zhao, Laganiere & Liu 2007; Z. Liu's metricZhao.m, myphasecong3.m)",
+        profiles=("mefb",),
+        aliases=("Qp", "Q_P"),
+        cost=40.0,
+    ),
+)

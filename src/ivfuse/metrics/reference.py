@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Plane, box_downsample, channel_mean, make_plane, prepare
+from .definition import Metric, with_reference
+from .filters import box_downsample
+from .planes import Plane, channel_mean, make_plane, prepare
 from .structural import ssim_map
 
 __all__ = ["psnr", "ssim_ref"]
@@ -57,3 +59,32 @@ def ssim_ref(fused: Any, reference: Any, *, downsample: bool = True) -> float:
     return channel_mean(
         [_ssim_ref(f, r, downsample) for f, r in zip(prep.fused_channels, prep.reference, strict=True)]
     )
+
+
+# ---------------------------------------------------------------------------- registry entries
+
+METRICS = (
+    Metric(
+        name="PSNR_REF",
+        fn=with_reference(_psnr_ref),
+        family="reference",
+        higher_is_better=True,
+        range=(0.0, math.inf),
+        needs="reference",
+        meaning="standard PSNR of F against a ground truth (dB)",
+        source="10 log10(255^2 / MSE), peak 255 (multi-focus sets with a ground truth)",
+        profiles=("vifb", "ma2019"),
+    ),
+    Metric(
+        name="SSIM_REF",
+        fn=with_reference(_ssim_ref),
+        family="reference",
+        higher_is_better=True,
+        range=(-1.0, 1.0),
+        needs="reference",
+        meaning="SSIM of F against a ground truth (Wang's ssim.m, with downsampling)",
+        source="Wang, Bovik, Sheikh & Simoncelli, IEEE TIP 13(4), 2004, ssim.m",
+        profiles=("vifb", "ma2019"),
+        cost=3.0,
+    ),
+)

@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ._core import POOL, Plane, Triple, channel_mean, prepare, row_blocks, sobel, sobel_dtype
+from .buffers import POOL, row_blocks
+from .definition import MA2019_SRC, MEFB_SRC, VIFB_SRC, Metric, mefb_variant, per_fused, per_triple
+from .filters import sobel, sobel_dtype
+from .planes import Plane, Prepared, Triple, channel_mean, prepare
 
 __all__ = [
     "average_gradient",
@@ -319,3 +322,157 @@ def psnr_vifb(fused: Any, ir: Any, vi: Any) -> float:
     """
     prep = prepare(fused, ir, vi, need_sources=True, metric="PSNR")
     return channel_mean([_psnr(t) for t in prep.triples])
+
+
+# ---------------------------------------------------------------------------- registry entries
+
+
+def _sf_side_by_side(prep: Prepared) -> float:
+    """VIFB's SF of a colour image: its channels side by side."""
+    return _sf_concat(prep.fused_channels)
+
+
+_PSNR_DEF = Metric(
+    name="PSNR",
+    fn=per_triple(_psnr),
+    family="statistics",
+    higher_is_better=True,
+    range=(0.0, math.inf),
+    needs="sources",
+    meaning="VIFB's non-standard PSNR 20 log10(255 / sqrt(RMSE_vifb))",
+    source=f"{VIFB_SRC}: metricsPsnr",
+    profiles=("vifb", "ma2019"),
+    aliases=("Psnr",),
+)
+_AG_DEF = Metric(
+    name="AG",
+    fn=per_fused(_ag, scheme="central"),
+    family="statistics",
+    higher_is_better=True,
+    range=(0.0, 255.0),
+    needs="none",
+    meaning="average gradient (central differences)",
+    source=f"{VIFB_SRC}: metricsAvg_gradient",
+    profiles=("vifb", "ma2019"),
+    aliases=("Avg_gradient",),
+)
+_EI_DEF = Metric(
+    name="EI",
+    fn=per_fused(_ei),
+    family="statistics",
+    higher_is_better=True,
+    range=(0.0, 1020.0 * math.sqrt(2.0)),
+    needs="none",
+    meaning="edge intensity (mean Sobel magnitude)",
+    source=f"{VIFB_SRC}: metricsEdge_intensity",
+    profiles=("vifb", "ma2019"),
+    aliases=("Edge_intensity",),
+)
+_SF_DEF = Metric(
+    name="SF",
+    fn=_sf_side_by_side,
+    family="statistics",
+    higher_is_better=True,
+    range=(0.0, 255.0 * math.sqrt(2.0)),
+    needs="none",
+    meaning="spatial frequency (RGB side by side)",
+    source=f"{VIFB_SRC}: metricsSpatial_frequency",
+    profiles=("vifb",),
+    aliases=("Spatial_frequency",),
+)
+_SD_DEF = Metric(
+    name="SD",
+    fn=per_fused(_sd, mean="global"),
+    family="statistics",
+    higher_is_better=True,
+    range=(0.0, 127.5),
+    needs="none",
+    meaning="standard deviation (population)",
+    source=f"{VIFB_SRC}: metricsVariance",
+    profiles=("vifb",),
+    aliases=("Variance", "STD"),
+)
+
+METRICS = (
+    _PSNR_DEF,
+    mefb_variant(_PSNR_DEF, "Psnr"),
+    Metric(
+        name="RMSE",
+        fn=per_triple(_rmse),
+        family="statistics",
+        higher_is_better=False,
+        range=(0.0, 255.0),
+        needs="sources",
+        meaning="VIFB's non-standard RMSE: mean over sources of sqrt(SSE)/(M N)",
+        source=f"{VIFB_SRC}: metricsRmse",
+        profiles=("vifb", "ma2019"),
+        aliases=("Rmse",),
+    ),
+    _AG_DEF,
+    mefb_variant(_AG_DEF, "Avg_gradient"),
+    _EI_DEF,
+    mefb_variant(_EI_DEF, "Edge_intensity"),
+    _SF_DEF,
+    _SF_DEF.variant(
+        meaning="spatial frequency (standard, normaliser M N)",
+        source="Eskicioglu & Fisher 1995 / VIFB; the DIDFuse table's SF is not reproducible by "
+        "any standard definition",
+        profiles=("ma2019",),
+        aliases=(),
+    ),
+    _SF_DEF.variant(
+        fn=per_fused(_sf_plane),
+        meaning="spatial frequency, per RGB channel",
+        source=f"{MEFB_SRC}: metricsSpatial_frequency.m (normaliser M N, mean over channels)",
+        profiles=("mefb",),
+    ),
+    _SD_DEF,
+    _SD_DEF.variant(
+        fn=per_fused(_sd, mean="column"),
+        meaning="standard deviation with column means (reproduces the DIDFuse table)",
+        source=f"{MA2019_SRC}: sqrt(sum (F_ij - mean_j)^2 / (M N)) - a slip of that code",
+        profiles=("ma2019",),
+        aliases=("STD",),
+    ),
+    mefb_variant(_SD_DEF, "SD", "Variance"),
+    Metric(
+        name="GLD",
+        fn=per_fused(_gld),
+        family="statistics",
+        higher_is_better=True,
+        range=(0.0, 510.0),
+        needs="none",
+        meaning="gray level difference (forward differences)",
+        source="IFESNet eq. 18 (after Zhao, Lu & Wang, IEEE TMM 2017)",
+        profiles=("vifb", "ma2019"),
+    ),
+    _AG_DEF.variant(
+        name="AG_FWD",
+        fn=per_fused(_ag, scheme="forward"),
+        meaning="average gradient with forward differences",
+        source="IFESNet eq. 14",
+        aliases=("AGF",),
+    ),
+    Metric(
+        name="CC",
+        fn=per_triple(_cc),
+        family="statistics",
+        higher_is_better=True,
+        range=(-1.0, 1.0),
+        needs="sources",
+        meaning="correlation coefficient (r(F,VI)+r(F,IR))/2",
+        source="Pearson correlation (as JCAE and DeFusion use it; docs/metrics.md)",
+        profiles=("vifb", "ma2019"),
+    ),
+    Metric(
+        name="SCD",
+        fn=per_triple(_scd),
+        family="statistics",
+        higher_is_better=True,
+        range=(-2.0, 2.0),
+        needs="sources",
+        meaning="sum of the correlations of differences",
+        source="Aslantas & Bendes, AEU 69(12), 2015 (JCAE)",
+        profiles=("vifb", "ma2019"),
+    ),
+)

@@ -17,23 +17,12 @@ import numpy as np
 from scipy import fft as sfft
 
 from ..errors import InputError
-from ._core import (
-    POOL,
-    Plane,
-    Triple,
-    aligned_row_blocks,
-    arctan,
-    block_sums,
-    box_downsample,
-    channel_mean,
-    fft_workers,
-    filter_valid,
-    fspecial_gaussian_1d,
-    prepare,
-    row_blocks,
-    sep_filter,
-    valid,
-)
+from .arctan import arctan
+from .buffers import POOL, aligned_row_blocks, row_blocks
+from .definition import MEFB_SRC, VIFB_SRC, Metric, first_triple, mefb_variant, per_triple
+from .filters import block_sums, box_downsample, filter_valid, fspecial_gaussian_1d, sep_filter, valid
+from .planes import Plane, Triple, channel_mean, prepare
+from .threads import fft_workers
 
 __all__ = ["mef_ssim", "qabf", "qc", "qcb", "qcv", "qw", "qy", "ssim", "ssim_fusion"]
 
@@ -873,3 +862,135 @@ def qw(fused: Any, a: Any, b: Any) -> float:
     """
     prep = prepare(fused, b, a, color="mefb", need_sources=True, metric="QW")
     return channel_mean([_qw(t) for t in prep.triples])
+
+
+# ---------------------------------------------------------------------------- registry entries
+
+_SSIM_DEF = Metric(
+    name="SSIM",
+    fn=per_triple(_ssim, combine="sum"),
+    family="structural",
+    higher_is_better=True,
+    range=(-2.0, 2.0),
+    needs="sources",
+    meaning="SSIM(VI,F)+SSIM(IR,F) (sum, max 2)",
+    source=f"{VIFB_SRC}: metricsSsim (Wang et al. 2004, 11x11 Gaussian, no downsampling)",
+    profiles=("vifb", "ma2019"),
+    aliases=("Ssim",),
+    cost=6.0,
+)
+_QABF_DEF = Metric(
+    name="QABF",
+    fn=per_triple(_qabf),
+    family="structural",
+    higher_is_better=True,
+    range=(0.0, 1.0),
+    needs="sources",
+    meaning="gradient information preservation Q^AB/F",
+    source=f"{VIFB_SRC}: metricsQabf (Xydeas & Petrovic 2000)",
+    profiles=("vifb", "ma2019"),
+    aliases=("Qabf", "Q_ABF", "QAB/F"),
+    cost=4.0,
+)
+_QCB_DEF = Metric(
+    name="QCB",
+    fn=per_triple(_qcb),
+    family="structural",
+    higher_is_better=True,
+    range=(0.0, 1.0),
+    needs="sources",
+    meaning="Chen-Blum perceptual contrast preservation",
+    source=f"{VIFB_SRC}: metricsQcb (Chen & Blum 2009, Z. Liu's metricChenBlum.m)",
+    profiles=("vifb", "ma2019"),
+    aliases=("Qcb", "Q_CB"),
+    cost=12.0,
+)
+_QCV_DEF = Metric(
+    name="QCV",
+    fn=per_triple(_qcv, alpha=5.0),
+    family="structural",
+    higher_is_better=False,
+    range=(0.0, math.inf),
+    needs="sources",
+    meaning="Chen-Varshney regional CSF-weighted distortion",
+    source=f"{VIFB_SRC}: metricsQcv (Chen & Varshney 2007, Z. Liu's metricChen.m)",
+    profiles=("vifb", "ma2019"),
+    aliases=("Qcv", "Q_CV"),
+    cost=6.0,
+)
+_QY_DEF = Metric(
+    name="QY",
+    fn=per_triple(_qy),
+    family="structural",
+    higher_is_better=True,
+    range=(-1.0, 1.0),
+    needs="sources",
+    meaning="Yang's SSIM-based fusion metric",
+    source="Yang et al., Information Fusion 9(2), 2008; Z. Liu's metricYang.m (SSL-WAEIE)",
+    profiles=("vifb", "ma2019"),
+    aliases=("Q_Y",),
+    cost=6.0,
+)
+_MEF_SSIM_DEF = Metric(
+    name="MEF-SSIM",
+    fn=first_triple(_mef_ssim),
+    family="structural",
+    higher_is_better=True,
+    range=(-1.0, 1.0),
+    needs="sources",
+    meaning="multi-exposure fusion SSIM (3 scales, gray)",
+    source="Ma, Zeng & Wang, IEEE TIP 24(11), 2015, mef_ms_ssim.m as MEFB calls it (DeFusion)",
+    profiles=("vifb", "ma2019"),
+    aliases=("MEFSSIM", "Q_MEF"),
+    color="gray",
+    cost=12.0,
+)
+
+METRICS = (
+    _SSIM_DEF,
+    # not one of MEFB's metrics (so not in its default set): DeFusion's Table 1 reports an SSIM
+    # on MEFB whose values (0.5-0.6) fit the mean over the two sources
+    _SSIM_DEF.variant(
+        fn=per_triple(_ssim, combine="mean"),
+        range=(-1.0, 1.0),
+        meaning="(SSIM(A,F) + SSIM(B,F)) / 2 (not a MEFB metric; DeFusion's Table 1)",
+        source="VIFB's metricsSsim SSIM (Wang et al. 2004, 11x11 Gaussian, no downsampling), averaged",
+        profiles=("mefb",),
+    ),
+    _QABF_DEF,
+    mefb_variant(_QABF_DEF, "Qabf"),
+    _QCB_DEF,
+    mefb_variant(_QCB_DEF, "Qcb"),
+    _QCV_DEF,
+    mefb_variant(_QCV_DEF, "Qcv"),
+    _QY_DEF,
+    mefb_variant(_QY_DEF, "Qy"),
+    _MEF_SSIM_DEF,
+    mefb_variant(_MEF_SSIM_DEF, "MEF_SSIM"),
+    Metric(
+        name="QC",
+        fn=per_triple(_qc),
+        family="structural",
+        higher_is_better=True,
+        range=(-1.0, 1.0),
+        needs="sources",
+        meaning="Cvejic's covariance-weighted SSIM",
+        source=f"{MEFB_SRC}: metricsQc.m (Cvejic et al. 2005; Z. Liu's metricCvejic.m)",
+        profiles=("mefb",),
+        aliases=("Qc", "Q_C"),
+        cost=5.0,
+    ),
+    Metric(
+        name="QW",
+        fn=per_triple(_qw),
+        family="structural",
+        higher_is_better=True,
+        range=(-1.0, 1.0),
+        needs="sources",
+        meaning="Piella's edge-dependent weighted fusion quality index",
+        source=f"{MEFB_SRC}: metricsQw.m (Piella & Heijmans 2003; Z. Liu's metricPeilla.m)",
+        profiles=("mefb",),
+        aliases=("Qw", "Q_W"),
+        cost=8.0,
+    ),
+)

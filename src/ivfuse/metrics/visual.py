@@ -16,17 +16,10 @@ import numpy as np
 from scipy import fft as sfft
 
 from ..errors import InputError
-from ._core import (
-    POOL,
-    Plane,
-    Triple,
-    channel_mean,
-    filter_valid,
-    fspecial_gaussian_1d,
-    prepare,
-    row_blocks,
-    sep_filter,
-)
+from .buffers import POOL, row_blocks
+from .definition import MA2019_SRC, MEFB_SRC, Metric, per_triple
+from .filters import filter_valid, fspecial_gaussian_1d, sep_filter
+from .planes import Plane, Triple, channel_mean, prepare
 
 __all__ = ["ifc", "vif", "viff"]
 
@@ -384,3 +377,62 @@ def ifc(fused: Any, ir: Any, vi: Any) -> float:
     """
     prep = prepare(fused, ir, vi, need_sources=True, metric="IFC")
     return channel_mean([_ifc(t) for t in prep.triples])
+
+
+# ---------------------------------------------------------------------------- registry entries
+
+_VIFF_DEF = Metric(
+    name="VIFF",
+    fn=per_triple(_viff),
+    family="visual",
+    higher_is_better=True,
+    range=(0.0, math.inf),  # [0, 1] unless the fusion enhances
+    needs="sources",
+    meaning="visual information fidelity for fusion",
+    source="Han, Cai, Cao & Xu, Information Fusion 14(2), 2013, VIFF_Public.m (IFESNet)",
+    profiles=("vifb", "ma2019"),
+    cost=10.0,
+)
+
+METRICS = (
+    Metric(
+        name="IFC",
+        fn=per_triple(_ifc),
+        family="visual",
+        higher_is_better=True,
+        range=(0.0, math.inf),
+        needs="sources",
+        meaning="information fidelity criterion IFC(VI,F)+IFC(IR,F)",
+        source="Sheikh, Bovik & de Veciana, IEEE TIP 14(12), 2005; ifcvec.m with a "
+        "frequency-domain steerable pyramid, per pixel (SSL-WAEIE)",
+        profiles=("vifb", "ma2019"),
+        cost=30.0,
+    ),
+    Metric(
+        name="VIFP",
+        fn=per_triple(_vif, sigma_nsq=2.0),
+        family="visual",
+        higher_is_better=True,
+        range=(0.0, math.inf),  # [0, 2] unless the fusion enhances
+        needs="sources",
+        meaning="pixel-domain VIF, VIFp(VI,F)+VIFp(IR,F)",
+        source="Sheikh & Bovik, IEEE TIP 15(2), 2006, vifp_mscale.m, sigma_n^2 = 2 (CDDFuse's 'VIF')",
+        profiles=("vifb", "ma2019"),
+        aliases=("VIF_SB",),
+        cost=10.0,
+    ),
+    _VIFF_DEF,
+    _VIFF_DEF.variant(
+        name="VIF",
+        meaning="VIFF of Han et al. 2013",
+        source=f"{MA2019_SRC}: Han, Cai, Cao & Xu, Information Fusion 14(2), 2013",
+        profiles=("ma2019",),
+    ),
+    _VIFF_DEF.variant(
+        name="VIF",
+        meaning="VIFF of Han et al. 2013 (per RGB channel; ties: B)",
+        source=f"{MEFB_SRC}: metricsVIF.m (Han, Cai, Cao & Xu, Information Fusion 14(2), 2013)",
+        profiles=("mefb",),
+        aliases=("VIFF",),
+    ),
+)

@@ -1,101 +1,26 @@
 """Computing several metrics of one image: channel-by-channel scheduling, memory release, threads.
 
 :func:`ivfuse.metrics.evaluate` hands its metrics here. A metric averaged over colour channels
-(:class:`~ivfuse.metrics.registry.PerChannel`) is split into one part per channel, and the
+(:class:`~ivfuse.metrics.definition.PerChannel`) is split into one part per channel, and the
 parts run channel after channel: once every metric is done with a channel, the planes only that
 channel uses drop their cached intermediates (Gaussian moments, gradients, FFTs, contrast maps),
 which keeps the memory of a colour image near that of one channel. With more than one thread
-(the default on a multi-core machine, see :func:`set_threads`) the parts run on a small thread
-pool: numpy, OpenCV and scipy.fft release the GIL in their loops, and the caches compute every
-shared value once (:func:`._core.memo_get`), so the results are bit-identical to a sequential run.
+(the default on a multi-core machine, see :func:`ivfuse.metrics.set_threads`) the parts run on a
+small thread pool: numpy, OpenCV and scipy.fft release the GIL in their loops, and the caches
+compute every shared value once (:func:`ivfuse.metrics.planes.memo_get`), so the results are
+bit-identical to a sequential run.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
-from ._core import POOL_THREAD, Prepared, channel_mean
+from .definition import Compute, PerChannel
+from .planes import Prepared, channel_mean
+from .threads import executor, get_threads
 
-__all__ = ["get_threads", "run_jobs", "set_threads"]
-
-_MAX_DEFAULT_THREADS = 4
-_threads: int | None = None  # None: the default of get_threads()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def get_threads() -> int:
-    """Threads :func:`ivfuse.metrics.evaluate` uses for one image.
-
-    The value of :func:`set_threads`, else the environment variable ``IVFUSE_METRICS_THREADS``,
-    else 1 inside a worker process of a process pool (``ivfuse eval --workers N`` already keeps
-    the cores busy) and otherwise the number of usable CPUs, at most 4.
-    """
-    if _threads is not None:
-        return _threads
-    env = os.environ.get("IVFUSE_METRICS_THREADS", "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"IVFUSE_METRICS_THREADS must be a positive integer, got {env!r}") from None
-        if n < 1:
-            raise ValueError(f"IVFUSE_METRICS_THREADS must be a positive integer, got {env!r}")
-        return n
-    if multiprocessing.parent_process() is not None:
-        return 1
-    return max(1, min(_cpu_count(), _MAX_DEFAULT_THREADS))
-
-
-def set_threads(n: int | None) -> int | None:
-    """Set the threads per :func:`ivfuse.metrics.evaluate` call (1: sequential; ``None``: the
-    default of :func:`get_threads`). Returns the previous setting. Values do not depend on it."""
-    global _threads
-    if n is not None and (not isinstance(n, int) or n < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
-    old = _threads
-    _threads = n
-    return old
-
-
-def _get_pool(n: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size != n:
-            # an old pool is not shut down (a concurrent call may still be submitting to it);
-            # its idle threads end when it is garbage-collected
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ivfuse-metrics", initializer=_mark)
-            _pool_size = n
-        return _pool
-
-
-def _mark() -> None:
-    POOL_THREAD.active = True  # FFTs inside the pool run single-threaded
-
-
-def _forget_pool_in_child() -> None:
-    """A forked child has none of the parent's threads: start a new pool when needed."""
-    global _pool, _pool_size, _pool_lock
-    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
-Compute = Callable[[Prepared], float]
+__all__ = ["run_jobs"]
 
 
 def _exclusive_planes(prep: Prepared, k: int) -> list:
@@ -125,8 +50,6 @@ def run_jobs(jobs: list[tuple[Compute, Prepared]], costs: list[float] | None = N
     exception of the first failing job (in job order) after all parts have run. Every plane of
     the inputs is released at the end (their arrays go back to the pool).
     """
-    from .registry import PerChannel  # the registry imports the metric modules
-
     cost = costs if costs is not None else [1.0] * len(jobs)
 
     def by_cost(idx: list[int]) -> list[int]:
@@ -190,7 +113,7 @@ def run_jobs(jobs: list[tuple[Compute, Prepared]], costs: list[float] | None = N
                 except Exception as exc:  # re-raised below, in job order
                     results.append(exc)
         else:
-            pool = _get_pool(n_threads)
+            pool = executor(n_threads)
             futures = [pool.submit(run_part, *part) for part in parts]
             for fut in futures:
                 exc = fut.exception()
