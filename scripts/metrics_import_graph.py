@@ -46,8 +46,7 @@ def imports(path: Path, modules: set[str]) -> tuple[set[str], list[str]]:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             if node.value.id in aliases and node.attr.startswith("_") and not node.attr.startswith("__"):
                 private.append(f"{aliases[node.value.id]}.{node.attr}")
-    me = module_name(path)
-    deps.discard(me) if me != "__init__" else None
+    deps.discard(module_name(path))
     return deps, sorted(set(private))
 
 
