@@ -10,6 +10,15 @@ docstring cites its paper and states its range and direction. Inputs are numpy a
 uint16 or float on the 0..255 scale; gray or RGB) of equal size, or, for :func:`evaluate`,
 image file paths. ``list_metrics()`` gives the registry (name, family, direction, profile and
 definition source of every metric); ``ivfuse eval --list`` prints it.
+
+Layout: the family modules (:mod:`.information`, :mod:`.statistics`, :mod:`.structural`,
+:mod:`.visual`, :mod:`.feature`, :mod:`.phase`, :mod:`.reference`) hold the metric functions and
+declare each metric once (:class:`~ivfuse.metrics.definition.Metric`); :mod:`.registry` collects
+the declarations into profiles; :mod:`.planes` (cached channels), :mod:`.filters`,
+:mod:`.validation`, :mod:`.buffers`, :mod:`.arctan`, :mod:`.threads` and :mod:`.scheduler` are the
+shared machinery. Settings: :func:`set_threads` (threads per :func:`evaluate` call) and
+:func:`set_filter_impl` (``"opencv"``, the default, or ``"scipy"`` filters, a cross-check; not to
+be confused with :mod:`ivfuse.backends`, the inference engines of the networks).
 """
 
 from __future__ import annotations

@@ -290,7 +290,7 @@ def gray_level_difference(fused: Any) -> float:
 
 def correlation_coefficient(fused: Any, ir: Any, vi: Any) -> float:
     """Correlation coefficient CC = (r(F, VI) + r(F, IR)) / 2 with Pearson's r (used by JCAE and
-    DeFusion; design/metrics.md section 7). Colour: mean over RGB channels.
+    DeFusion; docs/metrics.md). Colour: mean over RGB channels.
     Range [-1, 1]; **higher is better**; 1 when both sources equal F.
     """
     prep = prepare(fused, ir, vi, need_sources=True, metric="CC")
