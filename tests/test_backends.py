@@ -61,8 +61,8 @@ FUSERS = {
     "didfuse": lambda: registry.create("didfuse"),
     "jcae": lambda: registry.create("jcae"),
     "sslwaeie": lambda: registry.create("sslwaeie", tile=32),  # 45 x 61 in 4 tiles
-    "ifesnet": _ifesnet,  # no shipped weights: a random network, 4 tiles
-    "defusion": _defusion,  # no shipped weights: a random network, heads scaled
+    "ifesnet": _ifesnet,  # a random network (not the shipped weights), 4 tiles
+    "defusion": _defusion,  # a random network (not the shipped weights), heads scaled
 }
 
 

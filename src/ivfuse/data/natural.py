@@ -1,7 +1,8 @@
 """Natural (single, unpaired) images for self-supervised pretext training, and their augmentations.
 
 :func:`natural_images` lists a flat folder of images, optionally restricted to some splits of a
-``<folder>_splits.csv`` beside it (``file,split`` rows, as ``shared/data/natural/bsds500_splits.csv``).
+``<folder>_splits.csv`` beside it (``file,split`` rows, e.g. ``bsds500_splits.csv`` beside the 500
+images of BSDS500, the Berkeley Segmentation Data Set; see docs/methods/defusion.md).
 :func:`color_jitter` and :func:`random_resized_crop` are torchvision's ``ColorJitter`` and
 ``RandomResizedCrop`` re-implemented on tensors (torchvision is not a dependency), drawing from
 torch's global generator so that a seeded trainer reproduces them and a resumed run continues them.

@@ -14,7 +14,7 @@ and P_r's image is the fusion, for infrared-visible, multi-exposure and multi-fo
 without fine-tuning and without a fusion rule.
 
 The network, the pretext and the loss follow the authors' official code (it produced the published
-numbers); ``shared/design/defusion.md`` records its facts and where it departs from the paper.
+numbers); docs/methods/defusion.md records its recipe and where the shipped run departs from it.
 """
 
 from __future__ import annotations

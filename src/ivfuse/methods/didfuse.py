@@ -10,8 +10,8 @@ pushed apart (Eq. 1-4). At test time both sources are encoded, the feature maps 
 simple rule (Eq. 5) and decoded once.
 
 Where the paper and the authors' official code disagree, this file follows the code (it produced
-the published numbers) and exposes the paper's variant in :class:`Config`. The facts from the
-code are recorded in ``shared/design/didfuse.md``.
+the published numbers) and exposes the paper's variant in :class:`Config`; docs/methods/didfuse.md
+lists where they differ.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """IFESNet: Interactive Feature Embedding for Infrared and Visible Image Fusion.
 
 F. Zhao, W. Zhao, H. Lu (Liaoning Normal University; Dalian University of Technology);
-``shared/seeds/ifesnet.txt``, venue and year not stated.
+venue and year not stated (see docs/methods/ifesnet.md).
 
 The idea (Sec. III, Fig. 3): three networks run side by side at full resolution (no pooling, no
 up-sampling anywhere). IVIFNet fuses, SHFENet-ir and SHFENet-vis reconstruct their source in a

@@ -1,7 +1,7 @@
 """SSL-WAEIE: self-supervised IVIF with a weighted auto-encoder and convolutional information exchange.
 
-The seed text is a letter ("Dear editor"; title, authors and venue not given; ``shared/seeds/
-ssl-waeie.txt``). Its Fig. 1 is not in the text, so the widths below are ours (see :class:`Config`).
+The source is a letter to the editor (title, authors and venue not given; see
+docs/methods/sslwaeie.md). Its Fig. 1 is not in the text, so the widths below are ours (see :class:`Config`).
 
 The idea: the fused image is a per-pixel weighted sum of the sources (Eq. 1),
 ``F = tau_i * I_i + tau_v * I_v``. The weights come from *information exchange*: a source that

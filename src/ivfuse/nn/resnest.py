@@ -1,7 +1,7 @@
 """ResNeSt split-attention bottleneck blocks without normalisation (as DeFusion builds them).
 
 H. Zhang et al., "ResNeSt: Split-Attention Networks", arXiv:2004.08955, 2020 (Sec. 3, Fig. 2),
-in the configuration DeFusion's official code uses (facts in ``shared/design/defusion.md`` Sec. 2):
+in the configuration of DeFusion's official code (P. Liang et al., ECCV 2022; docs/methods/defusion.md):
 radix 2, cardinality 1, bottleneck width ``p`` (output ``4p``), normalisation switched off, ReLU
 activations, softmax over the radix axis.
 
