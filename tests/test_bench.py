@@ -420,3 +420,43 @@ def test_real_tno_bench_two_pairs_matches_eval(tmp_path, monkeypatch):
     )
     got = {r["metric"]: r["value"] for r in res["values"] if r["image"] == p.stem}
     assert got == pytest.approx(ref)
+
+
+def test_plan_steps_and_run_plan_return_everything(tmp_path, monkeypatch):
+    from ivfuse.bench import BenchPlan, plan_paper, run_plan
+
+    make_pairs(tmp_path / "toyset", n=2)
+    monkeypatch.setitem(
+        datasets.DATASETS, "toyset", datasets.Dataset("toyset", "ivif", "toy", folder="toyset")
+    )
+    monkeypatch.setattr(paper, "load_paper", lambda name: _toy_paper("toyset"))
+    plan = plan_paper("toy", data_root=tmp_path, extra_methods=["average"])
+    assert isinstance(plan, BenchPlan) and plan.paper["paper"] == "toy"
+    assert plan.steps == 2 * 2 * (1 + 1)  # pairs x methods x (fusing + one profile of metrics)
+    seen = []
+    done = run_plan(plan, tmp_path / "R", figures=False, html=False, progress=lambda d, n: seen.append(n))
+    assert sum(seen) == plan.steps
+    assert done.paper_doc["paper"] == "toy" and done.results["datasets"][0]["name"] == "toyset"
+    assert [p.name for p in done.written] == [
+        "paper_toy.json", "paper_toy.md", "results.json", "results.csv", "report.md"
+    ]  # fmt: skip
+    assert json.loads((tmp_path / "R" / "results.json").read_text())["values"] == done.results["values"]
+
+
+def test_cli_bench_paper_uses_the_run_not_the_files(tmp_path, monkeypatch):
+    make_pairs(tmp_path / "toyset", n=2)
+    monkeypatch.setitem(
+        datasets.DATASETS, "toyset", datasets.Dataset("toyset", "ivif", "toy", folder="toyset")
+    )
+    monkeypatch.setattr(paper, "load_paper", lambda name: _toy_paper("toyset"))
+    import ivfuse.bench.report as report
+
+    monkeypatch.setattr(report, "write_json", lambda results, path: None)  # results.json not written
+    out = tmp_path / "R"
+    r = runner.invoke(app, ["bench", "--paper", "toy", "--data-root", str(tmp_path), "--out", str(out),
+                            "--no-figures", "--no-html"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "toyset (2 pairs)" in text and "28/28" in text  # the bar sized from plan.steps
+    assert "wrote paper_toy.json, paper_toy.md, results.json, results.csv, report.md" in text
+    assert not (out / "results.json").exists()  # the summary came from the run itself

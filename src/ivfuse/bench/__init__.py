@@ -4,6 +4,10 @@
 >>> results = bench(["lp", "gff"], ["tno"], "results/")                  # doctest: +SKIP
 >>> paper = bench_paper("didfuse", "results/")                          # doctest: +SKIP
 
+Step by step (what ``ivfuse bench`` does): a :class:`BenchPlan` (:func:`plan_bench` or
+:func:`plan_paper`) says what will run and how many progress steps that is; :func:`run_plan` runs it
+and returns a :class:`BenchRun` (the results dict, the paper tables, the files written).
+
 Writes into the results folder: ``results.json`` (everything, see :func:`ivfuse.bench.report.build`),
 ``results.csv`` (one row per data set x method x image x metric), ``report.md``, ``report.html``
 (self-contained) and ``figures/``; fused images and metric values are cached (``fused/``,
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,8 @@ from . import report as _report
 from .runner import MethodSpec, Progress, Task, run, total_steps
 
 __all__ = [
+    "BenchPlan",
+    "BenchRun",
     "MethodSpec",
     "Task",
     "bench",
@@ -39,8 +46,36 @@ __all__ = [
     "default_profile",
     "make_tasks",
     "parse_method",
+    "plan_bench",
+    "plan_paper",
+    "run_plan",
     "total_steps",
 ]
+
+
+@dataclass
+class BenchPlan:
+    """What a benchmark run will do: the runner tasks, notes for the user (tables left out) and,
+    for a paper, the paper's transcribed tables."""
+
+    tasks: list[Task]
+    messages: list[str] = field(default_factory=list)
+    paper: dict[str, Any] | None = None
+
+    @property
+    def steps(self) -> int:
+        """Progress units of the run (see :func:`ivfuse.bench.runner.total_steps`)."""
+        return total_steps(self.tasks)
+
+
+@dataclass
+class BenchRun:
+    """What :func:`run_plan` did: the results dict (as in ``results.json``), the paper's tables
+    (``paper_<name>.json``; ``None`` without a paper) and every file written."""
+
+    results: dict[str, Any]
+    paper_doc: dict[str, Any] | None = None
+    written: list[Path] = field(default_factory=list)
 
 
 def default_profile(task: str) -> str:
@@ -93,6 +128,18 @@ def make_tasks(
     return tasks
 
 
+def plan_bench(
+    methods: str | Iterable[str],
+    datasets: str | Iterable[str],
+    *,
+    profile: str | None = None,
+    metrics: str | Iterable[str] | None = None,
+    data_root: str | os.PathLike | None = None,
+) -> BenchPlan:
+    """:func:`make_tasks` as a :class:`BenchPlan`."""
+    return BenchPlan(make_tasks(methods, datasets, profile=profile, metrics=metrics, data_root=data_root))
+
+
 def _write_all(
     results: dict[str, Any],
     out: Path,
@@ -100,19 +147,52 @@ def _write_all(
     figures: bool,
     html: bool,
     papers: list[dict[str, Any]] | None = None,
-) -> None:
-    _report.write_json(results, out / "results.json")
-    _report.write_csv(results, out / "results.csv")
+) -> list[Path]:
+    written = [out / "results.json", out / "results.csv"]
+    _report.write_json(results, written[0])
+    _report.write_csv(results, written[1])
     figs: dict[str, list[str]] = {}
     if figures:
         from .figures import dataset_figures
 
         figs = dataset_figures(results, out)
-    _report.write_markdown(results, out / "report.md", figs)
+        written += [out / rel for files in figs.values() for rel in files]
+    written.append(out / "report.md")
+    _report.write_markdown(results, written[-1], figs)
     if html:
         from .html import write_html
 
-        write_html(results, out, figs, papers)
+        written.append(write_html(results, out, figs, papers))
+    return written
+
+
+def run_plan(
+    plan: BenchPlan,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    workers: int = 1,
+    test: str = "wilcoxon",
+    alpha: float = 0.05,
+    figures: bool = True,
+    html: bool = True,
+    command: str = "",
+    progress: Progress | None = None,
+) -> BenchRun:
+    """Fuse, score and report a plan into ``out``; ``progress(description, steps)`` advances by
+    :attr:`BenchPlan.steps` in all. A paper plan also writes ``paper_<name>.json``/``.md``."""
+    out = Path(out)
+    outcome = run(plan.tasks, out, overwrite=overwrite, workers=workers, progress=progress)
+    outcome.messages[:0] = plan.messages
+    results = _report.build(outcome, test=test, alpha=alpha, command=command)
+    if plan.paper is None:
+        return BenchRun(results, None, _write_all(results, out, figures=figures, html=html))
+    from . import paper as _paper
+
+    doc, display = _paper.tables(plan.paper, results)
+    written = _paper.write(plan.paper["paper"], doc, display, out, command)
+    written += _write_all(results, out, figures=figures, html=html, papers=[display])
+    return BenchRun(results, doc, written)
 
 
 def bench(
@@ -133,20 +213,22 @@ def bench(
     progress: Progress | None = None,
     tasks: list[Task] | None = None,
 ) -> dict[str, Any]:
-    """Fuse, score and report ``methods`` on ``datasets``; returns the results dict."""
-    out = Path(out)
+    """Fuse, score and report ``methods`` on ``datasets`` (or the runner ``tasks`` given); returns
+    the results dict (the content of ``results.json``)."""
     if tasks is None:
         tasks = make_tasks(methods, datasets, profile=profile, metrics=metrics, data_root=data_root)
-    outcome = run(tasks, out, overwrite=overwrite, workers=workers, progress=progress)
-    results = _report.build(outcome, test=test, alpha=alpha, command=command)
-    _write_all(results, out, figures=figures, html=html)
-    return results
+    done = run_plan(
+        BenchPlan(tasks), out, overwrite=overwrite, workers=workers, test=test, alpha=alpha,
+        figures=figures, html=html, command=command, progress=progress,
+    )  # fmt: skip
+    return done.results
 
 
-def paper_tasks(
+def plan_paper(
     name: str, *, data_root: str | os.PathLike | None = None, extra_methods: list[str] | None = None
-) -> tuple[dict[str, Any], list[Task], list[str]]:
-    """(the paper's data, its runner tasks, messages about tables left out)."""
+) -> BenchPlan:
+    """The plan of paper ``name``: its tasks, the paper's tables, and messages about tables left out
+    (a data set not available); :class:`InputError` when none of its data sets is."""
     from .paper import load_paper, plan
 
     paper = load_paper(name)
@@ -156,7 +238,7 @@ def paper_tasks(
     tasks = plan(paper, data_root=data_root, extra_methods=extra_methods, messages=messages)
     if not tasks:
         raise InputError(f"paper {name!r}: none of its data sets is available ({'; '.join(messages)})")
-    return paper, tasks, messages
+    return BenchPlan(tasks, messages, paper)
 
 
 def bench_paper(
@@ -173,18 +255,13 @@ def bench_paper(
     html: bool = True,
     command: str = "",
     progress: Progress | None = None,
-    prepared: tuple[dict[str, Any], list[Task], list[str]] | None = None,
 ) -> dict[str, Any]:
     """Rebuild paper ``name``'s tables; writes paper_<name>.json/.md beside the usual outputs and
-    returns the paper_<name>.json document."""
-    from . import paper as _paper
-
-    out = Path(out)
-    paper, tasks, messages = prepared or paper_tasks(name, data_root=data_root, extra_methods=extra_methods)
-    outcome = run(tasks, out, overwrite=overwrite, workers=workers, progress=progress)
-    outcome.messages[:0] = messages
-    results = _report.build(outcome, test=test, alpha=alpha, command=command)
-    doc, display = _paper.tables(paper, results)
-    _paper.write(paper["paper"], doc, display, out, command)
-    _write_all(results, out, figures=figures, html=html, papers=[display])
-    return doc
+    returns the paper_<name>.json document (:func:`run_plan` gives the results dict as well)."""
+    done = run_plan(
+        plan_paper(name, data_root=data_root, extra_methods=extra_methods), out, overwrite=overwrite,
+        workers=workers, test=test, alpha=alpha, figures=figures, html=html, command=command,
+        progress=progress,
+    )  # fmt: skip
+    assert done.paper_doc is not None
+    return done.paper_doc

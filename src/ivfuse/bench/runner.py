@@ -107,6 +107,33 @@ class Outcome:
 Progress = Callable[[str, int], None]  # (description, advance)
 
 
+@dataclass(frozen=True)
+class MetricJob:
+    """One fused image to score: its sources, the metrics still missing for one profile, and the
+    cache entry (key, file signature) its values go to."""
+
+    dataset: str
+    method: str  # method key (MethodSpec.key)
+    stem: str
+    profile: str
+    metrics: tuple[str, ...]
+    fused: Path
+    first: Path
+    second: Path
+    cache_key: str
+    signature: tuple[int, int]  # size and mtime of the fused file when it was scored
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """What :func:`evaluate_job` found: the values, or the error a user can cause."""
+
+    job: MetricJob
+    values: dict[str, float] | None
+    error: str = ""
+    seconds: float = 0.0
+
+
 def folder_name(key: str) -> str:
     """A method key as one safe folder name: characters other than letters, digits and ``._=,@-``
     become ``_`` (a weights path option has slashes); long keys keep a hash of the full key."""
@@ -122,9 +149,9 @@ def _fused_dir(out: Path, dataset: str, method: MethodSpec) -> Path:
     return out / "fused" / dataset / folder_name(method.key)
 
 
-def _signature(path: Path) -> list[int]:
+def _signature(path: Path) -> tuple[int, int]:
     st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
+    return st.st_size, st.st_mtime_ns
 
 
 class _MetricCache:
@@ -141,34 +168,33 @@ class _MetricCache:
     def key(dataset: str, method: str, stem: str, profile: str) -> str:
         return f"{dataset}|{method}|{stem}|{profile}"
 
-    def get(self, key: str, sig: list[int], metric: str) -> float | None:
+    def get(self, key: str, sig: tuple[int, int], metric: str) -> float | None:
         entry = self.data.get(key)
-        if not entry or entry.get("sig") != sig or metric not in entry["values"]:
+        if not entry or entry.get("sig") != list(sig) or metric not in entry["values"]:
             return None
         v = entry["values"][metric]
         return math.nan if v is None else float(v)
 
-    def put(self, key: str, sig: list[int], values: dict[str, float]) -> None:
+    def put(self, key: str, sig: tuple[int, int], values: dict[str, float]) -> None:
         entry = self.data.get(key)
-        if not entry or entry.get("sig") != sig:
-            entry = self.data[key] = {"sig": sig, "values": {}}
+        if not entry or entry.get("sig") != list(sig):
+            entry = self.data[key] = {"sig": list(sig), "values": {}}
         entry["values"].update({k: (None if not math.isfinite(v) else v) for k, v in values.items()})
 
     def save(self) -> None:
         io.atomic_write_text(self.path, json.dumps(self.data, separators=(",", ":")))
 
 
-def _evaluate_job(
-    fused: str, a: str, b: str, metrics: list[str], profile: str
-) -> tuple[dict | None, str, float]:
+def evaluate_job(job: MetricJob) -> MetricResult:
+    """Score one job (in this process or a worker); an error a user can cause comes back as text."""
     from ..metrics import evaluate
 
     t0 = time.perf_counter()
     try:
-        vals = evaluate(fused, a, b, metrics=metrics, profile=profile)
-        return vals, "", time.perf_counter() - t0
+        vals = evaluate(job.fused, job.first, job.second, metrics=list(job.metrics), profile=job.profile)
+        return MetricResult(job, vals, "", time.perf_counter() - t0)
     except IvfuseError as exc:
-        return None, str(exc), time.perf_counter() - t0
+        return MetricResult(job, None, str(exc), time.perf_counter() - t0)
 
 
 def _worker_init() -> None:
@@ -252,7 +278,7 @@ def run(
 
     cache = _MetricCache(out / "cache" / "metrics.json", overwrite)
     values: dict[tuple[str, str, str, str, str], float] = {}
-    todo: list[tuple[str, str, str, str, list[int], str, str, str, list[str]]] = []
+    todo: list[MetricJob] = []
     for task in tasks:
         ds = task.data.dataset.name
         by_stem = {p.stem: p for p in task.data.pairs}
@@ -274,37 +300,34 @@ def run(
                     if missing:
                         p = by_stem[stem]
                         todo.append(
-                            (ds, key, stem, ck, sig, str(fused), str(p.ir), str(p.vi), missing, profile)
+                            MetricJob(ds, key, stem, profile, tuple(missing), fused, p.ir, p.vi, ck, sig)
                         )
                     else:
                         progress(f"{ds}: metrics", 1)
 
-    def record(job, vals: dict | None, err: str) -> None:
-        ds, key, stem, ck, sig = job[:5]
-        profile = job[9]
-        if vals is None:
-            messages.append(f"{key} on {ds}/{stem}: metrics failed ({err})")
-            runs[ds][key].failed[stem] = err
+    def record(res: MetricResult) -> None:
+        job = res.job
+        if res.values is None:
+            messages.append(f"{job.method} on {job.dataset}/{job.stem}: metrics failed ({res.error})")
+            runs[job.dataset][job.method].failed[job.stem] = res.error
         else:
-            cache.put(ck, sig, vals)
-            for m, v in vals.items():
-                values[(ds, key, stem, profile, m)] = v
+            cache.put(job.cache_key, job.signature, res.values)
+            for m, v in res.values.items():
+                values[(job.dataset, job.method, job.stem, job.profile, m)] = v
             timing.evaluated_now += 1
-        progress(f"{ds}: metrics", 1)
+        progress(f"{job.dataset}: metrics", 1)
 
     t_metrics = time.perf_counter()
     n_workers = min(max(1, workers), len(todo), os.cpu_count() or 1)
     if n_workers <= 1:
         for job in todo:
-            vals, err, dt = _evaluate_job(job[5], job[6], job[7], job[8], job[9])
-            timing.metrics += dt
-            record(job, vals, err)
+            res = evaluate_job(job)
+            timing.metrics += res.seconds
+            record(res)
     elif todo:
         with ProcessPoolExecutor(max_workers=n_workers, initializer=_worker_init) as pool:
-            futures = {pool.submit(_evaluate_job, j[5], j[6], j[7], j[8], j[9]): j for j in todo}
-            for fut in as_completed(futures):
-                vals, err, _dt = fut.result()
-                record(futures[fut], vals, err)
+            for fut in as_completed([pool.submit(evaluate_job, job) for job in todo]):
+                record(fut.result())
         timing.metrics += time.perf_counter() - t_metrics
     if todo:
         cache.save()

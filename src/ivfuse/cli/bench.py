@@ -108,35 +108,27 @@ def bench_command(
                 "--paper chooses its own data sets and metrics; drop --datasets/--profile/--metrics"
             )
         extra = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        prepared = b.paper_tasks(paper, data_root=data_root, extra_methods=extra)
-        for msg in prepared[2]:
-            _err.print(f"[yellow]note:[/yellow] {msg}", highlight=False, soft_wrap=True)
-        tasks = prepared[1]
+        plan = b.plan_paper(paper, data_root=data_root, extra_methods=extra)
     else:
         names = [s for s in (datasets or "").split(",") if s.strip()] + [str(p) for p in dataset or []]
-        tasks = b.make_tasks(methods or "", names, profile=profile, metrics=metrics, data_root=data_root)
+        plan = b.plan_bench(methods or "", names, profile=profile, metrics=metrics, data_root=data_root)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=_err, transient=False) as bar:
-        job = bar.add_task("bench", total=b.total_steps(tasks))
+        job = bar.add_task("bench", total=plan.steps)
 
         def progress(desc: str, n: int) -> None:
             bar.update(job, advance=n, description=desc)
 
-        common = dict(
-            overwrite=overwrite, workers=workers, test=test, alpha=alpha, figures=figures, html=html
-        )
-        if paper is not None:
-            b.bench_paper(paper, out, command=command, progress=progress, prepared=prepared, **common)
-        else:
-            b.bench(None, None, out, command=command, progress=progress, tasks=tasks, **common)
-    results = __import__("json").loads((out / "results.json").read_text())
-    for msg in results["messages"]:
+        done = b.run_plan(
+            plan, out, overwrite=overwrite, workers=workers, test=test, alpha=alpha, figures=figures,
+            html=html, command=command, progress=progress,
+        )  # fmt: skip
+    results = done.results
+    for msg in results["messages"]:  # the plan's notes first, then the run's
         _err.print(f"[yellow]note:[/yellow] {msg}", highlight=False, soft_wrap=True)
     _summary(results)
     t = results["timing"]
-    wrote = ["results.json", "results.csv", "report.md"] + (["report.html"] if html else [])
-    if paper is not None:
-        wrote[:0] = [f"paper_{paper}.json", f"paper_{paper}.md"]
+    wrote = [p.name for p in done.written if p.parent == out]
     _out.print(
         f"{t['total_s']:.1f} s: fusion {t['fusion_s']:.1f} s, metrics {t['metrics_s']:.1f} s, "
         f"other {t['overhead_s']:.1f} s; wrote {', '.join(wrote)} to {out}",
