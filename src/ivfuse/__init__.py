@@ -9,11 +9,10 @@
 from __future__ import annotations
 
 from . import methods  # the subpackage: ivfuse.methods.didfuse, ivfuse.methods.registry, ...
+from ._version import __version__
 from .api import DEFAULT_METHOD, Pipeline, fuse, list_methods, load
 from .errors import InputError, IvfuseError, MethodError, TrainingError, WeightsError
-from ._version import __version__
 from .metrics import evaluate
-
 
 __all__ = [
     "DEFAULT_METHOD",

@@ -41,6 +41,7 @@ from ..metrics.registry import PROFILES
 _out = Console()
 _err = Console(stderr=True)
 
+
 @dataclass
 class Job:
     """One fused image with its sources."""
