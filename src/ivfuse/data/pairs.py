@@ -168,12 +168,13 @@ def discover(
 
 def split_pairs(root: str | os.PathLike, split_file: str | os.PathLike, names: tuple[str, str]) -> list[Pair]:
     """Pairs listed in ``split_file`` (one ``<set>/<stem>`` per line; blank lines and ``#``
-    comments skipped), each found as ``root/<set>/<names[0]>/<stem>.*`` + ``.../<names[1]>/...``, in
-    the list's order. A line without exactly one image per source is an :class:`InputError`."""
+    comments skipped), each found as ``root/<set>/<names[0]>/<stem>.*`` + ``.../<names[1]>/...`` (any
+    letter case of the sub-folders), in the list's order. A line without exactly one image per source
+    is an :class:`InputError`."""
     root, path = Path(root), Path(split_file)
     if not path.is_file():
         raise InputError(f"split list {path} not found under the data root {root}")
-    listed: dict[Path, dict[str, Path]] = {}  # folder -> stem -> file (None-free: unique stems)
+    listed: dict[Path, dict[str, Path]] = {}  # folder -> stem -> file (stems that occur once)
     pairs = []
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -182,7 +183,8 @@ def split_pairs(root: str | os.PathLike, split_file: str | os.PathLike, names: t
         set_name, _, stem = line.partition("/")
         found = []
         for sub in names:
-            d = root / set_name / sub
+            base = root / set_name
+            d = (subfolder(base, sub) if base.is_dir() else None) or base / sub
             if d not in listed:
                 listed[d] = by_stem(list_images(d))[0] if d.is_dir() else {}
             hit = listed[d].get(stem)
