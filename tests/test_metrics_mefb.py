@@ -351,6 +351,6 @@ def test_cli_eval_source_options_conflict_or_missing(mef_folders):
     r = runner.invoke(app, ["eval", *both])
     assert r.exit_code == 2 and "one way only" in r.output
     r = runner.invoke(app, ["eval", "--pairs", str(root / "fused"), "--fused", str(root / "fused")])
-    assert r.exit_code == 2 and "no source sub-folders" in r.output
+    assert r.exit_code == 2 and "expected sub-folders" in r.output
     r = runner.invoke(app, ["eval", "--a", str(root), "--fused", str(root / "fused")])
     assert r.exit_code == 2 and "--a and --b" in r.output
