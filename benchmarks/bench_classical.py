@@ -1,6 +1,6 @@
 """Time every classical baseline over a folder of pairs (default ``$IVFUSE_DATA/tno``).
 
-    python benchmarks/bench_classical.py [--data DIR] [--methods lp,gff] [--limit N]
+    python -m benchmarks.bench_classical [--data DIR] [--methods lp,gff] [--limit N]
         [--no-metrics] [--json out.json]
 
 The folder holds ``ir/`` and ``vi/`` with images matched by file stem (:mod:`ivfuse.data.pairs`;

@@ -1,20 +1,22 @@
 """Time every deep method on one 480x640 pair for each backend and precision, interleaved or alone.
 
-    python benchmarks/bench_deep.py [--methods didfuse,jcae,sslwaeie,ifesnet,defusion] [--runs 3]
+    python -m benchmarks.bench_deep [--methods didfuse,defusion] [--runs 3]
         [--threads 1] [--size 480x640] [--alone [--gap 0.5]] [--backends openvino:fp32,official]
         [--json out.json]
 
-For each method the variants are: ``torch`` fp32 (ivfuse's eager path, the baseline), ``onnxruntime``
-fp32, ``openvino`` fp32, ``openvino`` bf16 (CPUs with native bf16), ``torch`` bf16 (didfuse's own
-mixed path), ``torch-compile`` for defusion and, for didfuse and defusion, the ``official``
-network's eager forward as the official test scripts run it (reimplemented in
-benchmarks/bench_didfuse.py and bench_defusion.py). Each variant is built (``first`` = load + export
-+ compile + the first call at this size, what a folder run pays once), then timed ``--runs`` rounds,
-one call per variant per round. Reported: the median wall and process CPU time per pair, the ratios
-to the method's torch fp32 and to the official forward as the median over rounds of the per-round
-ratio (paired, so that a change of the machine's load between rounds cancels; the range over rounds
-is printed too), the max difference from torch fp32 in gray levels (fused plane, x255) and the peak
-resident memory above the process's memory before the call (sampled every 2 ms).
+Run from the repository root. ``--methods``: a comma list (default: every deep method of the
+registry). For each method the variants are: ``torch`` fp32 (ivfuse's eager path, the baseline),
+``onnxruntime`` fp32, ``openvino`` fp32, ``openvino`` bf16 (CPUs with native bf16), ``torch`` bf16
+(methods with a bf16 torch path of their own: ``torch_bf16`` in the registry), ``torch-compile`` for
+defusion and, for the methods with a module in ``benchmarks/official/`` (didfuse, defusion), the
+``official`` network's eager forward as the official test scripts run it. Each variant is built
+(``first`` = load + export + compile + the first call at this size, what a folder run pays once),
+then timed ``--runs`` rounds, one call per variant per round. Reported: the median wall and process
+CPU time per pair, the ratios to the method's torch fp32 and to the official forward as the median
+over rounds of the per-round ratio (paired, so that a change of the machine's load between rounds
+cancels; the range over rounds is printed too), the max difference from torch fp32 in gray levels
+(fused plane, x255) and the peak resident memory above the process's memory before the call (sampled
+every 2 ms).
 
 Default: all variants in this process. ``--alone``: each variant in its own fresh interpreter (as a
 user's ``ivfuse`` command runs), all built first, then timed round-robin with ``--gap`` idle
@@ -24,14 +26,14 @@ was seen), so the two modes can disagree; on a shared (virtual) machine whose lo
 minutes, timing one variant after the other instead of round-robin moved the DeFusion ratio
 between 2.2x and 3.7x from one run to the next.
 
-Weights: the shipped ones; a method that ships none runs a seeded random network (timings do not
-depend on the values; DeFusion's heads are scaled so that its outputs lie in [0, 1]).
+Weights: the shipped ones; a method that ships none runs a seeded random network from its training
+spec (timings do not depend on the values; DeFusion's heads are scaled so that its outputs lie in
+[0, 1]).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -50,15 +52,11 @@ from ivfuse.backends import engines
 from ivfuse.data.synthetic import night_scene
 from ivfuse.methods import registry
 
-HERE = Path(__file__).resolve().parent
+from . import official
+
+#: the repository root: ``--alone`` children run ``python -m benchmarks.bench_deep`` from there
+ROOT = Path(__file__).resolve().parent.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cpu() -> str:
@@ -122,50 +120,27 @@ def conv_limit(threads: int, h: int = 480, w: int = 640, reps: int = 3) -> float
     return flop / best / 1e9
 
 
+def deep_methods() -> list[str]:
+    """Every deep method of the registry (the default of ``--methods``)."""
+    return [m.name for m in registry.available() if m.family != "classical"]
+
+
 def _fuser(method: str, **kw):
-    if registry.info(method).weights_shipped:
+    info = registry.info(method)
+    if info.weights_shipped:
         return registry.create(method, **kw)
     torch.manual_seed(0)
-    if method == "ifesnet":
-        from ivfuse.methods.ifesnet import Config, IFESNet, IFESNetModel
+    if method == "defusion":
+        from ivfuse.methods.defusion import DeFusion, unit_range_denet
 
-        return IFESNet(IFESNetModel(Config()).eval(), **kw)
-    from ivfuse.methods.defusion import DeFusion, unit_range_denet
-
-    return DeFusion(unit_range_denet(0), **kw)
+        return DeFusion(unit_range_denet(0), **kw)
+    config, training_spec = registry.training(method)
+    return info.fuser(training_spec(config()).build_model().eval(), **kw)
 
 
 def _official(method: str, fuser) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     """The official network's eager forward on the same pair (the test script's way), or None."""
-    if method == "didfuse":
-        run = _module("bench_didfuse")._sequential(fuser.net, fuser.rule)
-
-        def fuse(ir, vi):
-            with torch.no_grad():
-                out = run(torch.from_numpy(ir)[None, None], torch.from_numpy(vi)[None, None])
-            return np.clip(out[0, 0].numpy(), 0, 1)
-
-        return fuse
-    if method == "defusion":
-        # the fuser converts its network to channels-last in place; the official code runs NCHW
-        import copy
-
-        net = copy.deepcopy(fuser.net).to(memory_format=torch.contiguous_format)
-        run = _module("bench_defusion")._official(net)
-        import torch.nn.functional as F
-
-        luma = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
-
-        def fuse(ir, vi):
-            h, w = ir.shape
-            with torch.no_grad():
-                t = torch.from_numpy(np.stack([ir, vi]))[:, None].expand(-1, 3, -1, -1)
-                t = F.pad(t, (16, 16, 16, 16), mode="reflect")
-                out = run(t[:1], t[1:])[..., 16 : 16 + h, 16 : 16 + w].clamp(0, 1)
-            return np.clip((out * luma).sum(1)[0].numpy(), 0, 1)
-
-        return fuse
-    return None
+    return official.forward(method, fuser)
 
 
 def _variants(method: str, keep: str | None = None) -> list[tuple[str, str]]:
@@ -183,11 +158,11 @@ def _all_variants(method: str) -> list[tuple[str, str]]:
     v += [(n, "fp32") for n in ("onnxruntime", "openvino") if engines.installed(n)]
     if engines.cpu_bf16("openvino"):
         v.append(("openvino", "bf16"))
-    if "precision" in registry.defaults(method):
+    if registry.info(method).torch_bf16:
         v.append(("torch", "bf16"))
     if method == "defusion":
         v.append(("torch-compile", "fp32"))  # torch.compile, static shapes, frozen weights
-    if method in ("didfuse", "defusion"):
+    if method in official.methods():
         v.append(("official", "fp32"))
     return v
 
@@ -287,7 +262,8 @@ class _Child:
         self.out = Path(self._tmp.name) / "fused.npy"
         spec = f"{method},{backend},{precision},{size[0]}x{size[1]},{threads}"
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--child", spec, "--child-out", str(self.out)],
+            [sys.executable, "-m", "benchmarks.bench_deep", "--child", spec, "--child-out", str(self.out)],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -342,6 +318,15 @@ def _alone(
     return [c.finish() for c in children]
 
 
+def _interleaved(method: str, ir: np.ndarray, vi: np.ndarray, runs: int, keep: str | None) -> list[dict]:
+    """Every variant built in this process, then timed round-robin: one call per variant per round."""
+    built = [b for v in _variants(method, keep) if (b := _build_entry(method, *v, ir, vi)) is not None]
+    for _ in range(runs):
+        for b in built:
+            _time_once(b, ir, vi)
+    return built
+
+
 def _paired(ref: list[float], var: list[float]) -> list[float]:
     """``ref / var`` per round (the two timed in the same round): a change of the machine's load
     between rounds cancels."""
@@ -355,7 +340,7 @@ def _ratio(ref: list[float], var: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", default="didfuse,jcae,sslwaeie,ifesnet,defusion")
+    ap.add_argument("--methods", default=None, help="comma list (default: every deep method)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", default="480x640")
@@ -393,18 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{DIDFUSE_FLOP_480x640 / gflops / 1e6:.0f} ms of CPU time here"
     )
     rows = []
-    for method in args.methods.split(","):
+    for method in args.methods.split(",") if args.methods else deep_methods():
         if args.alone:
             built = _alone(method, (h, w), args.runs, args.threads, args.gap, args.backends)
         else:
-            built = [
-                b
-                for v in _variants(method, args.backends)
-                if (b := _build_entry(method, *v, ir, vi)) is not None
-            ]
-            for _ in range(args.runs):
-                for b in built:
-                    _time_once(b, ir, vi)
+            built = _interleaved(method, ir, vi, args.runs, args.backends)
         base = built[0]
         off = next((b for b in built if b["backend"] == "official"), None)
         for b in built:

@@ -2,7 +2,7 @@
 VIFF on a 640x480 gray triple, straightforward implementations of a few metrics for ratios, and
 the 20 MEFB metrics (profile ``mefb``) on a 640x480 RGB multi-exposure triple.
 
-    python benchmarks/bench_metrics.py [--repeat 7] [--threads N] [--only vifb|gray|mefb]
+    python -m benchmarks.bench_metrics [--repeat 7] [--threads N] [--only vifb|gray|mefb]
 
 The RGB triple is VIFB's ``kettle`` (GFF) from ../shared/data/vifb_ref when it is there, else a
 synthetic one; the gray triple is the package's synthetic night scene at 640x480. Each time is

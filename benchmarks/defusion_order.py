@@ -1,6 +1,6 @@
 """DeFusion under OpenVINO: the decoders in the official order against the distributed one, paired.
 
-    python benchmarks/defusion_order.py [--runs 9] [--threads 2] [--size 480x640]
+    python -m benchmarks.defusion_order [--runs 9] [--threads 2] [--size 480x640]
 
 Builds two ``--backend openvino`` fusers with the shipped weights: one with the decoders in the
 official order (concatenate, then convolve: ``distribute = False``), one as ivfuse runs them (the
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -26,8 +24,7 @@ from ivfuse.backends import engines
 from ivfuse.backends.onnx import state_digest
 from ivfuse.methods import registry
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_openvino import prepare  # noqa: E402  (a sibling script, not a package)
+from .profile_openvino import prepare
 
 
 def _fuser(distribute: bool, threads: int):
@@ -37,7 +34,7 @@ def _fuser(distribute: bool, threads: int):
     # the graph cache is keyed by weights and code, not by this switch: tell the two apart
     model = backends.model_bytes("defusion", spec, f"{state_digest(spec.module)}-distribute={distribute}")
     eng = engines.OpenVINOEngine(model, threads, "fp32", static=True)
-    setattr(f, spec.attr, backends.GraphStep(eng, spec, f, getattr(f, spec.attr), lambda m: None))
+    f.bind_step(backends.GraphStep(eng, spec, f, f.eager_step, lambda m: None))
     return f
 
 

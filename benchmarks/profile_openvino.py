@@ -1,6 +1,6 @@
 """Where OpenVINO spends a deep method's fusion time: per-layer-type totals from its perf counters.
 
-    python benchmarks/profile_openvino.py [--method defusion] [--size 480x640] [--threads 2]
+    python -m benchmarks.profile_openvino [--method defusion] [--size 480x640] [--threads 2]
         [--precision fp32] [--top 15] [--nodes 40]
 
 Builds the method's fusion step as ``--backend openvino`` runs it (the same exported graph, the
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     eng = engines.OpenVINOEngine(
         model, args.threads, args.precision, static=not args.dynamic, perf_count=True
     )
-    step = backends.GraphStep(eng, spec, fuser, getattr(fuser, spec.attr), lambda m: None)
-    setattr(fuser, spec.attr, step)
+    fuser.bind_step(backends.GraphStep(eng, spec, fuser, fuser.eager_step, lambda m: None))
     for _ in range(2):  # warm-up: first-size compilation
         fuser.fuse(ir, vi)
     t0 = time.perf_counter()

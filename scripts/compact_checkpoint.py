@@ -1,5 +1,5 @@
 """Pack a training checkpoint for git (weights exact, Adam's second moment in 8 bits, first moment
-dropped) or rebuild a resumable checkpoint from a packed one. See ivfuse/train/compact.py.
+dropped) or rebuild a resumable checkpoint from a packed one. See scripts/compact.py.
 
     python scripts/compact_checkpoint.py pack runs/NAME/checkpoint.pt training_state/NAME/compact.pt
     python scripts/compact_checkpoint.py unpack training_state/NAME/compact.pt runs/NAME/checkpoint.pt
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ivfuse.train.compact import pack_file, unpack_file
+from compact import pack_file, unpack_file  # scripts/compact.py, beside this script
 
 
 def main() -> None:

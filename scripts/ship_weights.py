@@ -13,7 +13,6 @@ The recipe's epoch count and the paper come from the method module (``Config``, 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 
@@ -38,11 +37,11 @@ def main() -> None:
     info = registry.info(args.method)
     if not info.trainable or info.weights is None:
         raise SystemExit(f"error: {info.name} is not a trainable method with weights")
-    mod = importlib.import_module(f"ivfuse.methods.{info.name}")
-    recipe = mod.Config()
+    config_cls, training_spec = registry.training(info.name)
+    recipe = config_cls()
     recipe_epochs = getattr(recipe, "epochs", None)
-    if recipe_epochs is None and hasattr(mod, "training_spec"):
-        recipe_epochs = mod.training_spec(recipe).total_epochs
+    if recipe_epochs is None:
+        recipe_epochs = training_spec(recipe).total_epochs
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
     weights = dest / info.weights
@@ -54,10 +53,10 @@ def main() -> None:
         info.name,
         recipe_epochs=recipe_epochs,
         metrics=metrics,
-        paper=getattr(mod, "PAPER", info.paper),
+        paper=info.paper,
     )
     if args.half:
-        from ivfuse.train.compact import halve_weights
+        from compact import halve_weights  # scripts/compact.py, beside this script
 
         try:
             card["float16_max_diff_gray"] = halve_weights(info.name, weights)

@@ -65,18 +65,21 @@ FUSERS = {
     "defusion": _defusion,  # a random network (not the shipped weights), heads scaled
 }
 
+#: every deep method of the registry (FUSERS: the ones built with test settings)
+DEEP = [m.name for m in registry.available() if m.family != "classical"]
+
 
 @needs_engine
 @pytest.mark.slow
-@pytest.mark.parametrize("method", list(FUSERS))
+@pytest.mark.parametrize("method", DEEP)
 def test_export_round_trip_within_a_hundredth_of_a_gray_level(method):
     """Every deep method's fusion step, exported, gives the eager result on an odd-sized pair
     (tiles, JCAE's padding to even sizes and the crops around the graph included)."""
     ir, vi = _pair()
     for name in INSTALLED:
-        fuser = FUSERS[method]()
+        fuser = FUSERS[method]() if method in FUSERS else registry.create(method)
         eager = fuser.fuse(ir, vi)
-        eager_maps = {k: v.copy() for k, v in getattr(fuser, "last_maps", {}).items()}
+        eager_maps = {k: m.image.copy() for k, m in fuser.side_maps().items()}
         plan = backends.Plan(name, "fp32", candidates=(name,))
         with warnings.catch_warnings():
             warnings.simplefilter("error", backends.BackendWarning)
@@ -84,7 +87,7 @@ def test_export_round_trip_within_a_hundredth_of_a_gray_level(method):
         assert binding.backend == name
         tol = fuser.graph().tolerance  # 0.01, SSL-WAEIE's tau_i 0.1 (its own fp32 noise, see there)
         assert binding.check_gray is not None and binding.check_gray <= tol
-        assert isinstance(getattr(fuser, fuser.graph().attr), backends.GraphStep)
+        assert isinstance(fuser.step, backends.GraphStep)
         with warnings.catch_warnings():  # the engine itself fuses the odd-sized pair: no fallback
             warnings.simplefilter("error", backends.BackendWarning)
             got = fuser.fuse(ir, vi)
@@ -96,7 +99,7 @@ def test_export_round_trip_within_a_hundredth_of_a_gray_level(method):
         # side maps (tau_i, W_1/W_2, DeFusion's parts): within fp32 noise. SSL-WAEIE's tau_i is a
         # ratio: eager torch NHWC vs NCHW already differ by 0.056 gray levels on it (0.012 fp32 vs fp64)
         for k, v in eager_maps.items():
-            assert _gray(fuser.last_maps[k], v) <= max(tol, 0.1), (method, name, k)
+            assert _gray(fuser.side_maps()[k].image, v) <= max(tol, 0.1), (method, name, k)
 
 
 @needs_engine
@@ -166,11 +169,11 @@ def test_folder_of_equal_sized_pairs_reuses_one_engine(tmp_path):
         ivfuse.io.write_image(tmp_path / "ir" / f"{i}.png", ir)
         ivfuse.io.write_image(tmp_path / "vi" / f"{i}.png", vi)
         pairs.append(Pair(f"{i}", tmp_path / "ir" / f"{i}.png", tmp_path / "vi" / f"{i}.png"))
-    step = p.method._forward
+    step = p.method.step
     before = (backends.STATS.exports, backends.STATS.engines)
     res = list(ivfuse.api.fuse_pairs(p, pairs, tmp_path / "out"))
     assert [r.status for r in res] == ["fused"] * 3
-    assert p.method._forward is step
+    assert p.method.step is step
     assert (backends.STATS.exports, backends.STATS.engines) == before
 
 
@@ -245,15 +248,14 @@ def test_a_backend_that_fails_while_fusing_warns_once_and_goes_on_in_torch():
 
     spec = fuser.graph()
     binding = backends.Binding("broken", "fp32")
-    step = backends.GraphStep(Broken(), spec, fuser, getattr(fuser, spec.attr), binding.fallback)
-    setattr(fuser, spec.attr, step)
+    fuser.bind_step(backends.GraphStep(Broken(), spec, fuser, fuser.eager_step, binding.fallback))
     with pytest.warns(backends.BackendWarning, match="device lost") as rec:
         a = fuser.fuse(ir, vi)
         b = fuser.fuse(ir, vi)
     assert len(rec) == 1
     assert binding.backend == "torch"
     assert _gray(a, ref) == 0.0 and _gray(b, ref) == 0.0
-    assert not isinstance(getattr(fuser, spec.attr), backends.GraphStep)
+    assert not isinstance(fuser.step, backends.GraphStep) and fuser.step is fuser.eager_step
 
 
 def test_an_inexact_backend_is_not_taken_by_auto(monkeypatch):

@@ -1,12 +1,13 @@
-"""Compact checkpoints (ivfuse.train.compact): 8-bit log coding of Adam's second moment, exact
-weights, a rebuilt optimiser state that loads, and the size saving."""
+"""Compact checkpoints (scripts/compact.py, development plumbing outside the package): 8-bit log
+coding of Adam's second moment, exact weights, a rebuilt optimiser state that loads, and the size
+saving."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ivfuse.train.compact import (
+from scripts.compact import (
     decode_log8,
     encode_log8,
     max_relative_error,
@@ -87,7 +88,7 @@ def test_halve_weights_keeps_the_fused_image_within_a_gray_level(tmp_path, one_t
 
     from ivfuse.methods.defusion import DeNet, load_weights
     from ivfuse.train.checkpoint import export_safetensors
-    from ivfuse.train.compact import halve_weights
+    from scripts.compact import halve_weights
 
     torch.manual_seed(0)
     net = DeNet()

@@ -421,12 +421,12 @@ def test_fuser_planes_rgb_and_mef_order(net):
     dark = rng.random((19, 26, 3), dtype=np.float32) * 0.3
     bright = 0.6 + rng.random((19, 26, 3), dtype=np.float32) * 0.4
     ab = f.fuse_rgb(dark, bright, task="mef")
-    parts_ab = dict(f.last_maps)
+    parts_ab = {k: m.image for k, m in f.side_maps().items()}
     ba = f.fuse_rgb(bright, dark, task="mef")
     assert ab.shape == (19, 26, 3)
     assert np.array_equal(ab, ba)  # the brighter source goes in first either way
     assert np.array_equal(ab, f.run(bright, dark)["fused"])
-    assert np.array_equal(parts_ab["unique1"], f.last_maps["unique2"])  # unique1: first given source
+    assert np.array_equal(parts_ab["unique1"], f.side_maps()["unique2"].image)  # unique1: first given source
     assert np.array_equal(f.fuse_rgb(dark, bright, task="mff"), f.run(dark, bright)["fused"])  # order kept
 
 

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ivfuse.errors import InputError, WeightsError
-from ivfuse.methods import _torch
+from ivfuse.methods import _torch, registry
 
 
 def test_tiles_equal_the_untiled_result_for_a_local_operator():
@@ -67,15 +67,14 @@ def test_weights_files(tmp_path):
     assert _torch.shipped("didfuse.safetensors", "didfuse", "DIDFuse").is_file()
 
 
-@pytest.mark.parametrize("method", ["didfuse", "jcae", "sslwaeie", "ifesnet", "defusion"])
+@pytest.mark.parametrize("method", [m.name for m in registry.available() if m.weights])
 def test_weights_errors_of_every_deep_method(method, tmp_path):
     """Each deep method's weights loading says what is wrong with a file in one WeightsError."""
     import importlib
 
-    from ivfuse.methods import registry
     from ivfuse.train.checkpoint import export_safetensors
 
-    load_weights = importlib.import_module(f"ivfuse.methods.{method}").load_weights
+    load_weights = importlib.import_module(registry.info(method).fuser.__module__).load_weights
     with pytest.raises(WeightsError, match=f"ivfuse train {method}"):
         registry.create(method, weights=tmp_path / "missing.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")

@@ -105,7 +105,7 @@ def test_fusing_an_image_with_itself_returns_it(rng):
     fuser = SSLWAEIE(_net(3))
     fused = fuser.fuse(img, img)
     np.testing.assert_allclose(fused, img, atol=1e-6)
-    tau = fuser.last_maps["contributions"]
+    tau = fuser.side_maps()["contributions"].image
     assert tau.shape == img.shape and tau.dtype == np.float32
     assert 0.0 <= tau.min() and tau.max() <= 1.0
 
@@ -362,7 +362,7 @@ def test_cli_fuse_writes_the_fused_image_and_the_contribution_map(tmp_path, trai
 
     pipe = api.load("sslwaeie", weights=str(trained))
     pipe.fuse(ir, vi)
-    expect = np.round(pipe.method.last_maps["contributions"] * 255)
+    expect = np.round(pipe.method.side_maps()["contributions"].image * 255)
     assert np.abs(t.astype(float) - expect).max() <= 1
 
 

@@ -25,6 +25,7 @@ from . import io
 from .data.pairs import Pair
 from .errors import InputError, IvfuseError
 from .methods import registry
+from .methods.base import check_pair
 
 #: Method used when none is named (see README, "Choosing a method").
 DEFAULT_METHOD = "lp"
@@ -36,13 +37,6 @@ def _load(x: ImageLike, role: str) -> tuple[np.ndarray, str]:
     if isinstance(x, np.ndarray):
         return x, f"{role} array"
     return io.read_image(x), str(x)
-
-
-def _check(arr: np.ndarray, name: str) -> None:
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 3)):
-        raise InputError(f"{name}: expected an HxW or HxWx3 image, got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InputError(f"{name}: empty image")
 
 
 class Pipeline:
@@ -57,7 +51,7 @@ class Pipeline:
             rule of DeepFuse (Prabhakar et al., ICCV 2017, eq. 4): ``C = (C1 |C1 - 0.5| + C2 |C2 - 0.5|)
             / (|C1 - 0.5| + |C2 - 0.5|)`` (0.5 where both are neutral), so the more saturated source
             gives the colour.
-            A method with ``fuse_rgb(a, b, task=...)`` (defusion) fuses the two RGB sources itself
+            A method whose fuser has ``rgb = True`` (defusion) fuses the two RGB sources itself
             instead (gray sources replicated to RGB; a gray result when neither source is colour).
         stretch16: map 16-bit inputs with the percentile stretch of :func:`ivfuse.io.to_unit`
             (default) instead of a plain ``/ 65535``.
@@ -91,7 +85,7 @@ class Pipeline:
             precision,
             deep=self.info.family != "classical",
             options=options,
-            torch_precision="precision" in registry.defaults(method),
+            torch_precision=self.info.torch_bf16,
         )
         self.method = registry.create(method, **{**options, **plan.torch_options})
         self.binding = backends.bind(self.method, self.info.name, plan)
@@ -116,11 +110,7 @@ class Pipeline:
             return self._fuse_two(ir, vi)
         ir_arr, ir_name = _load(ir, "infrared")
         vi_arr, vi_name = _load(vi, "visible")
-        _check(ir_arr, ir_name)
-        _check(vi_arr, vi_name)
-        if ir_arr.shape[:2] != vi_arr.shape[:2]:
-            (hi, wi), (hv, wv) = ir_arr.shape[:2], vi_arr.shape[:2]
-            raise InputError(f"{ir_name} is {wi}x{hi} but {vi_name} is {wv}x{hv}: sizes differ")
+        check_pair(ir_arr, vi_arr, (ir_name, vi_name), plane=False, dtype=None)
         if ir_arr.ndim == 3 and ir_arr.shape[-1] == 1:
             ir_arr = ir_arr[..., 0]
         if vi_arr.ndim == 3 and vi_arr.shape[-1] == 1:
@@ -137,21 +127,17 @@ class Pipeline:
 
     def _fuse_two(self, a: ImageLike, b: ImageLike) -> np.ndarray:
         """Multi-exposure / multi-focus: two sources of the same kind, colour kept from both."""
+        (ra, na), (rb, nb) = _load(a, "first source"), _load(b, "second source")
+        ra, rb = check_pair(ra, rb, (na, nb), plane=False, dtype=None)
         units = []
         names = []
-        for x, role in ((a, "first source"), (b, "second source")):
-            arr, name = _load(x, role)
-            _check(arr, name)
+        for arr, name in ((ra, na), (rb, nb)):
             if arr.ndim == 3 and arr.shape[-1] == 1:
                 arr = arr[..., 0]
             units.append(io.to_unit(arr, stretch16=self.stretch16))
             names.append((name, arr))
-        (na, ra), (nb, rb) = names
-        if ra.shape[:2] != rb.shape[:2]:
-            (h1, w1), (h2, w2) = ra.shape[:2], rb.shape[:2]
-            raise InputError(f"{na} is {w1}x{h1} but {nb} is {w2}x{h2}: sizes differ")
         colour = [u.ndim == 3 and not io.is_gray_rgb(r) for u, (_, r) in zip(units, names, strict=True)]
-        if callable(getattr(self.method, "fuse_rgb", None)):
+        if self.info.rgb:
             return self._fuse_rgb(units, any(colour))
         if not any(colour):
             planes = [u[..., 0] if u.ndim == 3 else u for u in units]
@@ -172,8 +158,9 @@ class Pipeline:
         return io.ycbcr_to_rgb(out)
 
     def _fuse_rgb(self, units: list[np.ndarray], colour: bool) -> np.ndarray:
-        """A method that fuses RGB itself (``fuse_rgb(a, b, task=...) -> (H, W, 3)``, e.g. defusion)
-        gets both sources as RGB (gray ones replicated); the result is gray when neither was colour."""
+        """A method that fuses RGB itself (``rgb = True``: ``fuse_rgb(a, b, task=...) -> (H, W, 3)``,
+        defusion) gets both sources as RGB (gray ones replicated); the result is gray when neither
+        was colour."""
         rgb = [u if u.ndim == 3 else np.repeat(u[..., None], 3, axis=-1) for u in units]
         out = np.asarray(
             self.method.fuse_rgb(np.ascontiguousarray(rgb[0]), np.ascontiguousarray(rgb[1]), task=self.task),
@@ -197,10 +184,9 @@ class Pipeline:
     ) -> Path:
         """Fuse two files and write the result atomically to ``out``; returns its path.
 
-        A method that exposes side maps (``map_outputs``: name -> path, filled from a method option
-        such as sslwaeie's ``contributions=PATH``; ``last_maps``: name -> (H, W) plane of the last
-        fusion) gets each map written too, after the fused image; ``{stem}`` in a map path
-        becomes the stem of ``out`` (one map per pair in folder mode).
+        The method's side maps (``fuser.side_maps()``) that have a path, set by a method option such
+        as sslwaeie's ``contributions=PATH``, are written too, after the fused image; ``{stem}`` in a
+        map path becomes the stem of ``out`` (one map per pair in folder mode).
 
         An ``out`` that is one of the inputs (same file: relative path, symlink or hard link) is
         refused with :class:`InputError` before anything runs; an existing other file is replaced
@@ -208,10 +194,9 @@ class Pipeline:
         """
         refuse_input_as_output(out, (ir, vi))
         path = io.write_image(out, self.fuse(ir, vi), bit_depth=bit_depth)
-        maps = getattr(self.method, "last_maps", {})
-        for name, target in getattr(self.method, "map_outputs", {}).items():
-            if name in maps:
-                io.write_image(str(target).replace("{stem}", Path(out).stem), maps[name], bit_depth=bit_depth)
+        for side in self.method.side_maps().values():
+            if side.path is not None:
+                io.write_image(side.path.replace("{stem}", Path(out).stem), side.image, bit_depth=bit_depth)
         return path
 
 

@@ -2,8 +2,9 @@
 
 A deep fuser names its tensor step with ``graph()`` (a :class:`ivfuse.methods._torch.GraphSpec`);
 :func:`bind` exports that step to ONNX once per process (cached per method, weights and graph
-options), builds an engine for it, and puts a :class:`GraphStep` in the fuser's attribute, so
-everything around the step (tiles, padding, NumPy fusion rules, colour) runs unchanged::
+options), builds an engine for it, and binds a :class:`GraphStep` to the fuser's step slot
+(``fuser.bind_step``), so everything around the step (tiles, padding, NumPy fusion rules, colour)
+runs unchanged::
 
     import ivfuse
     fuser = ivfuse.load("didfuse", backend="auto")      # what `ivfuse fuse -m didfuse` does
@@ -98,8 +99,8 @@ class Plan:
 def plan(
     method: str, backend: str, precision: str, *, deep: bool, options: dict[str, Any], torch_precision: bool
 ) -> Plan:
-    """Decide before the fuser is built. ``deep``: the method has a graph; ``torch_precision``: its
-    factory takes ``precision=`` (its own bf16 path)."""
+    """Decide before the fuser is built. ``deep``: the method has a graph; ``torch_precision``: it
+    has a bf16 torch path of its own (``MethodInfo.torch_bf16``: its factory takes ``precision=``)."""
     check_choice(backend, precision)
     if not deep:
         if backend in engines.ENGINES:
@@ -140,7 +141,8 @@ class GraphStep:
     """Stands in for a fuser's tensor step: torch tensors -> NumPy -> engine -> torch tensors.
 
     Pads by reflection to the spec's multiple (the step would do so itself) and crops back. If the
-    engine raises, warns once, restores the eager step in the fuser and returns its result.
+    engine raises, warns once, unbinds itself from the fuser (back to its eager step) and returns
+    the eager result.
     """
 
     def __init__(self, engine, spec, fuser: Any, eager: Callable, on_fallback: Callable[[str], None]):
@@ -161,7 +163,7 @@ class GraphStep:
         try:
             outs = self.engine(arrays)
         except Exception as e:
-            setattr(self.fuser, self.spec.attr, self.eager)
+            self.fuser.unbind_step()
             self.on_fallback(
                 f"{self.engine.name} failed while fusing ({_line(e)}); running in torch from now on"
             )
@@ -322,17 +324,16 @@ def bind(fuser: Any, method: str, p: Plan) -> Binding:
     backend that fails to build: warns once and leaves the fuser on torch."""
     if p.backend == "torch":
         return Binding("torch", p.precision, "requested" if p.precision == "fp32" else "torch bf16")
-    spec_fn = getattr(fuser, "graph", None)
     binding = Binding("torch", "fp32")
-    if spec_fn is None:
-        return binding
     cands = p.candidates or (p.backend,)
     failures = []
     crashed = False  # an engine raised (a warning), rather than only missing the fp32 tolerance
     try:
-        spec = spec_fn()
+        spec = fuser.graph()
     except Exception as e:
         binding.fallback(f"{method}: no exportable graph ({_line(e)})")
+        return binding
+    if spec is None:
         return binding
     if p.backend == "auto" and spec.auto is not None:  # the method's own order (measured)
         cands = tuple(n for n in spec.auto if n in cands)
@@ -352,9 +353,7 @@ def bind(fuser: Any, method: str, p: Plan) -> Binding:
         if p.precision == "fp32" and diff > limit:
             failures.append(f"{name}: {diff:.4f} gray levels off eager fp32 (limit {limit})")
             continue
-        eager = getattr(fuser, spec.attr)
-        step = GraphStep(eng, spec, fuser, eager, binding.fallback)
-        setattr(fuser, spec.attr, step)
+        fuser.bind_step(GraphStep(eng, spec, fuser, fuser.eager_step, binding.fallback))
         binding.backend, binding.precision, binding.check_gray = name, p.precision, diff
         binding.reason = "auto" if p.backend == "auto" else "requested"
         if failures:

@@ -119,7 +119,7 @@ def export_method(
         model = ov.convert_model(__import__("io").BytesIO(model))
     engine = engines.build(runtime, model, threads)
     bound = registry.create(mi.name, **opts)
-    setattr(bound, spec.attr, GraphStep(engine, spec, bound, getattr(bound, spec.attr), _raise))
+    bound.bind_step(GraphStep(engine, spec, bound, bound.eager_step, _raise))
     checks = {}
     for name, (ir, vi) in _pairs(check_pair).items():
         if ir.shape != vi.shape:

@@ -10,12 +10,13 @@ from rich.console import Console
 
 from ..api import parse_params
 from ..errors import InputError
+from ..methods.registry import module_methods
 
 out = Console()
 
 
 def export_command(
-    method: Annotated[str, typer.Argument(help="Deep method: didfuse, jcae, sslwaeie, ifesnet, defusion.")],
+    method: Annotated[str, typer.Argument(help=f"Deep method: {', '.join(module_methods())}.")],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output file (.onnx, or .xml for openvino).")
     ],

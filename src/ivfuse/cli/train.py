@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..errors import MethodError, TrainingError
+from ..errors import TrainingError
+from ..methods.registry import module_methods
 
 #: options that map onto the method's Config fields of the same name
 _OVERRIDES = ("epochs", "batch_size", "lr", "crop")
@@ -21,10 +21,7 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
     from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
     info = registry.info(method)
-    if not info.trainable:
-        raise MethodError(f"method {info.name!r} is not trainable")
-    mod = importlib.import_module(f"ivfuse.methods.{info.name}")
-    config_cls = mod.Config
+    config_cls, training_spec = registry.training(info.name)
     known = {f.name for f in dataclasses.fields(config_cls)}
     for k in overrides:
         if k not in known:
@@ -44,11 +41,11 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
         cfg = config_cls.from_dict({**base, **overrides})
     else:
         cfg = config_cls(**overrides)
-    return mod.training_spec(cfg), seed
+    return training_spec(cfg), seed
 
 
 def train_command(
-    method: Annotated[str, typer.Argument(help="Method to train, e.g. didfuse.")],
+    method: Annotated[str, typer.Argument(help=f"Method to train: {', '.join(module_methods())}.")],
     data: Annotated[
         Path, typer.Option(help="Training pairs folder (ir/ + vi/, same stems); defusion: natural images.")
     ],

@@ -6,7 +6,10 @@ A deep method file keeps its paper (network, losses, fusion rule); the plumbing 
 * :func:`read_weights` - tensors and metadata of a safetensors file (no pickle), with one clear
   error for a missing, unreadable or foreign file, and :func:`load_state` for a strict load
   (subnormal weights flushed to zero: they make CPU inference many times slower);
-* :func:`planes` - the two float32 luma planes a fuser accepts, checked;
+* :class:`TorchFuser` - the :class:`ivfuse.methods.base.Fuser` base of the deep methods (device,
+  networks, parameter count);
+* :func:`planes` - the two float32 luma planes a fuser accepts, checked (by
+  :func:`ivfuse.methods.base.check_pair`);
 * :func:`run_planes` - numpy planes -> (1, 1, H, W) tensors -> the fused numpy plane in [0, 1];
 * :func:`tiled` - a forward run over overlapping tiles whose margins exceed the receptive field,
   so that the cropped tile centres equal the untiled result while memory stays bounded;
@@ -27,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError, WeightsError
+from ..errors import WeightsError
+from .base import Fuser, check_pair
 from .registry import weights_path
 
 
@@ -111,15 +115,30 @@ def load_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
 
 def planes(ir: np.ndarray, vi: np.ndarray, label: str, min_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """The two sources as float32 2-D planes of one shape, at least ``min_size`` on each side."""
-    ir = np.asarray(ir, dtype=np.float32)
-    vi = np.asarray(vi, dtype=np.float32)
-    if ir.ndim != 2 or vi.ndim != 2:
-        raise InputError(f"{label} fuses 2-D luma planes, got shapes {ir.shape} and {vi.shape}")
-    if ir.shape != vi.shape:
-        raise InputError(f"sizes differ: infrared {ir.shape} vs visible {vi.shape}")
-    if min(ir.shape) < min_size:
-        raise InputError(f"image too small for {label}: {ir.shape}")
-    return ir, vi
+    return check_pair(ir, vi, label=label, min_size=min_size)
+
+
+class TorchFuser(Fuser):
+    """Base of the deep fusers: a network on ``self.device``, at least 2 x 2 pixels (reflection
+    padding), its tensor step declared with ``_init_step`` and called through ``self.step``.
+
+    A subclass sets ``self.device`` and lists its test-time networks in :meth:`modules` (counted by
+    :meth:`parameter_count`) and every network it holds in :meth:`networks` (moved by :meth:`to`).
+    """
+
+    min_size = 2
+    device: torch.device = torch.device("cpu")
+
+    def networks(self) -> tuple[nn.Module, ...]:
+        """Every network the fuser holds (default: :meth:`modules`)."""
+        return self.modules()
+
+    def to(self, device: str | torch.device) -> TorchFuser:
+        """Move every network to ``device`` (a compiled step keeps its compiled code)."""
+        self.device = torch.device(device)
+        for m in self.networks():
+            m.to(self.device)
+        return self
 
 
 def run_planes(
@@ -174,14 +193,13 @@ def cpu_has_bf16() -> bool:
 class GraphSpec:
     """The exportable tensor step of a deep fuser, as :mod:`ivfuse.backends` sees it.
 
-    A fuser's ``graph()`` returns one. The fuser calls the step through its attribute ``attr``
-    (e.g. ``_forward``); a backend replaces that attribute with a callable of the same signature
-    that runs the exported graph, so tiling, padding and the NumPy rules around the step stay
-    where they are. ``note`` says what of the fusion step stays outside the graph and why.
+    A fuser's ``graph()`` returns one. The fuser calls the step through its slot ``fuser.step``;
+    a backend binds a callable of the same signature that runs the exported graph there
+    (``fuser.bind_step``), so tiling, padding and the NumPy rules around the step stay where they
+    are. ``note`` says what of the fusion step stays outside the graph and why.
 
     Fields:
         name: graph name (``"fuse"``, ``"tau"``, ``"weight_maps"``).
-        attr: fuser attribute holding the step (tensors -> tensor, or dict of tensors).
         module: ``nn.Module`` whose ``forward`` is the step in eager fp32 (what is exported).
         inputs / outputs: graph input and output names; outputs beyond one come back as a dict
             when ``as_dict`` (DeFusion's four projections), else as one tensor.
@@ -199,7 +217,6 @@ class GraphSpec:
     """
 
     name: str
-    attr: str
     module: nn.Module
     inputs: tuple[str, ...] = ("ir", "vi")
     outputs: tuple[str, ...] = ("fused",)

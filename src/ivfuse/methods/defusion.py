@@ -32,9 +32,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import InputError
+from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.defusion.parameter_count)
 from ..nn.resnest import init_conv_weights, stage, stage_on_concat
 from ._config import MethodConfig
-from ._torch import GraphSpec, config_of, load_state, planes, read_weights, shipped
+from ._torch import GraphSpec, TorchFuser, config_of, load_state, read_weights, shipped
+from .base import check_pair
 from .registry import register
 
 PAPER = (
@@ -302,11 +304,6 @@ class DeNet(nn.Module):
         }
 
 
-def parameter_count(module: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in module.parameters())
-
-
 # --------------------------------------------------------------------------------------------
 # CUD pretext (Sec. 3.2, Eq. 1; design Sec. 4)
 # --------------------------------------------------------------------------------------------
@@ -567,7 +564,7 @@ def training_spec(config: Config | None = None):
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class DeFusion:
+class DeFusion(TorchFuser):
     """Fuser: the trained DeNet applied to two 3-channel sources, P_r's image is the fusion.
 
     * ``fuse(a, b)``: two (H, W) planes in [0, 1] (the infrared plane and the visible luma, as
@@ -577,10 +574,10 @@ class DeFusion:
       network sees RGB. For ``mef`` the brighter source (higher mean) goes in first, whatever the
       order given; for ``mff`` the given order is kept.
 
-    ``parts=DIR`` also keeps the common and the two unique projections (Fig. 7-8 of the paper) of
-    the last pair in ``last_maps`` and names their files in ``map_outputs``
-    (``DIR/{stem}_common.png``, ``DIR/{stem}_unique1.png`` for the first given source,
-    ``DIR/{stem}_unique2.png``); :meth:`ivfuse.api.Pipeline.fuse_files` writes them.
+    ``side_maps()`` holds the common and the two unique projections (Fig. 7-8 of the paper) of the
+    last pair; ``parts=DIR`` names their files (``DIR/{stem}_common.png``, ``DIR/{stem}_unique1.png``
+    for the first given source, ``DIR/{stem}_unique2.png``), which
+    :meth:`ivfuse.api.Pipeline.fuse_files` writes.
 
     Inputs are reflect-padded by ``pad`` pixels (16; less for images of 16 pixels or fewer) and the
     result is cropped back and clamped to [0, 1]. The network runs in channels-last memory format
@@ -590,6 +587,9 @@ class DeFusion:
     the default path (README, "Speed of the backends"), but every new image size compiles first
     (30-60 s), so it can pay off only on folders of equal-sized images.
     """
+
+    label = "DeFusion"
+    rgb = True
 
     def __init__(
         self,
@@ -604,26 +604,23 @@ class DeFusion:
         self.device = torch.device(device)
         self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.pad = int(pad)
-        self.last_maps: dict[str, np.ndarray] = {}
-        self.map_outputs: dict[str, Path] = {}
         if parts is not None:
             d = Path(parts)
-            self.map_outputs = {n: d / f"{{stem}}_{n}.png" for n in ("common", "unique1", "unique2")}
+            self._write_maps({n: str(d / f"{{stem}}_{n}.png") for n in ("common", "unique1", "unique2")})
         # static shapes with frozen weights (inductor's "freezing": weights become constants);
         # on one thread a 480x640 pair took 1.5 s of CPU this way, a 512x672 one 3.0 s with dynamic
         # shapes. Each new image size compiles once (inductor's disk cache shortens later processes)
-        self._forward = (
+        self._init_step(
             torch.compile(self.net, dynamic=False, options={"freezing": True}) if compile else self.net
         )
 
-    def parameter_count(self) -> int:
-        return parameter_count(self.net)
+    def modules(self) -> tuple[nn.Module, ...]:
+        return (self.net,)
 
     def graph(self) -> GraphSpec:
         """DeNet's test pass for :mod:`ivfuse.backends`: two RGB sources -> the four projections."""
         return GraphSpec(
             "fuse",
-            "_forward",
             self.net,
             inputs=("x1", "x2"),
             outputs=("common", "unique1", "unique2", "fused"),
@@ -641,7 +638,7 @@ class DeFusion:
             if pad > 0:
                 t = F.pad(t, (pad, pad, pad, pad), mode="reflect")
             t = t.contiguous(memory_format=torch.channels_last)
-            out = self._forward(t[:1], t[1:])
+            out = self.step(t[:1], t[1:])
             res = {}
             for k, v in out.items():
                 v = v[0, :, pad : pad + h, pad : pad + w].clamp(0, 1)
@@ -650,21 +647,16 @@ class DeFusion:
 
     @staticmethod
     def _rgb(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = np.asarray(a, dtype=np.float32)
-        b = np.asarray(b, dtype=np.float32)
+        a, b = np.asarray(a), np.asarray(b)
         if a.ndim != 3 or b.ndim != 3 or a.shape[-1] != 3 or b.shape[-1] != 3:
             raise InputError(f"DeFusion fuse_rgb expects two (H, W, 3) arrays, got {a.shape} and {b.shape}")
-        if a.shape != b.shape:
-            raise InputError(f"sizes differ: {a.shape} vs {b.shape}")
-        if min(a.shape[:2]) < 2:
-            raise InputError(f"image too small for DeFusion: {a.shape[:2]}")
-        return a, b
+        names = ("first source", "second source")
+        return check_pair(a, b, names, plane=False, label="DeFusion", min_size=2)
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = planes(ir, vi, "DeFusion")
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         res = self.run(np.repeat(ir[..., None], 3, axis=-1), np.repeat(vi[..., None], 3, axis=-1))
         luma = {k: np.clip(v @ _LUMA, 0, 1) for k, v in res.items()}
-        self.last_maps = {k: luma[k] for k in ("common", "unique1", "unique2")}
+        self._keep_maps({k: luma[k] for k in ("common", "unique1", "unique2")})
         return luma["fused"]
 
     def fuse_rgb(self, a: np.ndarray, b: np.ndarray, *, task: str = "mef") -> np.ndarray:
@@ -672,7 +664,7 @@ class DeFusion:
         swap = task == "mef" and float(b.mean()) > float(a.mean())
         res = self.run(b, a) if swap else self.run(a, b)
         u1, u2 = ("unique2", "unique1") if swap else ("unique1", "unique2")
-        self.last_maps = {"common": res["common"], "unique1": res[u1], "unique2": res[u2]}
+        self._keep_maps({"common": res["common"], "unique1": res[u1], "unique2": res[u2]})
         return res["fused"]
 
 
@@ -719,6 +711,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     trainable=True,
     weights=WEIGHTS_FILE,
     tasks=("ivif", "mef", "mff"),
+    fuser=DeFusion,
+    config=Config,
+    training_spec=training_spec,
+    paper_tables="defusion.json",
 )
 def create_defusion(
     device: str = "cpu",

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.didfuse.parameter_count)
 from ..nn.fusion import RULES
 from ..nn.losses import dssim, gradient_l1
 from . import _torch
@@ -216,11 +217,6 @@ def fold_batchnorm(net: DIDFuseNet) -> DIDFuseNet:
     return folded
 
 
-def parameter_count(module: nn.Module) -> int:
-    """Number of trainable parameters (BN running statistics not counted)."""
-    return sum(p.numel() for p in module.parameters())
-
-
 # --------------------------------------------------------------------------------------------
 # Loss (Eq. 1-4)
 # --------------------------------------------------------------------------------------------
@@ -311,12 +307,12 @@ def training_spec(config: Config | None = None):
 HALO = 8
 
 
-class DIDFuse:
+class DIDFuse(_torch.TorchFuser):
     """Fuser: ``fuse(ir, vi)`` on float32 (H, W) luma planes in [0, 1] -> fused (H, W) in [0, 1].
 
     Inference runs a copy of the network with BatchNorm folded into the convolutions, in
     channels-last memory format under ``torch.inference_mode`` (same function as the eval-mode
-    network; see ``benchmarks/bench_didfuse.py``, about 1.5x eager fp32 on a 2-core CPU).
+    network; about 1.5x eager fp32 on a 2-core CPU, ``python -m benchmarks.bench_deep`` times it).
     ``compile=True`` wraps it in ``torch.compile`` (about 1.7x, same results).
 
     ``precision="bf16"`` runs the 64-channel interior (conv2-conv6, over 99 % of the
@@ -330,6 +326,9 @@ class DIDFuse:
     the network's receptive-field radius, so the cropped tile centres equal the untiled result
     (no seams) while memory stays bounded by the tile size.
     """
+
+    label = "DIDFuse"
+    torch_bf16 = True
 
     def __init__(
         self,
@@ -361,9 +360,14 @@ class DIDFuse:
                 stacklevel=2,
             )
         self._infer = fold_batchnorm(self.net).to(memory_format=torch.channels_last)
-        self._forward = self._fuse_folded
-        if compile:
-            self._forward = torch.compile(self._fuse_folded, dynamic=False)
+        self._init_step(torch.compile(self._fuse_folded, dynamic=False) if compile else self._fuse_folded)
+
+    def modules(self) -> tuple[nn.Module, ...]:
+        """The trained network (inference runs its BatchNorm-folded copy)."""
+        return (self.net,)
+
+    def networks(self) -> tuple[nn.Module, ...]:
+        return (self.net, self._infer)
 
     def _interior(self):
         """Context for conv2-conv6: bfloat16 autocast when ``precision="bf16"``."""
@@ -392,7 +396,6 @@ class DIDFuse:
             raise InputError("DIDFuse exports its fp32 network; backends set their own precision")
         return _torch.GraphSpec(
             "fuse",
-            "_forward",
             _torch.StepModule(self._fuse_folded, self._infer),
             key=f"rule={self.rule}",
             note=f"the {self.rule!r} rule is in the graph; tiles of {self.tile} px (if any) are cut outside",
@@ -400,10 +403,9 @@ class DIDFuse:
 
     def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W), tiled when large."""
-        return _torch.tiled(self._forward, ir, vi, self.tile, self.margin)
+        return _torch.tiled(self.step, ir, vi, self.tile, self.margin)
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = _torch.planes(ir, vi, "DIDFuse")
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         return _torch.run_planes(self.fuse_tensor, ir, vi, self.device)
 
 
@@ -422,6 +424,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     summary="DIDFuse: auto-encoder splitting background/detail features (IJCAI 2020)",
     trainable=True,
     weights=WEIGHTS_FILE,
+    fuser=DIDFuse,
+    config=Config,
+    training_spec=training_spec,
+    paper_tables="didfuse.json",
 )
 def create_didfuse(
     rule: str = "sum",

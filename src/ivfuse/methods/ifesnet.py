@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.ifesnet.parameter_count)
 from ..nn.losses import gaussian_window
 from . import _torch
 from ._config import MethodConfig
@@ -340,10 +341,6 @@ class IFESNetModel(nn.Module):
         return 2 + 3 * (s - 1) + 4  # stem, then Bi + INT per stage, then the head
 
 
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 # --------------------------------------------------------------------------------------------
 # Losses (Eq. 6-13)
 # --------------------------------------------------------------------------------------------
@@ -532,7 +529,7 @@ def smooth_maps(w: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(w, (p, p, p, p), mode=mode), k.expand(c, 1, SMOOTH_SIZE, SMOOTH_SIZE), groups=c)
 
 
-class IFESNet:
+class IFESNet(_torch.TorchFuser):
     """Fuser: ``fuse(ir, vi)`` on float32 (H, W) planes in [0, 1] -> ``W_1 I_1 + W_2 I_2`` (Eq. 4).
 
     Any size (at least 2 x 2): the network is fully convolutional at full resolution. Images
@@ -540,11 +537,13 @@ class IFESNet:
     px (at least the receptive-field radius, 12 for three stages) so the stitched weight maps
     equal the untiled ones; memory is then bounded by the tile: with the default 256-px tile
     (288 x 288 with its margins) one 256-channel feature map is 85 MB in float32, and a 480 x 640
-    pair peaked at 642 MB above the loaded network (1.7 GB untiled; benchmarks/bench_ifesnet.py,
-    one thread: 13.5 s of CPU time tiled, 12.7 s untiled). The weight maps (2 floats per pixel) are assembled
+    pair peaked at 642 MB above the loaded network (1.7 GB untiled; measured on one thread: 13.5 s
+    of CPU time tiled, 12.7 s untiled). The weight maps (2 floats per pixel) are assembled
     for the whole image, smoothed when ``smooth`` (the Gaussian of the Discussion, Fig. 8), and
-    applied to the sources. ``last_maps`` holds ``w_ir``, ``w_vi`` of the last call.
+    applied to the sources. ``side_maps()`` holds ``w_ir``, ``w_vi`` of the last call.
     """
+
+    label = "IFESNet"
 
     def __init__(
         self,
@@ -555,7 +554,7 @@ class IFESNet:
         smooth: bool = False,
     ):
         self.device = torch.device(device)
-        # channels-last: 1.18x less CPU time than the default layout (benchmarks/bench_ifesnet.py)
+        # channels-last: 1.18x less CPU time than the default layout (measured on a 480x640 pair)
         self.net = net.to(self.device, memory_format=torch.channels_last).eval()
         halo = net.receptive_radius()
         margin = halo + 4 if margin is None else int(margin)
@@ -566,17 +565,15 @@ class IFESNet:
         self.tile = None if tile is None else int(tile)
         self.margin = margin
         self.smooth = bool(smooth)
-        self.last_maps: dict[str, np.ndarray] = {}
-        self._weight_maps = self.net.weight_maps  # the step ivfuse.backends may replace
+        self._init_step(self.net.weight_maps)  # the step ivfuse.backends may replace
 
-    def parameter_count(self) -> int:
-        return parameter_count(self.net)
+    def modules(self) -> tuple[nn.Module, ...]:
+        return (self.net,)
 
     def graph(self) -> _torch.GraphSpec:
         """The weight-map network for :mod:`ivfuse.backends` (per tile)."""
         return _torch.GraphSpec(
             "weight_maps",
-            "_weight_maps",
             _torch.StepModule(self.net.weight_maps, self.net),
             outputs=("weights",),
             note=f"tiles of {self.tile} px, the optional Gaussian smoothing of the stitched maps "
@@ -585,11 +582,15 @@ class IFESNet:
 
     def weights_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) pair -> (1, 2, H, W) weight maps, tiled when larger than ``tile``."""
-        return _torch.tiled(self._weight_maps, ir, vi, self.tile, self.margin)
+        return _torch.tiled(self.step, ir, vi, self.tile, self.margin)
 
     def weight_maps(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(W_1, W_2)`` of Eq. (4) as float32 (H, W) arrays (smoothed when ``smooth``)."""
-        ir, vi = _check_planes(ir, vi)
+        ir, vi = _torch.planes(ir, vi, self.label)
+        return self._weight_maps(ir, vi)
+
+    def _weight_maps(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ir, vi = np.ascontiguousarray(ir), np.ascontiguousarray(vi)
         with torch.inference_mode():
             ti = torch.from_numpy(ir)[None, None].to(self.device)
             tv = torch.from_numpy(vi)[None, None].to(self.device)
@@ -599,16 +600,10 @@ class IFESNet:
         w = w[0].float().cpu().numpy()
         return w[0].astype(np.float32), w[1].astype(np.float32)
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = _check_planes(ir, vi)
-        w1, w2 = self.weight_maps(ir, vi)
-        self.last_maps = {"w_ir": w1, "w_vi": w2}
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        w1, w2 = self._weight_maps(ir, vi)
+        self._keep_maps({"w_ir": w1, "w_vi": w2})
         return np.clip(w1 * ir + w2 * vi, 0.0, 1.0).astype(np.float32)  # Eq. (4)
-
-
-def _check_planes(ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ir, vi = _torch.planes(ir, vi, "IFESNet")  # reflection padding needs 2 px
-    return np.ascontiguousarray(ir), np.ascontiguousarray(vi)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[IFESNetModel, dict]:
@@ -626,6 +621,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     summary="IFESNet: interactive feature embedding between two reconstruction nets and a fusion net",
     trainable=True,
     weights=WEIGHTS_FILE,
+    fuser=IFESNet,
+    config=Config,
+    training_spec=training_spec,
+    paper_tables="ifesnet.json",
 )
 def create_ifesnet(
     device: str = "cpu",

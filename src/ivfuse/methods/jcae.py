@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, TrainingError
+from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.jcae.parameter_count)
 from ..nn.losses import ssim_map
 from ._config import MethodConfig
-from ._torch import config_of, load_state, planes, read_weights, run_planes, sha256_file, shipped
+from ._torch import TorchFuser, config_of, load_state, read_weights, run_planes, sha256_file, shipped
 from .registry import register
 
 PAPER = (
@@ -255,10 +256,6 @@ class JCAENet(nn.Module):
         f = self.encode(ir, vi)
         fused = fuse_features(f, rule, activity, activity_ratio)
         return sum(self.decoder(x) for x in fused)[..., :h, :w]
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,15 +496,17 @@ def fold_input(net: JCAENet) -> JCAENet:
     return folded
 
 
-class JCAE:
+class JCAE(TorchFuser):
     """Fuser: ``fuse(ir, vi)`` on float32 (H, W) luma planes in [0, 1] -> fused (H, W) in [0, 1].
 
     Inference runs a copy of the network with the input normalisation folded into 1-channel
     first convolutions (:func:`fold_input`), in channels-last memory format under
     ``torch.inference_mode``, with the two decoder passes of Eq. (4) as one batch of 2
-    (``benchmarks/bench_jcae.py`` times it against the plain eager pass). ``compile=True`` wraps
+    (``python -m benchmarks.bench_deep --methods jcae`` times it). ``compile=True`` wraps
     it in ``torch.compile``. No tiling: Eq. (9) counts activations over whole feature maps.
     """
+
+    label = LABEL
 
     def __init__(
         self,
@@ -526,7 +525,14 @@ class JCAE:
         self.net = net.to(self.device).eval()
         self.rule, self.activity, self.activity_ratio = rule, activity, float(activity_ratio)
         self._infer = fold_input(self.net).to(self.device, memory_format=torch.channels_last)
-        self._forward = torch.compile(self._fuse_fast, dynamic=False) if compile else self._fuse_fast
+        self._init_step(torch.compile(self._fuse_fast, dynamic=False) if compile else self._fuse_fast)
+
+    def modules(self) -> tuple[nn.Module, ...]:
+        """The trained network (inference runs its copy with the input normalisation folded in)."""
+        return (self.net,)
+
+    def networks(self) -> tuple[nn.Module, ...]:
+        return (self.net, self._infer)
 
     def _fuse_fast(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         n = self._infer
@@ -540,7 +546,7 @@ class JCAE:
 
     def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W)."""
-        return self._forward(ir, vi)
+        return self.step(ir, vi)
 
     def graph(self):
         """The fusion step for :mod:`ivfuse.backends`, Eq. (8)-(9) included (even sizes: the step
@@ -550,15 +556,13 @@ class JCAE:
         key = f"rule={self.rule},activity={self.activity},ratio={self.activity_ratio}"
         return GraphSpec(
             "fuse",
-            "_forward",
             StepModule(self._fuse_fast, self._infer),
             multiple=2,
             key=key,
             note="Eq. (8) and the activity count of Eq. (9) are in the graph",
         )
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = planes(ir, vi, LABEL)
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         return run_planes(self.fuse_tensor, ir, vi, self.device)
 
 
@@ -580,6 +584,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     summary="JCAE: joint conv auto-encoder, private + common branches, shared decoder",
     trainable=True,
     weights=WEIGHTS_FILE,
+    fuser=JCAE,
+    config=Config,
+    training_spec=training_spec,
+    paper_tables="jcae.json",
 )
 def create_jcae(
     rule: str = "paper",

@@ -1,46 +1,44 @@
-"""Method registry: one name -> one factory, plus the metadata users see in ``ivfuse methods``.
+"""Method registry: one name -> one factory, plus everything a method offers.
 
-Modelled on timm's registry: a method module decorates its factory with :func:`register`;
-:func:`create` builds a ready-to-use fuser by name. The registry imports the method modules
-lazily on first use so that ``import ivfuse`` stays cheap.
+Modelled on timm's registry: a method module decorates its factory with :func:`register` (one
+decorator per method, in the method's own file); :func:`create` builds a ready-to-use fuser by name.
+The registry finds the method modules itself (every public module and package under
+``ivfuse.methods``, imported lazily on first use so that ``import ivfuse`` stays cheap), so a new
+method is its file plus its ``@register`` line.
 
-A *fuser* is any object with ``fuse(ir, vi) -> fused`` that takes two float32 2-D arrays in
-[0, 1] of equal shape (luma planes) and returns one float32 2-D array of that shape in [0, 1].
-Colour handling, bit depths and file I/O happen outside methods (see :mod:`ivfuse.api`).
+A *fuser* is an instance of :class:`ivfuse.methods.base.Fuser`: ``fuse(ir, vi) -> fused`` on two
+float32 2-D arrays in [0, 1] of equal shape (luma planes) returns one float32 2-D array of that shape
+in [0, 1]; see :mod:`ivfuse.methods.base` for the whole contract. Colour handling, bit depths and
+file I/O happen outside methods (see :mod:`ivfuse.api`).
+
+What the registry knows of a method (:class:`MethodInfo`): its family, paper and tasks, its fuser
+class (and so its capabilities), its weights file and card, and for trainable methods the
+``Config`` class and ``training_spec`` function ``ivfuse train`` uses, and the paper's results
+tables ``ivfuse bench --paper`` rebuilds (``ivfuse/bench/papers/<file>``).
+
+A deep method lives in its own module ``ivfuse/methods/<name>.py`` and registers ``<name>``; so the
+deep methods' names are known without importing torch (:func:`module_methods`, for help texts).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from ..errors import MethodError
+from .base import Fuser
 
-#: Modules that register methods when imported. Add a new method module here.
-METHOD_MODULES: tuple[str, ...] = (
-    "ivfuse.methods.classical",
-    "ivfuse.methods.didfuse",
-    "ivfuse.methods.jcae",
-    "ivfuse.methods.sslwaeie",
-    "ivfuse.methods.ifesnet",
-    "ivfuse.methods.defusion",
-)
+#: modules of ``ivfuse.methods`` that hold no method (public names; ``_private`` ones are skipped too)
+NOT_METHODS: frozenset[str] = frozenset({"base", "registry"})
 
 
 #: fusion tasks: infrared-visible, multi-exposure, multi-focus
 TASKS: tuple[str, ...] = ("ivif", "mef", "mff")
-
-
-class Fuser(Protocol):
-    """What :func:`create` returns."""
-
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,24 @@ class MethodInfo:
     weights: str | None = None  # file name under ivfuse/weights/, None for classical methods
     #: fusion tasks it supports: "ivif" (infrared-visible), "mef" (multi-exposure), "mff" (multi-focus)
     tasks: tuple[str, ...] = ("ivif",)
+    #: the :class:`Fuser` subclass the factory returns (capabilities: ``rgb``, ``torch_bf16``)
+    fuser: type[Fuser] | None = field(default=None, compare=False, repr=False)
+    #: the method's training ``Config`` dataclass (trainable methods)
+    config: type | None = field(default=None, compare=False, repr=False)
+    #: ``training_spec(config) -> TrainSpec`` (trainable methods)
+    training_spec: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    #: file of the paper's results tables under ``ivfuse/bench/papers/`` (``ivfuse bench --paper``)
+    paper_tables: str | None = None
+
+    @property
+    def torch_bf16(self) -> bool:
+        """The method has a bfloat16 torch path of its own (its factory takes ``precision=``)."""
+        return bool(self.fuser is not None and self.fuser.torch_bf16)
+
+    @property
+    def rgb(self) -> bool:
+        """The method fuses two RGB sources itself (``fuse_rgb``) for mef/mff."""
+        return bool(self.fuser is not None and self.fuser.rgb)
 
     @property
     def weights_shipped(self) -> bool:
@@ -86,7 +102,12 @@ class MethodInfo:
         return "shipped"
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The JSON-able metadata (``ivfuse methods --json``)."""
+        d: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in ("name", "family", "paper", "summary", "trainable", "weights", "tasks", "paper_tables")
+        }
+        d["tasks"] = list(self.tasks)
         d["weights_shipped"] = self.weights_shipped
         d["weights_status"] = self.weights_status
         return d
@@ -105,21 +126,48 @@ def register(
     trainable: bool = False,
     weights: str | None = None,
     tasks: tuple[str, ...] = ("ivif",),
+    fuser: type[Fuser] | None = None,
+    config: type | None = None,
+    training_spec: Callable[..., Any] | None = None,
+    paper_tables: str | None = None,
 ) -> Callable[[Callable[..., Fuser]], Callable[..., Fuser]]:
-    """Class/function decorator registering a fuser factory under ``name`` (lowercase)."""
+    """Class/function decorator registering a fuser factory under ``name`` (lowercase).
+
+    ``fuser``: the :class:`Fuser` subclass the factory returns (default: the factory itself when it
+    is such a class). A trainable method names its ``config`` class and ``training_spec`` function;
+    ``paper_tables``: its paper's results tables, a file under ``ivfuse/bench/papers/``. A method of
+    a non-classical family lives in its own module ``ivfuse.methods.<name>``."""
     if name != name.lower():
         raise ValueError(f"method names are lowercase, got {name!r}")
     if family not in ("classical", "self-supervised"):
         raise ValueError(f"unknown family {family!r}")
     if not tasks or any(t not in TASKS for t in tasks):
         raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tasks!r}")
+    if trainable and (config is None or training_spec is None):
+        raise ValueError(f"trainable method {name!r} needs config= and training_spec=")
 
     def deco(factory: Callable[..., Fuser]) -> Callable[..., Fuser]:
         if name in _REGISTRY and _REGISTRY[name][1] is not factory:
             raise ValueError(f"method {name!r} registered twice")
+        cls = fuser if fuser is not None else factory if isinstance(factory, type) else None
+        if cls is None or not issubclass(cls, Fuser):
+            raise ValueError(f"method {name!r}: fuser= must name its Fuser subclass, got {cls!r}")
+        module, own = getattr(factory, "__module__", ""), f"{__package__}.{name}"
+        if family != "classical" and module.startswith(f"{__package__}.") and module != own:
+            raise ValueError(f"method {name!r} belongs in {__package__}.{name}, not {module}")
         _REGISTRY[name] = (
             MethodInfo(
-                name, family, paper, summary or _first_line(factory), trainable, weights, tuple(tasks)
+                name,
+                family,
+                paper,
+                summary or _first_line(factory),
+                trainable,
+                weights,
+                tuple(tasks),
+                cls,
+                config,
+                training_spec,
+                paper_tables,
             ),
             factory,
         )
@@ -133,12 +181,28 @@ def _first_line(obj: object) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
+def _method_modules() -> list[tuple[str, bool]]:
+    """(name, is_package) of the method modules under ``ivfuse.methods``, found without importing."""
+    pkg = importlib.import_module(__package__)
+    return sorted(
+        (m.name, m.ispkg)
+        for m in pkgutil.iter_modules(pkg.__path__)
+        if not m.name.startswith("_") and m.name not in NOT_METHODS
+    )
+
+
+def module_methods() -> list[str]:
+    """Names of the methods with a module of their own (the deep methods: ``ivfuse/methods/<name>.py``
+    registers ``<name>``), without importing them (no torch): for help texts."""
+    return [name for name, ispkg in _method_modules() if not ispkg]
+
+
 def _ensure_loaded() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for mod in METHOD_MODULES:
-            importlib.import_module(mod)
+        for mod, _ in _method_modules():
+            importlib.import_module(f"{__package__}.{mod}")
 
 
 def available() -> list[MethodInfo]:
@@ -193,22 +257,22 @@ def check_task(name: str, task: str) -> MethodInfo:
     return mi
 
 
-def parameter_count(fuser: object) -> int:
-    """Trainable-network size of a fuser: its ``parameter_count()`` if it has one, else the parameters
-    of the ``torch.nn.Module`` objects among its attributes (0 for classical methods)."""
-    if callable(getattr(fuser, "parameter_count", None)):
-        return int(fuser.parameter_count())
-    import sys
+def parameter_count(fuser: Fuser) -> int:
+    """Size of a fuser's test-time networks (:meth:`Fuser.parameter_count`; 0 for classical methods)."""
+    return int(fuser.parameter_count())
 
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return 0
-    seen: dict[int, object] = {}
-    for value in vars(fuser).values() if hasattr(fuser, "__dict__") else ():
-        if isinstance(value, torch.nn.Module):
-            for prm in value.parameters():
-                seen[id(prm)] = prm
-    return int(sum(p.numel() for p in seen.values()))
+
+def training(name: str) -> tuple[type, Callable[..., Any]]:
+    """``(Config class, training_spec function)`` of a trainable method; :class:`MethodError` else."""
+    mi = info(name)
+    if not mi.trainable or mi.config is None or mi.training_spec is None:
+        raise MethodError(f"method {mi.name!r} is not trainable")
+    return mi.config, mi.training_spec
+
+
+def with_paper_tables() -> list[MethodInfo]:
+    """The methods whose paper's results tables ivfuse carries (``ivfuse bench --paper``)."""
+    return [m for m in available() if m.paper_tables]
 
 
 def weights_path(filename: str):

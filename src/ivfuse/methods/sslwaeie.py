@@ -31,11 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.sslwaeie.parameter_count)
 from ..nn.losses import ssim_map
 from ._config import MethodConfig
 from ._torch import (
     GraphSpec,
     StepModule,
+    TorchFuser,
     config_of,
     load_state,
     planes,
@@ -323,10 +325,6 @@ class SSLWAEIENet(nn.Module):
         return self.cien(self.wae.encode(ir), self.wae.encode(vi))["tau_i"]
 
 
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 # --------------------------------------------------------------------------------------------
 # Losses (Eq. 9-14)
 # --------------------------------------------------------------------------------------------
@@ -460,19 +458,21 @@ def training_spec(config: Config | None = None):
 HALO = 13
 
 
-class SSLWAEIE:
+class SSLWAEIE(TorchFuser):
     """Fuser: ``fuse(ir, vi)`` on float32 (H, W) planes in [0, 1] -> ``tau_i I_i + tau_v I_v``.
 
-    After every call ``last_maps["contributions"]`` holds the contribution map tau_i (float32
-    (H, W) in [0, 1]); :meth:`contributions` computes it alone. ``map_outputs`` (from the
-    factory's ``contributions=PATH``) names where :class:`ivfuse.api.Pipeline` writes it; a
-    ``{stem}`` in PATH is replaced by the output's stem (folder mode).
+    After every call ``side_maps()["contributions"]`` holds the contribution map tau_i (float32
+    (H, W) in [0, 1]); :meth:`contributions` computes it alone. The factory's ``contributions=PATH``
+    sets where :class:`ivfuse.api.Pipeline` writes it; a ``{stem}`` in PATH is replaced by the
+    output's stem (folder mode).
 
     Any size: the network is fully convolutional at full resolution (no padding to multiples).
     Images are processed in tiles (default 256 px; ``tile=None``: whole) extended by a margin
     beyond the receptive-field radius, so the result equals the untiled one; tiles that fit the
     CPU caches and channels-last tensors make a 480 x 640 pair about 1.5x faster than one pass.
     """
+
+    label = LABEL
 
     def __init__(
         self,
@@ -488,17 +488,14 @@ class SSLWAEIE:
         self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.tile = tile
         self.margin = margin
-        self.map_outputs: dict[str, str] = {}
         if contributions is not None:
-            self.map_outputs["contributions"] = str(contributions)
-        self.last_maps: dict[str, np.ndarray] = {}
-        self._tau = self.net.tau  # the step ivfuse.backends may replace by an exported graph
+            self._write_maps({"contributions": str(contributions)})
+        self._init_step(self.net.tau)  # the step ivfuse.backends may replace by an exported graph
 
     def graph(self) -> GraphSpec:
         """The contribution network tau_i for :mod:`ivfuse.backends` (per tile)."""
         return GraphSpec(
             "tau",
-            "_tau",
             StepModule(self.net.tau, self.net),
             outputs=("tau_i",),
             # tau_i is a ratio of two energies: eager fp32 is 0.012 gray levels from fp64 on it, and
@@ -514,23 +511,25 @@ class SSLWAEIE:
         """(1, 1, H, W) -> tau_i (1, 1, H, W), tiled when large."""
         ir = ir.contiguous(memory_format=torch.channels_last)
         vi = vi.contiguous(memory_format=torch.channels_last)
-        return tiled(self._tau, ir, vi, self.tile, self.margin)
+        return tiled(self.step, ir, vi, self.tile, self.margin)
 
     def contributions(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         """Contribution map tau_i of the infrared image, float32 (H, W) in [0, 1] (Eq. 7)."""
         ir, vi = planes(ir, vi, LABEL)
         return run_planes(self.tau_tensor, ir, vi, self.device)
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = planes(ir, vi, LABEL)
-        tau_i = self.contributions(ir, vi)
-        self.last_maps = {"contributions": tau_i}
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        tau_i = run_planes(self.tau_tensor, ir, vi, self.device)
+        self._keep_maps({"contributions": tau_i})
         fused = tau_i * ir + (1.0 - tau_i) * vi  # Eq. (1) with tau_v = 1 - tau_i
         return np.clip(fused, 0.0, 1.0).astype(np.float32)
 
-    def parameter_count(self) -> int:
-        """Parameters used at test time (encoder + CIEN; the decoder only serves stage 1)."""
-        return parameter_count(self.net.wae.encoder) + parameter_count(self.net.cien)
+    def modules(self) -> tuple[nn.Module, ...]:
+        """The networks used at test time: encoder + CIEN (the decoder only serves stage 1)."""
+        return (self.net.wae.encoder, self.net.cien)
+
+    def networks(self) -> tuple[nn.Module, ...]:
+        return (self.net,)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLWAEIENet, dict]:
@@ -548,6 +547,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     summary="SSL-WAEIE: weighted auto-encoder + CNN information exchange, per-pixel contributions",
     trainable=True,
     weights=WEIGHTS_FILE,
+    fuser=SSLWAEIE,
+    config=Config,
+    training_spec=training_spec,
+    paper_tables="sslwaeie.json",
 )
 def create_sslwaeie(
     device: str = "cpu",

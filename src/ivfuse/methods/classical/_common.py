@@ -1,4 +1,6 @@
-"""Helpers shared by the classical fusers: input checks, output finishing, box and guided filters.
+"""Helpers shared by the classical fusers: output finishing, parameter checks, box and guided filters.
+
+The inputs are checked once for every method by :func:`ivfuse.methods.base.check_pair`.
 
 Everything here is pure NumPy/SciPy, vectorised, and works on any 2-D size including odd and
 tiny ones.
@@ -11,28 +13,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from ...errors import InputError, MethodError
-
-
-def check_pair(ir: np.ndarray, vi: np.ndarray, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a pair of luma planes and return them as ``dtype`` arrays (no copy when possible).
-
-    Raises:
-        InputError: when a plane is not 2-D, is empty, or the two shapes differ.
-    """
-    ir = np.asarray(ir)
-    vi = np.asarray(vi)
-    if ir.ndim != 2 or vi.ndim != 2:
-        raise InputError(
-            f"fusion methods take 2-D luma planes, got arrays of shape {ir.shape} (ir) and {vi.shape} (vi)"
-        )
-    if ir.shape != vi.shape:
-        raise InputError(
-            f"image sizes differ: ir is {ir.shape[1]}x{ir.shape[0]}, vi is {vi.shape[1]}x{vi.shape[0]}"
-        )
-    if ir.size == 0:
-        raise InputError(f"empty image of shape {ir.shape}")
-    return ir.astype(dtype, copy=False), vi.astype(dtype, copy=False)
+from ...errors import MethodError
 
 
 def finish(fused: np.ndarray) -> np.ndarray:

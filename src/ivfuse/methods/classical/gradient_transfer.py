@@ -36,8 +36,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..base import Fuser
 from ..registry import register
-from ._common import check_pair, finish, nonnegative, positive_int
+from ._common import finish, nonnegative, positive_int
 
 _L = np.sqrt(8.0)  # upper bound of the norm of the forward-difference gradient
 
@@ -148,7 +149,7 @@ def tv_l1(
     paper="J. Ma, C. Chen, C. Li, J. Huang, Infrared and visible image fusion via gradient transfer "
     "and total variation minimization, Information Fusion 2016",
 )
-class GradientTransferFusion:
+class GradientTransferFusion(Fuser):
     """Gradient transfer fusion (GTF): IR intensities, VI gradients, by TV-L1 minimisation.
 
     Args:
@@ -163,8 +164,7 @@ class GradientTransferFusion:
         self.tol = nonnegative("tol", tol)
         self.last_info: SolveInfo | None = None
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = check_pair(ir, vi, np.float32)
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         x, self.last_info = tv_l1(ir - vi, self.lam, self.max_iter, self.tol)
         return finish(x + vi)
 

@@ -26,8 +26,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..base import Fuser
 from ..registry import register
-from ._common import check_pair, finish, guided_filter, nonnegative, positive_int
+from ._common import finish, guided_filter, nonnegative, positive_int
 
 
 def _normalised(w: np.ndarray) -> np.ndarray:
@@ -43,7 +44,7 @@ def _normalised(w: np.ndarray) -> np.ndarray:
     tasks=("ivif", "mef", "mff"),
     paper="S. Li, X. Kang, J. Hu, Image fusion with guided filtering, IEEE TIP 2013",
 )
-class GuidedFilterFusion:
+class GuidedFilterFusion(Fuser):
     """Guided filtering fusion (GFF): two-scale decomposition with guided-filter weight maps.
 
     Args:
@@ -93,8 +94,9 @@ class GuidedFilterFusion:
         wd = _normalised(guided_filter(src, p, self.r2, self.eps2))
         return wb, wd
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = check_pair(ir, vi)
+    dtype = np.float64
+
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         src = np.stack([ir, vi])
         size = 2 * self.base_radius + 1
         base = ndimage.uniform_filter(src, size=(1, size, size), mode="reflect")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base import Fuser
 from ..registry import register
-from ._common import check_pair, finish
+from ._common import finish
 
 
 @register(
@@ -19,11 +20,10 @@ from ._common import check_pair, finish
     tasks=("ivif", "mef", "mff"),
     paper="Pixel-wise mean of the sources (baseline; see J. Ma et al., Information Fusion 2019 survey)",
 )
-class Average:
+class Average(Fuser):
     """Pixel-wise mean ``F = (IR + VI) / 2``."""
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = check_pair(ir, vi, np.float32)
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         return finish(0.5 * (ir + vi))
 
     def __repr__(self) -> str:
@@ -36,11 +36,10 @@ class Average:
     tasks=("ivif", "mef", "mff"),
     paper="Pixel-wise choose-max of the sources (baseline; see J. Ma et al., Information Fusion 2019 survey)",
 )
-class ChooseMax:
+class ChooseMax(Fuser):
     """Pixel-wise choose-max ``F = max(IR, VI)``: keeps the brighter source at each pixel."""
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = check_pair(ir, vi, np.float32)
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         return finish(np.maximum(ir, vi))
 
     def __repr__(self) -> str:

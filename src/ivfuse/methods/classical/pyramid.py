@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..base import Fuser
 from ..registry import register
-from ._common import check_pair, finish, positive_int, pyramid_depth
+from ._common import finish, positive_int, pyramid_depth
 
 #: Burt & Adelson's 5-tap generating kernel with a = 0.375 (binomial 1-4-6-4-1 / 16).
 KERNEL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -70,7 +71,7 @@ def reconstruct(pyr: list[np.ndarray]) -> np.ndarray:
     paper="P. J. Burt, E. H. Adelson, The Laplacian pyramid as a compact image code, "
     "IEEE Trans. Commun. 1983",
 )
-class LaplacianPyramid:
+class LaplacianPyramid(Fuser):
     """Laplacian-pyramid fusion: averaged base, max-abs details.
 
     Args:
@@ -83,8 +84,9 @@ class LaplacianPyramid:
     def __init__(self, levels: int = 4) -> None:
         self.levels = positive_int("levels", levels)
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = check_pair(ir, vi)
+    dtype = np.float64
+
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         depth = pyramid_depth(ir.shape, self.levels, COARSEST)
         pa, pb = laplacian_pyramid(ir, depth), laplacian_pyramid(vi, depth)
         fused = [np.where(np.abs(a) >= np.abs(b), a, b) for a, b in zip(pa[:-1], pb[:-1], strict=True)]

@@ -16,9 +16,10 @@ import numpy as np
 import pywt
 
 from ...errors import MethodError
+from ..base import Fuser
 from ..registry import register
 from . import _dualtree
-from ._common import check_pair, finish, positive_int, pyramid_depth
+from ._common import finish, positive_int, pyramid_depth
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -32,7 +33,7 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     paper="H. Li, B. S. Manjunath, S. K. Mitra, Multisensor image fusion using the wavelet transform, "
     "Graphical Models and Image Processing 1995",
 )
-class WaveletFusion:
+class WaveletFusion(Fuser):
     """DWT fusion (PyWavelets): averaged approximation, max-abs details.
 
     Args:
@@ -54,8 +55,9 @@ class WaveletFusion:
         self.levels = positive_int("levels", levels)
         self.mode = mode
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = check_pair(ir, vi)
+    dtype = np.float64
+
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         depth = min(self.levels, pywt.dwt_max_level(min(ir.shape), self.wavelet.dec_len))
         if depth == 0:
             return finish(0.5 * (ir + vi))
@@ -78,7 +80,7 @@ class WaveletFusion:
     paper="J. J. Lewis, R. J. O'Callaghan, S. G. Nikolov, D. R. Bull, N. Canagarajah, Pixel- and "
     "region-based image fusion with complex wavelets, Information Fusion 2007",
 )
-class DualTreeFusion:
+class DualTreeFusion(Fuser):
     """DT-CWT fusion: averaged low-pass, max-magnitude complex high-pass coefficients.
 
     Each of the six oriented complex sub-bands of every level keeps, per coefficient, the
@@ -97,8 +99,9 @@ class DualTreeFusion:
     def __init__(self, levels: int = 4) -> None:
         self.levels = positive_int("levels", levels)
 
-    def fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        ir, vi = check_pair(ir, vi)
+    dtype = np.float64
+
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         depth = pyramid_depth(ir.shape, self.levels, 2)
         if depth == 0:
             return finish(0.5 * (ir + vi))

@@ -11,6 +11,10 @@ the DeFusion run measured, 7 % relative (median over tensors; at most 11 %), i.e
 the ``sqrt(v)`` that scales Adam's steps, an error that decays as ``v`` is updated (beta2 0.999).
 So a resumed run continues closely, but not bit-identically (a resume from the full checkpoint.pt
 is bit-identical). For DeFusion (7.9 M parameters): 95 MB -> 39 MB.
+
+Development plumbing, not part of the ivfuse package: used by ``scripts/compact_checkpoint.py`` and
+``scripts/ship_weights.py`` (``python scripts/<name>.py`` puts this folder on ``sys.path``; tests
+import it as ``scripts.compact`` from the repository root).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_bytes
+from ivfuse.train.checkpoint import atomic_write_bytes
 
 COMPACT_FORMAT = "ivfuse-compact-1"
 _LEVELS = 254  # codes 1..255 for v >= FLOOR; 0 below
@@ -136,9 +140,9 @@ def halve_weights(
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from ..api import Pipeline
-    from ..data.synthetic import night_scene
-    from .checkpoint import export_safetensors
+    from ivfuse.api import Pipeline
+    from ivfuse.data.synthetic import night_scene
+    from ivfuse.train.checkpoint import export_safetensors
 
     path = Path(path)
     with safe_open(str(path), framework="pt") as f:
