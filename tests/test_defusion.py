@@ -556,7 +556,7 @@ def test_train_cli_smoke(tmp_path):
 
 def test_resume_from_a_compact_checkpoint(tmp_path):
     """The between-sessions form (weights exact, Adam's second moment in 8 bits) resumes the run."""
-    from ivfuse.train.compact import pack_file, unpack_file
+    from scripts.compact import pack_file, unpack_file
 
     data = _tiny_images(tmp_path / "data", n=2)
     run = tmp_path / "run"
