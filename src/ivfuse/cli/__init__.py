@@ -246,6 +246,7 @@ def _register_optional() -> None:
         ("train", "train_command", "train"),
         ("bench", "bench_command", "bench"),
         ("export", "export_command", "export"),
+        ("register", "register_command", "register"),
     ):
         try:
             mod = __import__(f"{__name__}.{module}", fromlist=[attr])

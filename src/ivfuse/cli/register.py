@@ -1,0 +1,86 @@
+"""``ivfuse register``: warp an infrared image onto the visible image's grid (see ivfuse.register)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from ..errors import InputError
+
+out = Console()
+
+DEFAULT_MIN_CONFIDENCE = 0.1
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def register_command(
+    ir: Annotated[Path, typer.Argument(help="Infrared image (any size).")],
+    vi: Annotated[Path, typer.Argument(help="Visible image: the grid the infrared image is warped onto.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Warped infrared image to write.")],
+    model: Annotated[
+        str, typer.Option("--model", help="translation, similarity, affine or homography.")
+    ] = "homography",
+    save_transform: Annotated[
+        Path | None,
+        typer.Option("--save-transform", help="Also write the transform as JSON."),
+    ] = None,
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            "--min-confidence",
+            help="Refuse (exit 2, write nothing) below this structural correlation (0-1).",
+        ),
+    ] = DEFAULT_MIN_CONFIDENCE,
+) -> None:
+    """Register IR onto VI (structure-based, robust to inverted contrast) and write the warped IR."""
+    from .. import io
+    from ..register import MODELS, RegistrationError, register
+    from ..register import save_transform as save
+
+    if model not in MODELS:
+        raise InputError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+    targets = [output] + ([save_transform] if save_transform is not None else [])
+    for target in targets:
+        for src in (ir, vi):
+            if _same_file(target, src):
+                raise InputError(f"{target}: refusing to overwrite the input image {src}")
+    if save_transform is not None and _same_file(save_transform, output):
+        raise InputError("--save-transform and --output name the same file")
+    ext = output.suffix.lower()
+    if ext not in io.IMAGE_EXTENSIONS:
+        raise InputError(f"{output}: unsupported output format {ext!r}")
+    ir_img = io.read_image(ir)
+    vi_img = io.read_image(vi)
+    reg = register(ir_img, vi_img, model)
+    if reg.confidence < min_confidence:
+        raise RegistrationError(
+            f"registration confidence {reg.confidence:.3f} is below --min-confidence {min_confidence:g}; "
+            "nothing written"
+        )
+    warped = reg.warped
+    assert warped is not None
+    if warped.dtype == np.uint16 and ext in (".png", ".tif", ".tiff"):
+        bits = 16
+    else:
+        bits = 8
+    if warped.dtype.kind == "f":
+        warped = io.to_unit(warped)
+    path = io.write_image(output, warped, bit_depth=bits)
+    if save_transform is not None:
+        save(reg, save_transform)
+    out.print(
+        f"registered [bold]{ir.name}[/bold] onto [bold]{vi.name}[/bold] ({model}, confidence "
+        f"{reg.confidence:.3f}, overlap {100 * reg.overlap:.0f} %) -> {path}"
+        + (f", transform -> {save_transform}" if save_transform is not None else ""),
+        highlight=False,
+    )

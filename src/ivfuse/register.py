@@ -1,0 +1,705 @@
+"""Registration of an infrared image onto the visible image's pixel grid.
+
+Thermal and visible intensities are not related monotonically (a warm road is bright in the infrared
+and dark in the visible image; contrast inverts from one region to the next), so this module never
+compares intensities. It compares *structure* that is blind to the sign of a contrast edge: the
+locally normalised gradient magnitude (:func:`structure_map`) and the doubled-angle edge orientation
+of the structure tensor (:func:`orientation_features`).
+
+Pipeline (all geometry is expressed as a 3x3 matrix mapping infrared pixel -> visible pixel):
+
+1. Initial guess: resample the infrared image to the visible image's size (different sensors have
+   different resolutions, e.g. 640x512 against 1280x720).
+2. Global search at a coarse level (longest side ~160 px): a grid of rotations and scales; for each,
+   the translation from an FFT cross-correlation of the structure maps over all shifts
+   (``search="xcorr"``; ``search="phase"`` uses phase correlation of the magnitude maps, Kuglin &
+   Hines 1975, Reddy & Chatterji, IEEE TIP 5(8), 1996). The best few candidates are refined with ECC
+   (Evangelidis & Psarakis, IEEE TPAMI 30(10), 2008; ``cv2.findTransformECC``) and the one of highest
+   correlation is kept.
+3. Coarse-to-fine refinement over an image pyramid: inverse-compositional Gauss-Newton (Baker &
+   Matthews, IJCV 56(3), 2004) on the three structure channels (``refine="structure"``), or ECC on the
+   magnitude map (``refine="ecc"``).
+4. Confidence: the ECC correlation of the two gradient-magnitude maps on their overlap at the finest
+   level (1 = identical structure; unrelated images give about 0, correctly registered real pairs
+   about 0.15-0.75).
+
+Models: ``translation`` (2 parameters), ``similarity`` (rotation, isotropic scale, translation; 4),
+``affine`` (6) and ``homography`` (8). In every model the initial resampling to the visible size may be
+anisotropic (it follows the two image sizes). A homography is estimated as an affine warp on the
+coarsest level first.
+
+Use :func:`register` for the full result, :func:`align_pair` to get the infrared image on the
+visible grid in one call, and :func:`save_transform` / :func:`load_transform` for JSON files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+MODELS = ("translation", "similarity", "affine", "homography")
+TRANSFORM_FORMAT = "ivfuse-transform/1"
+
+_ECC_MOTION = {
+    "translation": cv2.MOTION_TRANSLATION,
+    "similarity": cv2.MOTION_AFFINE,
+    "affine": cv2.MOTION_AFFINE,
+    "homography": cv2.MOTION_HOMOGRAPHY,
+}
+
+
+@dataclass
+class Registration:
+    """Result of :func:`register`.
+
+    ``matrix`` maps an infrared pixel (x, y, 1) to the visible pixel grid (pixel centres at integer
+    coordinates, the OpenCV convention). ``warped`` is the infrared image resampled onto the visible
+    grid (same dtype as the input; pixels outside the infrared field of view are 0) when requested.
+    """
+
+    matrix: np.ndarray
+    model: str
+    confidence: float
+    ir_size: tuple[int, int]  # (width, height)
+    vi_size: tuple[int, int]
+    overlap: float = 0.0  # fraction of the visible grid covered by the warped infrared image
+    warped: np.ndarray | None = field(default=None, repr=False)
+
+    def warp(self, ir: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """Resample another image of the infrared camera (same size as the registered one)."""
+        return warp_image(ir, self.matrix, self.vi_size, interpolation=interpolation)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": TRANSFORM_FORMAT,
+            "model": self.model,
+            "matrix": [[float(v) for v in row] for row in self.matrix],
+            "direction": "infrared pixel -> visible pixel",
+            "ir_size": list(self.ir_size),
+            "vi_size": list(self.vi_size),
+            "confidence": float(self.confidence),
+            "overlap": float(self.overlap),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# structure maps and small geometry helpers
+
+
+def _gray_float(img: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    elif a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim != 2:
+        raise InputError(f"{name}: expected an HxW or HxWx3 image, got shape {a.shape}")
+    if min(a.shape) < 16:
+        raise InputError(f"{name}: image too small to register ({a.shape[1]}x{a.shape[0]})")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise InputError(f"{name}: image contains NaN or infinite values")
+    return a
+
+
+def structure_map(gray: np.ndarray, sigma: float = 1.0, local: float = 8.0) -> np.ndarray:
+    """Contrast-sign-invariant structure of a gray image: smoothed, normalised gradient magnitude.
+
+    The image is smoothed (Gaussian ``sigma``) and its gradient magnitude taken; the magnitude is
+    divided by its local mean (Gaussian window ``local``, plus a tenth of the global mean so flat noise
+    is not blown up), so that a faint thermal edge and a strong visible edge weigh alike; then divided
+    by its 99th percentile, clipped to 1, compressed by a square root and smoothed again (``sigma``)
+    to widen the basin of convergence. Output float32 in [0, 1].
+    """
+    g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    mag = cv2.magnitude(gx, gy)
+    mean = float(mag.mean())
+    if mean <= 1e-12:
+        return np.zeros_like(mag)
+    if local > 0:
+        mag = mag / (cv2.GaussianBlur(mag, (0, 0), local) + 0.1 * mean)
+    top = float(np.percentile(mag, 99.0))
+    mag = np.sqrt(np.minimum(mag / max(top, 1e-12), 1.0))
+    return cv2.GaussianBlur(mag, (0, 0), sigma)
+
+
+def orientation_features(gray: np.ndarray, sigma: float = 1.0, rho: float = 2.0) -> np.ndarray:
+    """Multi-channel structure of a gray image, invariant to the sign of contrast: (H, W, 3) float32.
+
+    Channel 0 is :func:`structure_map`; channels 1-2 are the doubled-angle edge orientation from the
+    structure tensor (Bigun & Granlund 1987; integration scale ``rho``): ``(Jxx - Jyy, 2 Jxy) /
+    (Jxx + Jyy + eps)``, which is the same for an edge and its contrast-inverted version and fades to 0
+    in flat or noisy regions. Orientation pins down positions that a magnitude map alone leaves loose.
+    """
+    g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), rho)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), rho)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), rho)
+    tr = jxx + jyy
+    eps = 0.1 * float(tr.mean()) + 1e-12
+    return np.dstack([structure_map(gray, sigma), (jxx - jyy) / (tr + eps), 2 * jxy / (tr + eps)]).astype(
+        np.float32
+    )
+
+
+def _scale_matrix(fx: float, fy: float) -> np.ndarray:
+    """Pixel-centre-aligned resampling by (fx, fy): what cv2.resize does to coordinates."""
+    return np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]], dtype=np.float64)
+
+
+def _similarity_about(center: tuple[float, float], angle_deg: float, scale: float) -> np.ndarray:
+    m = cv2.getRotationMatrix2D(center, angle_deg, scale)
+    return np.vstack([m, [0, 0, 1]]).astype(np.float64)
+
+
+def _project(matrix: np.ndarray, model: str, size: tuple[int, int]) -> np.ndarray:
+    """Nearest matrix of ``model`` (least squares on a grid of points of the visible grid)."""
+    if model in ("homography",):
+        return matrix / matrix[2, 2]
+    w, h = size
+    xs, ys = np.meshgrid(np.linspace(0, w - 1, 5), np.linspace(0, h - 1, 5))
+    dst = np.stack([xs.ravel(), ys.ravel()], 1)
+    src = cv2.perspectiveTransform(dst[None], np.linalg.inv(matrix))[0]
+    if model == "affine":
+        a = np.linalg.lstsq(np.c_[src, np.ones(len(src))], dst, rcond=None)[0].T
+        return np.vstack([a, [0, 0, 1]])
+    if model == "translation":
+        t = (dst - src).mean(0)
+        return np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1]], dtype=np.float64)
+    # similarity: x' = a x - b y + tx, y' = b x + a y + ty
+    n = len(src)
+    mat = np.zeros((2 * n, 4))
+    mat[0::2] = np.c_[src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)]
+    mat[1::2] = np.c_[src[:, 1], src[:, 0], np.zeros(n), np.ones(n)]
+    a, b, tx, ty = np.linalg.lstsq(mat, dst.ravel(), rcond=None)[0]
+    return np.array([[a, -b, tx], [b, a, ty], [0, 0, 1]], dtype=np.float64)
+
+
+def warp_image(
+    ir: np.ndarray,
+    matrix: np.ndarray,
+    vi_size: tuple[int, int],
+    *,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> np.ndarray:
+    """Resample ``ir`` onto a ``vi_size`` (width, height) grid with ``matrix`` (infrared -> visible).
+
+    Pixels outside the infrared field of view are 0. Keeps dtype and channels.
+    """
+    src = np.ascontiguousarray(ir)
+    if src.dtype == np.bool_:
+        src = src.astype(np.uint8)
+    out = cv2.warpPerspective(
+        src,
+        np.asarray(matrix, dtype=np.float64),
+        (int(vi_size[0]), int(vi_size[1])),
+        flags=interpolation,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return out
+
+
+def corner_error(estimate: np.ndarray, truth: np.ndarray, vi_size: tuple[int, int]) -> float:
+    """Mean distance (visible pixels) between the visible image's 4 corners and where they land after
+    going to the infrared image with ``estimate`` and back with ``truth``."""
+    w, h = vi_size
+    c = np.array([[[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]]], dtype=np.float64)
+    back = cv2.perspectiveTransform(c, truth @ np.linalg.inv(estimate))
+    return float(np.linalg.norm(back - c, axis=-1).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# the registration
+
+
+def _levels(vi_size: tuple[int, int], coarse: int, finest: int) -> list[float]:
+    """Pyramid factors (coarse to fine) relative to the visible size; the finest is <= ``finest`` px."""
+    longest = max(vi_size)
+    top = min(1.0, finest / longest)
+    f = min(top, coarse / longest)
+    out = [f]
+    while out[-1] < top - 1e-9:
+        out.append(min(top, out[-1] * 2))
+    return out
+
+
+def _ecc(
+    template: np.ndarray,
+    image: np.ndarray,
+    warp_vi_to_ir: np.ndarray,
+    motion: int,
+    iterations: int,
+    eps: float,
+) -> tuple[np.ndarray, float | None]:
+    """One cv2.findTransformECC run; returns (warp VI->IR, correlation or None on failure)."""
+    if motion == cv2.MOTION_HOMOGRAPHY:
+        w = (warp_vi_to_ir / warp_vi_to_ir[2, 2]).astype(np.float32)
+    else:
+        w = warp_vi_to_ir[:2].astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, eps)
+    try:
+        rho, w = cv2.findTransformECC(template, image, w, motion, criteria, None, 1)
+    except cv2.error:
+        return warp_vi_to_ir, None
+    if not np.isfinite(w).all():
+        return warp_vi_to_ir, None
+    full = w.astype(np.float64) if motion == cv2.MOTION_HOMOGRAPHY else np.vstack([w, [0, 0, 1]])
+    return full, float(rho)
+
+
+def _correlation(fv: np.ndarray, fi: np.ndarray, h_level: np.ndarray) -> tuple[float, float]:
+    """ECC correlation of the visible map and the warped infrared map on their overlap, and the overlap."""
+    size = (fv.shape[1], fv.shape[0])
+    warped = cv2.warpPerspective(fi, h_level, size, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.ones_like(fi, dtype=np.uint8), h_level, size, flags=cv2.INTER_NEAREST)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
+    overlap = float(mask.mean())
+    if overlap < 0.05:
+        return 0.0, overlap
+    try:
+        rho = float(cv2.computeECC(fv, warped, mask))
+    except cv2.error:
+        return 0.0, overlap
+    return (rho if np.isfinite(rho) else 0.0), overlap
+
+
+def _jacobian(model: str, xn: np.ndarray, yn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """d(u, v)/dp at p = 0 for the parameterisation of :func:`_delta` (normalised coordinates)."""
+    z, o = np.zeros_like(xn), np.ones_like(xn)
+    if model == "translation":
+        return np.stack([o, z], 1), np.stack([z, o], 1)
+    if model == "similarity":
+        return np.stack([xn, -yn, o, z], 1), np.stack([yn, xn, z, o], 1)
+    du = [xn, yn, o, z, z, z]
+    dv = [z, z, z, xn, yn, o]
+    if model == "homography":
+        du += [-xn * xn, -xn * yn]
+        dv += [-xn * yn, -yn * yn]
+    return np.stack(du, 1), np.stack(dv, 1)
+
+
+def _delta(model: str, p: np.ndarray) -> np.ndarray:
+    if model == "translation":
+        return np.array([[1, 0, p[0]], [0, 1, p[1]], [0, 0, 1]])
+    if model == "similarity":
+        return np.array([[1 + p[0], -p[1], p[2]], [p[1], 1 + p[0], p[3]], [0, 0, 1]])
+    m = np.array([[1 + p[0], p[1], p[2]], [p[3], 1 + p[4], p[5]], [0, 0, 1]])
+    if model == "homography":
+        m[2, :2] = p[6:8]
+    return m
+
+
+def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples (n, c) of an (H, W, c) float32 image at points (x, y) (cv2.remap)."""
+    n = len(x)
+    cols = 1024
+    rows = -(-n // cols)
+    mx = np.zeros(rows * cols, np.float32)
+    my = np.zeros(rows * cols, np.float32)
+    mx[:n], my[:n] = x, y
+    out = cv2.remap(
+        img, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return out.reshape(rows * cols, -1)[:n]
+
+
+def _gauss_newton(
+    tv: np.ndarray, ti: np.ndarray, h_level: np.ndarray, model: str, iterations: int, max_pixels: int = 40000
+) -> np.ndarray | None:
+    """Inverse-compositional Gauss-Newton (Baker & Matthews, IJCV 56(3), 2004) on multi-channel maps.
+
+    ``tv``: visible features (template), ``ti``: infrared features on the same level grid, both
+    (H, W, C). ``h_level``: current IR~ -> VI matrix at this level. Minimises the sum of squared
+    feature differences over the overlap; uses the ``max_pixels`` template pixels of strongest
+    structure. Returns the refined matrix, or None when the problem is degenerate.
+    """
+    h, w, c = tv.shape
+    scale = 2.0 / max(w, h)
+    norm = np.array([[scale, 0, -scale * (w - 1) / 2], [0, scale, -scale * (h - 1) / 2], [0, 0, 1]])
+    gx = np.dstack([cv2.Sobel(tv[..., k], cv2.CV_32F, 1, 0, ksize=3, scale=0.125) for k in range(c)])
+    gy = np.dstack([cv2.Sobel(tv[..., k], cv2.CV_32F, 0, 1, ksize=3, scale=0.125) for k in range(c)])
+    strength = (gx * gx + gy * gy).sum(-1)
+    border = 2
+    strength[:border], strength[-border:], strength[:, :border], strength[:, -border:] = 0, 0, 0, 0
+    flat = strength.ravel()
+    n = min(max_pixels, int((flat > 0).sum()))
+    if n < 50:
+        return None
+    idx = np.argpartition(-flat, n - 1)[:n]
+    ys, xs = np.divmod(idx, w)
+    xn, yn = xs * scale - scale * (w - 1) / 2, ys * scale - scale * (h - 1) / 2
+    ju, jv = _jacobian(model, xn.astype(np.float64), yn.astype(np.float64))
+    # steepest-descent images per channel, gradients w.r.t. normalised coordinates
+    gxs = gx.reshape(-1, c)[idx].astype(np.float64) / scale
+    gys = gy.reshape(-1, c)[idx].astype(np.float64) / scale
+    sd = gxs[:, :, None] * ju[:, None, :] + gys[:, :, None] * jv[:, None, :]  # (n, c, k)
+    tvals = tv.reshape(-1, c)[idx].astype(np.float64)
+    # W: VI level pixel -> IR~ level pixel; only the selected template pixels are sampled
+    warp = np.linalg.inv(h_level)
+    kdim = sd.shape[-1]
+    sd2 = sd.reshape(n * c, kdim)
+    hess_all = sd2.T @ sd2
+    pts = np.stack([xs, ys], 1).astype(np.float64)[None]
+    hi, wi_ = ti.shape[:2]
+    ti = np.ascontiguousarray(ti, dtype=np.float32)
+    best: tuple[float, np.ndarray] | None = None
+    worse = 0
+    for _ in range(iterations):
+        src = cv2.perspectiveTransform(pts, warp)[0]
+        m = (src[:, 0] >= 0) & (src[:, 0] <= wi_ - 1) & (src[:, 1] >= 0) & (src[:, 1] <= hi - 1)
+        if m.sum() < 50:
+            return None
+        sampled = _sample(ti, src[:, 0], src[:, 1]).astype(np.float64)
+        err = (sampled - tvals) * m[:, None]
+        cost = float((err**2).sum() / max(1, int(m.sum())))
+        if best is None or cost < best[0]:
+            best, worse = (cost, warp), 0
+        else:
+            worse += 1
+        if m.all():
+            hess = hess_all
+        else:
+            bad = sd2[np.repeat(~m, c)]
+            hess = hess_all - bad.T @ bad
+        b = sd2.T @ err.reshape(-1)
+        try:
+            dp = np.linalg.solve(hess + 1e-9 * np.eye(kdim) * np.trace(hess), b)
+        except np.linalg.LinAlgError:
+            return None
+        dw = np.linalg.inv(norm) @ _delta(model, dp) @ norm
+        warp = warp @ np.linalg.inv(dw)
+        warp = warp / warp[2, 2]
+        if not np.isfinite(warp).all():
+            return None
+        step = float(np.abs(dp).max() / scale)
+        if step < 0.03 or worse >= 3:  # moves < ~0.03 px, or no better for 3 steps
+            break
+    return np.linalg.inv(best[1] if best is not None else warp)
+
+
+def _search(
+    fv: np.ndarray,
+    fi: np.ndarray,
+    model: str,
+    max_rotation: float,
+    scale_range: tuple[float, float],
+) -> list[np.ndarray]:
+    """Candidate IR~ -> VI matrices at the search level, best first (phase correlation per rotation/scale)."""
+    h, w = fv.shape
+    center = ((w - 1) / 2, (h - 1) / 2)
+    if model == "translation":
+        angles, scales = [0.0], [1.0]
+    else:
+        n_ang = max(1, int(round(2 * max_rotation / 2.0)) + 1)
+        angles = list(np.linspace(-max_rotation, max_rotation, n_ang)) if max_rotation > 0 else [0.0]
+        lo, hi = scale_range
+        n_sc = max(1, int(round(np.log(hi / lo) / np.log(1.06))) + 1)
+        scales = list(np.geomspace(lo, hi, n_sc)) if hi > lo else [lo]
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    fv32 = fv.astype(np.float32)
+    scored: list[tuple[float, np.ndarray]] = []
+    for a in angles:
+        for s in scales:
+            m = _similarity_about(center, float(a), float(s))
+            warped = cv2.warpAffine(fi, m[:2], (w, h), flags=cv2.INTER_LINEAR)
+            (dx, dy), resp = cv2.phaseCorrelate(fv32, warped.astype(np.float32), window)
+            t = np.array([[1, 0, -dx], [0, 1, -dy], [0, 0, 1]], dtype=np.float64)
+            scored.append((float(resp), t @ m))
+    scored.sort(key=lambda p: -p[0])
+    return [m for _, m in scored]
+
+
+def _rotate_orientation(feat: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Orientation channels 1-2 of :func:`orientation_features` after rotating the image by ``angle_deg``
+    (counter-clockwise, as cv2.getRotationMatrix2D): the doubled angle turns by twice as much."""
+    a = np.deg2rad(2 * angle_deg)
+    # cv2's positive angle is counter-clockwise on screen, i.e. clockwise in (x, y-down) coordinates
+    ca, sa = np.cos(a), -np.sin(a)
+    out = feat.copy()
+    out[..., 1] = ca * feat[..., 1] - sa * feat[..., 2]
+    out[..., 2] = sa * feat[..., 1] + ca * feat[..., 2]
+    return out
+
+
+def _search_xcorr(
+    tv: np.ndarray,
+    ti: np.ndarray,
+    model: str,
+    max_rotation: float,
+    scale_range: tuple[float, float],
+) -> list[np.ndarray]:
+    """Candidate IR~ -> VI matrices at the search level, best first.
+
+    For every rotation and scale of a grid, the infrared feature maps (:func:`orientation_features`,
+    orientation rotated along) are cross-correlated with the visible ones over all translations (FFT,
+    zero padding so shifts do not wrap); the score is the peak correlation normalised by both maps'
+    energy on the overlap of the whole frames.
+    """
+    h, w, c = tv.shape
+    center = ((w - 1) / 2, (h - 1) / 2)
+    if model == "translation":
+        angles, scales = [0.0], [1.0]
+    else:
+        n_ang = max(1, int(round(2 * max_rotation / 2.0)) + 1)
+        angles = list(np.linspace(-max_rotation, max_rotation, n_ang)) if max_rotation > 0 else [0.0]
+        lo, hi = scale_range
+        n_sc = max(1, int(round(np.log(hi / lo) / np.log(1.06))) + 1)
+        scales = list(np.geomspace(lo, hi, n_sc)) if hi > lo else [lo]
+    ph, pw = cv2.getOptimalDFTSize(int(h * 1.5)), cv2.getOptimalDFTSize(int(w * 1.5))
+    tvz = tv - tv.reshape(-1, c).mean(0)
+    fv_spec = []
+    for k in range(c):
+        pad = np.zeros((ph, pw), np.float32)
+        pad[:h, :w] = tvz[..., k]
+        fv_spec.append(cv2.dft(pad, flags=cv2.DFT_COMPLEX_OUTPUT))
+    ev = float(np.sqrt((tvz**2).sum()))
+    ones = np.ones((h, w), np.float32)
+    scored: list[tuple[float, np.ndarray]] = []
+    for a in angles:
+        ta = _rotate_orientation(ti, float(a)) if a != 0 else ti
+        for s in scales:
+            m = _similarity_about(center, float(a), float(s))
+            warped = cv2.warpAffine(ta, m[:2], (w, h), flags=cv2.INTER_LINEAR)
+            valid = cv2.warpAffine(ones, m[:2], (w, h), flags=cv2.INTER_NEAREST) > 0
+            if valid.sum() < 0.1 * h * w:
+                continue
+            warped = (warped - warped[valid].mean(0)) * valid[..., None]
+            acc = None
+            for k in range(c):
+                pad = np.zeros((ph, pw), np.float32)
+                pad[:h, :w] = warped[..., k]
+                spec = cv2.mulSpectrums(fv_spec[k], cv2.dft(pad, flags=cv2.DFT_COMPLEX_OUTPUT), 0, conjB=True)
+                acc = spec if acc is None else acc + spec
+            corr = cv2.idft(acc, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+            # only shifts up to 40 % of the size: corr[dy, dx] = sum fv(x + d) * warped(x)
+            my, mx = int(0.4 * h), int(0.4 * w)
+            corr[my + 1 : ph - my, :] = -np.inf
+            corr[:, mx + 1 : pw - mx] = -np.inf
+            _, peak, _, (px, py) = cv2.minMaxLoc(corr)
+            dx = px if px <= mx else px - pw
+            dy = py if py <= my else py - ph
+            score = peak / (ev * float(np.sqrt((warped**2).sum())) + 1e-12)
+            t = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], dtype=np.float64)
+            scored.append((score, t @ m))
+    scored.sort(key=lambda p: -p[0])
+    return [m for _, m in scored]
+
+
+def register(
+    ir: np.ndarray,
+    vi: np.ndarray,
+    model: str = "homography",
+    *,
+    max_rotation: float = 12.0,
+    scale_range: tuple[float, float] = (0.75, 1.35),
+    candidates: int = 4,
+    coarse: int = 160,
+    finest: int = 1400,
+    iterations: int = 60,
+    sigma: float = 1.0,
+    init: np.ndarray | None = None,
+    refine: str = "structure",
+    search: str = "xcorr",
+    fine_iter_ratio: float = 0.5,
+    return_warped: bool = True,
+) -> Registration:
+    """Register infrared image ``ir`` onto visible image ``vi``.
+
+    ``ir`` and ``vi``: HxW or HxWx3 arrays of any numeric dtype (colour is reduced to luma); they
+    may differ in size. ``model``: translation, similarity, affine or homography. The search covers
+    rotations up to ``max_rotation`` degrees and relative scales in ``scale_range`` (after the
+    infrared image is resampled to the visible size), and translations up to 40 % of the size
+    (``search="phase"``: about half). ``candidates``: how many search results are refined at the
+    coarse level (longest side ``coarse`` px). ``init``: a known infrared -> visible matrix to start
+    from (skips the search). ``finest``: longest side of the finest pyramid level (the visible size or
+    less). ``refine``: ``structure`` (default: Gauss-Newton on gradient magnitude + edge orientation
+    maps) or ``ecc`` (cv2.findTransformECC on the gradient magnitude map only). ``iterations``: at most
+    that many on the coarsest level, ``fine_iter_ratio`` times as many (at least 15) on finer ones.
+    Returns a :class:`Registration`; ``warped`` is the infrared image on the visible grid.
+    """
+    if model not in MODELS:
+        raise InputError(f"unknown registration model {model!r}; use one of {', '.join(MODELS)}")
+    if refine not in ("structure", "ecc") or search not in ("xcorr", "phase"):
+        raise InputError(
+            f"refine must be structure or ecc and search xcorr or phase, got {refine!r}, {search!r}"
+        )
+    gi = _gray_float(ir, "infrared image")
+    gv = _gray_float(vi, "visible image")
+    ir_size = (gi.shape[1], gi.shape[0])
+    vi_size = (gv.shape[1], gv.shape[0])
+    # IR~ : the infrared image resampled to the visible size; s0 maps IR pixels to IR~ pixels
+    s0 = _scale_matrix(vi_size[0] / ir_size[0], vi_size[1] / ir_size[1])
+    motion = _ECC_MOTION[model]
+
+    factors = _levels(vi_size, coarse, finest)
+    h_full: np.ndarray | None = None  # IR~ -> VI, full visible resolution
+    if init is not None:
+        h_full = np.asarray(init, dtype=np.float64) @ np.linalg.inv(s0)
+    fv = fi = None
+    d = np.eye(3)
+    for li, f in enumerate(factors):
+        size = (max(8, round(vi_size[0] * f)), max(8, round(vi_size[1] * f)))
+        d = _scale_matrix(size[0] / vi_size[0], size[1] / vi_size[1])
+        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+        lv = cv2.resize(gv, size, interpolation=interp)
+        li_img = cv2.resize(gi, size, interpolation=cv2.INTER_AREA if size[0] < ir_size[0] else interp)
+        fv = structure_map(lv, sigma)
+        fi = structure_map(li_img, sigma)
+        # coarse levels: affine for the homography model (fewer unknowns, wider basin)
+        lvl_motion = cv2.MOTION_AFFINE if (motion == cv2.MOTION_HOMOGRAPHY and li == 0) else motion
+        iters = iterations if li == 0 else max(15, int(iterations * fine_iter_ratio))
+        if h_full is None:
+            if search == "phase":
+                cands = _search(fv, fi, model, max_rotation, scale_range)
+            else:
+                cands = _search_xcorr(
+                    orientation_features(lv, sigma),
+                    orientation_features(li_img, sigma),
+                    model,
+                    max_rotation,
+                    scale_range,
+                )
+            cands = cands[: max(1, candidates)]
+            best: tuple[float, np.ndarray] | None = None
+            for hc in cands:
+                w, r = _ecc(fv, fi, np.linalg.inv(hc), lvl_motion, iters, 1e-5)
+                hl = _project(np.linalg.inv(w), model, size) if r is not None else hc
+                score = r if r is not None else -1.0
+                if best is None or score > best[0]:
+                    best = (score, hl)
+            assert best is not None
+            h_full = np.linalg.inv(d) @ best[1] @ d
+            continue
+        hl = d @ h_full @ np.linalg.inv(d)
+        if refine == "ecc":
+            w, r = _ecc(fv, fi, np.linalg.inv(hl), lvl_motion, iters, 1e-6)
+            if r is not None:
+                hl = _project(np.linalg.inv(w), model, size)
+                h_full = np.linalg.inv(d) @ hl @ d
+            continue
+        lvl_model = "affine" if (model == "homography" and li == 0) else model
+        new = _gauss_newton(
+            orientation_features(lv, sigma), orientation_features(li_img, sigma), hl, lvl_model, iters
+        )
+        if new is not None:
+            h_full = np.linalg.inv(d) @ new @ d
+    assert h_full is not None and fv is not None and fi is not None
+    h_full = _project(h_full, model, vi_size) if model != "homography" else h_full / h_full[2, 2]
+    conf, overlap = _correlation(fv, fi, d @ h_full @ np.linalg.inv(d))
+    matrix = h_full @ s0
+    matrix = matrix / matrix[2, 2]
+    warped = warp_image(np.asarray(ir), matrix, vi_size) if return_warped else None
+    return Registration(
+        matrix=matrix,
+        model=model,
+        confidence=conf,
+        ir_size=ir_size,
+        vi_size=vi_size,
+        overlap=overlap,
+        warped=warped,
+    )
+
+
+def align_pair(
+    ir: np.ndarray,
+    vi: np.ndarray,
+    *,
+    model: str = "homography",
+    transform: Registration | str | os.PathLike | None = None,
+    min_confidence: float | None = None,
+    **options: Any,
+) -> tuple[np.ndarray, Registration]:
+    """The infrared image on the visible grid, ready to fuse with ``vi``: ``(warped_ir, registration)``.
+
+    With ``transform`` (a :class:`Registration` or a JSON file of :func:`save_transform`), that
+    transform is applied without estimating anything; the infrared size must match the one it was
+    estimated on. Otherwise :func:`register` runs with ``model`` and ``options``. With
+    ``min_confidence``, a registration of lower confidence raises :class:`RegistrationError`.
+    """
+    if transform is not None:
+        reg = transform if isinstance(transform, Registration) else load_transform(transform)
+        h, w = np.asarray(ir).shape[:2]
+        if (w, h) != tuple(reg.ir_size):
+            raise InputError(
+                f"infrared image is {w}x{h} but the transform was estimated on "
+                f"{reg.ir_size[0]}x{reg.ir_size[1]}"
+            )
+        vh, vw = np.asarray(vi).shape[:2]
+        if (vw, vh) != tuple(reg.vi_size):
+            raise InputError(
+                f"visible image is {vw}x{vh} but the transform maps to {reg.vi_size[0]}x{reg.vi_size[1]}"
+            )
+        warped = reg.warp(np.asarray(ir))
+        return warped, reg
+    reg = register(ir, vi, model, **options)
+    if min_confidence is not None and reg.confidence < min_confidence:
+        raise RegistrationError(
+            f"registration confidence {reg.confidence:.3f} is below the threshold {min_confidence:.3f}"
+        )
+    assert reg.warped is not None
+    return reg.warped, reg
+
+
+class RegistrationError(InputError):
+    """A registration too unreliable to use (confidence below the requested threshold)."""
+
+
+# --------------------------------------------------------------------------------------------
+# JSON files
+
+
+def save_transform(reg: Registration, path: str | os.PathLike) -> Path:
+    """Write ``reg``'s transform (model, matrix, image sizes, confidence) as JSON, atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(reg.as_dict(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def load_transform(path: str | os.PathLike) -> Registration:
+    """Read a transform written by :func:`save_transform` (no warped image)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p}: not a readable JSON transform ({exc})") from None
+    try:
+        matrix = np.asarray(data["matrix"], dtype=np.float64)
+        model = str(data["model"])
+        ir_size = (int(data["ir_size"][0]), int(data["ir_size"][1]))
+        vi_size = (int(data["vi_size"][0]), int(data["vi_size"][1]))
+        confidence = float(data.get("confidence", float("nan")))
+        overlap = float(data.get("overlap", 0.0))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"{p}: not an ivfuse transform ({exc!r})") from None
+    if matrix.shape != (3, 3) or not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-12:
+        raise InputError(f"{p}: the matrix must be a finite, invertible 3x3 matrix")
+    if model not in MODELS:
+        raise InputError(f"{p}: unknown model {model!r}")
+    return Registration(
+        matrix=matrix, model=model, confidence=confidence, ir_size=ir_size, vi_size=vi_size, overlap=overlap
+    )
