@@ -21,7 +21,7 @@ Pipeline (all geometry is expressed as a 3x3 matrix mapping infrared pixel -> vi
    magnitude map (``refine="ecc"``).
 4. Confidence: the ECC correlation of the two gradient-magnitude maps on their overlap at the finest
    level (1 = identical structure; unrelated images give about 0, correctly registered real pairs
-   about 0.15-0.75).
+   about 0.13-0.75).
 
 Models: ``translation`` (2 parameters), ``similarity`` (rotation, isotropic scale, translation; 4),
 ``affine`` (6) and ``homography`` (8). In every model the initial resampling to the visible size may be
