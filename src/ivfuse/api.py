@@ -63,6 +63,12 @@ class Pipeline:
         **options: method options (e.g. ``rule="l1"`` for didfuse, ``levels=4`` for lp).
     """
 
+    #: an :class:`ivfuse.register.Alignment` that puts every infrared image on the visible grid
+    #: before fusion (``ivfuse fuse --register`` / ``--transform``); None: pairs are aligned already
+    align: Any = None
+    #: the :class:`ivfuse.register.Registration` of the last pair aligned with :attr:`align`
+    last_registration: Any = None
+
     def __init__(
         self,
         method: str = DEFAULT_METHOD,
@@ -110,6 +116,8 @@ class Pipeline:
             return self._fuse_two(ir, vi)
         ir_arr, ir_name = _load(ir, "infrared")
         vi_arr, vi_name = _load(vi, "visible")
+        if self.align is not None:  # registration (RegistrationError below its confidence threshold)
+            ir_arr, self.last_registration = self.align.apply(ir_arr, vi_arr)
         check_pair(ir_arr, vi_arr, (ir_name, vi_name), plane=False, dtype=None)
         if ir_arr.ndim == 3 and ir_arr.shape[-1] == 1:
             ir_arr = ir_arr[..., 0]

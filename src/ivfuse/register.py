@@ -703,3 +703,35 @@ def load_transform(path: str | os.PathLike) -> Registration:
     return Registration(
         matrix=matrix, model=model, confidence=confidence, ir_size=ir_size, vi_size=vi_size, overlap=overlap
     )
+
+
+# --------------------------------------------------------------------------------------------
+# what a fusion run applies
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How a fusion run puts the infrared image on the visible grid (``ivfuse fuse --register`` /
+    ``--transform``): estimate a transform with ``model`` for each pair (refused below
+    ``min_confidence``), or apply one fixed ``transform`` to every pair (a :class:`Registration`,
+    or a JSON file of :func:`save_transform`, read once here: a fixed rig).
+
+    :class:`ivfuse.api.Pipeline` applies it to every pair when set as ``pipeline.align``; video
+    fusion (:func:`ivfuse.video.fuse_video`) estimates once, on the first frame pair.
+    """
+
+    model: str = "homography"
+    transform: Registration | str | os.PathLike | None = None
+    min_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise InputError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.transform is not None and not isinstance(self.transform, Registration):
+            object.__setattr__(self, "transform", load_transform(self.transform))
+
+    def apply(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, Registration]:
+        """``(warped_ir, registration)`` of one pair (:func:`align_pair`)."""
+        return align_pair(
+            ir, vi, model=self.model, transform=self.transform, min_confidence=self.min_confidence
+        )

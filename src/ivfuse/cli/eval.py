@@ -220,9 +220,41 @@ def eval_command(
     list_only: Annotated[
         bool, typer.Option("--list", help="List every metric of every profile with its definition and exit.")
     ] = False,
+    video: Annotated[
+        tuple[Path, Path, Path] | None,
+        typer.Option(
+            "--video",
+            metavar="FUSED IR VI",
+            help="Temporal consistency of a fused video (or image folder) against its source videos: "
+            "flicker and motion-compensated flicker (--json writes them).",
+        ),
+    ] = None,
+    transform: Annotated[
+        Path | None,
+        typer.Option(
+            "--transform", help="--video: warp infrared frames onto the visible grid with this transform."
+        ),
+    ] = None,
+    flow: Annotated[
+        str,
+        typer.Option("--flow", help="--video: optical flow of the motion compensation, dis or farneback."),
+    ] = "dis",
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", help="--video: only the first N frames.")
+    ] = None,
 ) -> None:
-    """Evaluate fused images against their infrared/visible pairs (matched by file stem)."""
+    """Evaluate fused images against their infrared/visible pairs (matched by file stem), or a fused
+    video against its source videos (--video FUSED IR VI)."""
     try:
+        if video is not None:
+            from .video import eval_video
+
+            if any(x is not None for x in (ir, vi, fused, a, b, pairs, csv_path)):
+                raise InputError("--video FUSED IR VI takes no --ir/--vi/--fused/--a/--b/--pairs/--csv")
+            eval_video(
+                *video, transform=transform, flow=flow, max_frames=max_frames, json_path=json_path, out=_out
+            )
+            return
         if not list_only:
             ir, vi = resolve_sources(ir, vi, a, b, pairs)
         _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only)

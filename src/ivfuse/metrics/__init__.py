@@ -16,7 +16,10 @@ Layout: the family modules (:mod:`.information`, :mod:`.statistics`, :mod:`.stru
 declare each metric once (:class:`~ivfuse.metrics.definition.Metric`); :mod:`.registry` collects
 the declarations into profiles; :mod:`.planes` (cached channels), :mod:`.filters`,
 :mod:`.validation`, :mod:`.buffers`, :mod:`.arctan`, :mod:`.threads` and :mod:`.scheduler` are the
-shared machinery. Settings: :func:`set_threads` (threads per :func:`evaluate` call) and
+shared machinery. :mod:`.temporal` holds the temporal-consistency measures of a fused *video*
+(:func:`flicker`, :func:`flicker_mc`, :func:`temporal_consistency`): functions over frame sequences,
+not per-image metrics, so not in the profiles. Settings: :func:`set_threads` (threads per
+:func:`evaluate` call) and
 :func:`set_filter_impl` (``"opencv"``, the default, or ``"scipy"`` filters, a cross-check; not to
 be confused with :mod:`ivfuse.backends`, the inference engines of the networks).
 """
@@ -59,6 +62,7 @@ from .statistics import (
     standard_deviation,
 )
 from .structural import mef_ssim, qabf, qc, qcb, qcv, qw, qy, ssim, ssim_fusion
+from .temporal import TemporalConsistency, flicker, flicker_mc, temporal_consistency
 from .threads import get_threads, set_threads
 from .validation import rgb2gray
 from .visual import ifc, vif, viff
@@ -68,6 +72,7 @@ __all__ = [
     "PROFILES",
     "MetricInfo",
     "Profile",
+    "TemporalConsistency",
     "average_gradient",
     "correlation_coefficient",
     "clear_buffers",
@@ -76,6 +81,8 @@ __all__ = [
     "entropy",
     "evaluate",
     "filter_impl",
+    "flicker",
+    "flicker_mc",
     "fmi",
     "get_filter_impl",
     "get_profile",
@@ -109,6 +116,7 @@ __all__ = [
     "ssim_fusion",
     "ssim_ref",
     "standard_deviation",
+    "temporal_consistency",
     "tsallis_entropy",
     "vif",
     "viff",
