@@ -41,3 +41,19 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def create_or_random(name: str, **options):
+    """``registry.create(name, **options)``; for a trainable method whose weights are not shipped
+    (yet), its fuser on the network of its training spec at a seeded random initialisation (what
+    ``benchmarks/bench_deep.py`` times in that case), so the contract and backend tests still run."""
+    import torch
+
+    from ivfuse.methods import registry
+
+    info = registry.info(name)
+    if info.weights_shipped or not info.trainable:
+        return registry.create(name, **options)
+    torch.manual_seed(0)
+    config, training_spec = registry.training(name)
+    return info.fuser(training_spec(config()).build_model().eval(), **options)

@@ -12,6 +12,8 @@ from ivfuse.errors import InputError, MethodError
 from ivfuse.methods import registry
 from ivfuse.methods.base import Fuser, SideMap, check_pair
 
+from .conftest import create_or_random
+
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 METHODS = [m.name for m in registry.available()]
@@ -27,7 +29,7 @@ def _pairs(n=2, h=21, w=26):
 
 @pytest.fixture(scope="module", params=METHODS)
 def fuser(request):
-    return request.param, registry.create(request.param, **OPTIONS.get(request.param, {}))
+    return request.param, create_or_random(request.param, **OPTIONS.get(request.param, {}))
 
 
 def test_every_method_is_a_fuser_of_its_registered_class(fuser):
