@@ -10,10 +10,12 @@ misaligned edges show magenta and green fringes.
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 import ivfuse
 from ivfuse.data.rig import synthetic_rig
@@ -56,8 +58,12 @@ def main() -> None:
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    # a 256-colour palette keeps the committed PNG small
+    img = Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
     with atomic_write(args.out) as tmp:
-        fig.savefig(tmp, format="png")
+        img.save(tmp, format="PNG", optimize=True)
     print(f"wrote {args.out}")
 
 

@@ -118,12 +118,61 @@ def fuse_command(
         bool,
         typer.Option(help="Percentile-stretch 16-bit inputs (0.5-99.5 %); --no-stretch divides by 65535."),
     ] = True,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register",
+            help="Register each infrared image onto the visible grid first (video: once, on the first "
+            "frame pair); a pair below --min-confidence is refused (exit 2; folders: reported failed).",
+        ),
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="--register: translation, similarity, affine or homography (default)."),
+    ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option("--min-confidence", help="--register: refuse below this structural correlation (0.1)."),
+    ] = None,
+    transform: Annotated[
+        Path | None,
+        typer.Option(
+            "--transform", help="Apply this saved transform (ivfuse register --save-transform) to every pair."
+        ),
+    ] = None,
+    video: Annotated[
+        bool,
+        typer.Option(
+            "--video",
+            help="IR and VI are videos (or image-sequence folders) and OUT a video file or folder. Each "
+            "visible frame takes the infrared frame at or nearest before its timestamp.",
+        ),
+    ] = False,
+    codec: Annotated[
+        str | None,
+        typer.Option(
+            "--codec", help="--video: output encoder (default: the visible video's, else libx264/mpeg4)."
+        ),
+    ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            "--fps", help="--video: output frame rate (default: the visible video's; 25 for image folders)."
+        ),
+    ] = None,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", help="--video: fuse only the first N frames.")
+    ] = None,
     rule: RuleOpt = None,
     param: ParamOpt = None,
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="--video: frames per fuse_batch call (one network batch).")
+    ] = 1,
 ) -> None:
-    """Fuse one pair (IR VI -o OUT) or folders of pairs matched by file stem (--ir/--vi or --pairs).
+    """Fuse one pair (IR VI -o OUT), folders of pairs matched by file stem (--ir/--vi or --pairs), or
+    two videos (--video IR VI -o OUT.mp4).
 
     Inputs are never written over: an output file that is one of the inputs, --ir and --vi naming
     one folder, and an output folder inside an input folder are refused (exit 2). An existing
@@ -132,9 +181,18 @@ def fuse_command(
     if bit_depth not in (8, 16):
         raise InputError(f"--bit-depth must be 8 or 16, got {bit_depth}")
     folder_mode = ir_dir is not None or vi_dir is not None or pairs_dir is not None
+    from .video import make_alignment, registration_note, run_video
+
+    align = make_alignment(register, transform, model, min_confidence, task)
+    if video and (folder_mode or ir is None or vi is None):
+        raise InputError("--video takes IR VI: two video files or two image-sequence folders")
     if folder_mode == (ir is not None or vi is not None):
         raise InputError("give either IR and VI files, or --ir DIR --vi DIR, or --pairs DIR")
-    if not folder_mode:
+    if video:
+        from ..video import refuse_video_output
+
+        refuse_video_output(output, ir, vi)
+    elif not folder_mode:
         if ir is None or vi is None:
             raise InputError("single-pair mode needs both IR and VI files")
         api.refuse_input_as_output(output, (ir, vi))
@@ -150,9 +208,17 @@ def fuse_command(
     if rule is not None:
         options["rule"] = rule
     pipeline = api.load(method, task=task, stretch16=stretch, backend=backend, precision=precision, **options)
+    if video:
+        run_video(
+            pipeline, ir, vi, output, align=align, batch_size=batch_size, codec=codec, fps=fps, ext=ext,
+            overwrite=overwrite, max_frames=max_frames, out=out, err=err,
+        )  # fmt: skip
+        return
+    pipeline.align = align
     if not folder_mode:
         path = pipeline.fuse_files(ir, vi, output, bit_depth=bit_depth)
         how = f" ({pipeline.backend})" if pipeline.info.family != "classical" else ""
+        how += registration_note(pipeline.last_registration)
         out.print(
             f"fused [bold]{ir.name}[/bold] + [bold]{vi.name}[/bold] with {pipeline.info.name}{how} -> {path}",
             highlight=False,

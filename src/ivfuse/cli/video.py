@@ -113,9 +113,11 @@ def run_video(
             progress=update,
         )
     what = f"{res.codec}, {float(res.fps):g} fps" if res.kind == "video" else f"{ext} images"
+    device = getattr(pipeline, "device", "cpu")
+    how = f" ({pipeline.backend}, {device})" if pipeline.info.family != "classical" else ""
     out.print(
         f"fused {res.frames} frames of [bold]{ir.name}[/bold] + [bold]{vi.name}[/bold] with "
-        f"{pipeline.info.name}{registration_note(res.registration)} -> {res.output} "
+        f"{pipeline.info.name}{how}{registration_note(res.registration)} -> {res.output} "
         f"({res.size[0]}x{res.size[1]}, {what}; {res.frames_per_second:.1f} frames/s)",
         highlight=False,
     )
