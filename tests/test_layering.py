@@ -1,7 +1,8 @@
 """The package's import layers, read from the source with ``ast`` (no import runs).
 
-* bottom: ``errors``, ``_version``, ``io`` and ``nn`` import nothing of ivfuse above them
-  (``io`` uses ``errors`` only; ``nn`` nothing but itself, ``errors`` and ``_version``);
+* bottom: ``errors``, ``_version``, ``io``, ``nn`` and ``devices`` import nothing of ivfuse above
+  them (``io`` and ``devices`` use ``errors`` only; ``nn`` nothing but itself, ``errors`` and
+  ``_version``);
 * top: only the CLI (``ivfuse.cli``, ``ivfuse.__main__``) imports ``ivfuse.cli``;
 * no module inside the package imports the package root (``from .. import __version__``,
   ``import ivfuse``): the root re-exports, it is not a dependency.
@@ -21,6 +22,7 @@ BOTTOM = {
     "ivfuse._version": (),
     "ivfuse.io": ("ivfuse.errors",),
     "ivfuse.nn": ("ivfuse.nn", "ivfuse.errors", "ivfuse._version"),
+    "ivfuse.devices": ("ivfuse.errors",),
 }
 
 

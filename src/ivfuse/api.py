@@ -39,6 +39,24 @@ def _load(x: ImageLike, role: str) -> tuple[np.ndarray, str]:
     return io.read_image(x), str(x)
 
 
+@dataclass
+class _Prepared:
+    """An infrared-visible pair read and checked: the planes to fuse and the visible chroma."""
+
+    ir: np.ndarray
+    vi: np.ndarray
+    ycc: np.ndarray | None  # YCbCr of a colour visible image, else None
+    messages: tuple[str, ...] = ()
+
+    def finish(self, fused: np.ndarray) -> np.ndarray:
+        """The fused plane as the result image: the visible chroma put back when it had colour."""
+        if self.ycc is None:
+            return fused
+        ycc = self.ycc.copy()
+        ycc[..., 0] = fused
+        return io.ycbcr_to_rgb(ycc)
+
+
 class Pipeline:
     """A reusable fuser: a method plus the colour/bit-depth handling around it.
 
@@ -60,6 +78,13 @@ class Pipeline:
             ``"openvino"``. ``self.backend`` says which one runs. Classical methods run in NumPy.
         precision: ``"fp32"`` (default) or ``"bf16"`` (opt-in, CPUs with AVX512-BF16/AMX:
             OpenVINO bf16, or the method's own torch bf16 path with ``backend="torch"``).
+        device: where a deep method's network runs (:func:`ivfuse.devices.parse_device`):
+            ``"auto"`` (default: CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"``. CUDA where there is none raises :class:`ivfuse.devices.DeviceError`
+            (exit code 2). A CUDA device runs the network in eager torch (the ONNX Runtime and
+            OpenVINO engines are CPU engines). Classical methods run in NumPy on the CPU: for
+            them an explicit CUDA device gives a :class:`ivfuse.devices.DeviceNote` warning and
+            they run on the CPU. ``self.device`` says where the method runs.
         **options: method options (e.g. ``rule="l1"`` for didfuse, ``levels=4`` for lp).
     """
 
@@ -77,12 +102,29 @@ class Pipeline:
         stretch16: bool = True,
         backend: str = "auto",
         precision: str = "fp32",
+        device: Any = "auto",
         **options: Any,
     ):
         from . import backends
+        from .devices import DeviceNote, apply_tf32, is_cuda, parse_device
 
         self.info = registry.check_task(method, task)
         self.task = task
+        asked = str(device).strip().lower() if device is not None else "auto"
+        if "device" in options:  # -p device=...: the same parser
+            asked = str(options.pop("device")).strip().lower()
+        dev = parse_device(asked)
+        if self.info.family == "classical":
+            if is_cuda(dev) and asked != "auto":
+                warnings.warn(
+                    f"{self.info.name} runs in NumPy on the CPU (classical method), not on {dev}",
+                    DeviceNote,
+                    stacklevel=2,
+                )
+            dev = "cpu"
+        else:
+            options["device"] = dev
+        self.device = dev
         if options.get("precision", "fp32") != "fp32" and backend == "auto":
             backend = "torch"  # -p precision=bf16: the method's own torch path
         plan = backends.plan(
@@ -95,6 +137,7 @@ class Pipeline:
         )
         self.method = registry.create(method, **{**options, **plan.torch_options})
         self.binding = backends.bind(self.method, self.info.name, plan)
+        self.tf32 = apply_tf32(self.method, dev)
         self.stretch16 = stretch16
 
     @property
@@ -114,6 +157,13 @@ class Pipeline:
         """
         if self.task != "ivif":
             return self._fuse_two(ir, vi)
+        prep = self._prepare(ir, vi)
+        return prep.finish(self._fuse_planes(prep.ir, prep.vi))
+
+    def _prepare(self, ir: ImageLike, vi: ImageLike, *, warn: bool = True) -> _Prepared:
+        """Read and check an infrared-visible pair: the two planes the method fuses, and what puts
+        the visible chroma back. ``warn=False``: a colour infrared image is noted in
+        ``messages`` instead of a warning (worker threads, where warnings cannot be told apart)."""
         ir_arr, ir_name = _load(ir, "infrared")
         vi_arr, vi_name = _load(vi, "visible")
         if self.align is not None:  # registration (RegistrationError below its confidence threshold)
@@ -123,15 +173,19 @@ class Pipeline:
             ir_arr = ir_arr[..., 0]
         if vi_arr.ndim == 3 and vi_arr.shape[-1] == 1:
             vi_arr = vi_arr[..., 0]
-        ir_gray = io.to_gray(ir_arr, name=ir_name)
+        messages: tuple[str, ...] = ()
+        if not warn and ir_arr.ndim == 3 and not io.is_gray_rgb(ir_arr):
+            messages = (f"{ir_name} has colour; converted to gray (luma)",)
+        ir_gray = io.to_gray(ir_arr, name=ir_name, warn=warn)
         ir_unit = io.to_unit(ir_gray, stretch16=self.stretch16)
         vi_unit = io.to_unit(vi_arr, stretch16=self.stretch16)
         if vi_unit.ndim == 3 and not io.is_gray_rgb(vi_arr):
             ycc = io.rgb_to_ycbcr(vi_unit)
-            ycc[..., 0] = self._fuse_planes(ir_unit, np.clip(ycc[..., 0], 0, 1))
-            return io.ycbcr_to_rgb(ycc)
+            return _Prepared(
+                np.ascontiguousarray(ir_unit), np.ascontiguousarray(np.clip(ycc[..., 0], 0, 1)), ycc, messages
+            )
         vi_plane = vi_unit[..., 0] if vi_unit.ndim == 3 else vi_unit
-        return self._fuse_planes(ir_unit, vi_plane)
+        return _Prepared(np.ascontiguousarray(ir_unit), np.ascontiguousarray(vi_plane), None, messages)
 
     def _fuse_two(self, a: ImageLike, b: ImageLike) -> np.ndarray:
         """Multi-exposure / multi-focus: two sources of the same kind, colour kept from both."""
@@ -178,6 +232,17 @@ class Pipeline:
             raise RuntimeError(f"method {self.info.name} returned shape {out.shape}, expected {rgb[0].shape}")
         out = np.clip(out, 0, 1)
         return out if colour else np.clip(io.rgb_to_ycbcr(out)[..., 0], 0, 1)
+
+    def _fuse_plane_batch(self, irs: list[np.ndarray], vis: list[np.ndarray]) -> list[np.ndarray]:
+        """Many plane pairs through the method's ``fuse_batch``; each result clipped and checked."""
+        outs = self.method.fuse_batch(irs, vis)
+        res = []
+        for ir, o in zip(irs, outs, strict=True):
+            o = np.asarray(o, dtype=np.float32)
+            if o.shape != ir.shape:
+                raise RuntimeError(f"method {self.info.name} returned shape {o.shape}, expected {ir.shape}")
+            res.append(np.clip(o, 0, 1))
+        return res
 
     def _fuse_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         out = np.asarray(
@@ -233,11 +298,13 @@ def load(
     task: str = "ivif",
     backend: str = "auto",
     precision: str = "fp32",
+    device: Any = "auto",
     **options: Any,
 ) -> Pipeline:
     """A reusable :class:`Pipeline` for ``method`` and ``task`` (weights are loaded once; a deep
-    method's graph is exported and compiled once per process for ``backend``)."""
-    return Pipeline(method, task=task, backend=backend, precision=precision, **options)
+    method's graph is exported and compiled once per process for ``backend``) on ``device``
+    (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; see :class:`Pipeline`)."""
+    return Pipeline(method, task=task, backend=backend, precision=precision, device=device, **options)
 
 
 def fuse(ir: ImageLike, vi: ImageLike, method: str = DEFAULT_METHOD, **options: Any) -> np.ndarray:
@@ -292,6 +359,8 @@ def fuse_pairs(
     ext: str = ".png",
     bit_depth: int = 8,
     overwrite: bool = False,
+    batch_size: int = 1,
+    workers: int | None = None,
 ) -> Iterator[PairResult]:
     """Fuse many pairs into ``out_dir/<stem><ext>``, one :class:`PairResult` per pair.
 
@@ -299,13 +368,132 @@ def fuse_pairs(
     differ, ...) is reported as failed with the reason, and the next pair goes on. An ``out_dir``
     that is (or lies inside) the folder of a source is refused at once with :class:`InputError`,
     before any pair runs.
+
+    ``batch_size`` > 1 or ``workers`` > 0: images are decoded and results encoded and written on
+    a pool of ``workers`` threads (default: up to 8, one per CPU core), reading ahead while the
+    method fuses, and the method gets ``batch_size`` pairs at a time through its ``fuse_batch``
+    (a deep method runs equal-sized pairs as one tensor batch: the results equal one-by-one
+    ``fuse``). Only for infrared-visible fusion without side maps to write and without
+    registration; otherwise (``mef``/``mff``, a method option that writes side maps,
+    :attr:`Pipeline.align`) the pairs go one by one as with the defaults.
     """
     pairs = list(pairs)
     refuse_output_folder_in_inputs(
         out_dir, [p.parent for pair in pairs for p in (Path(pair.ir), Path(pair.vi))]
     )
     ext = ext if ext.startswith(".") else "." + ext
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise InputError(f"workers must be 0 or more, got {workers}")
+    threaded = batch_size > 1 or bool(workers)
+    maps = any(m.path is not None for m in pipeline.method.side_maps().values()) or bool(
+        getattr(pipeline.method, "_map_paths", None)
+    )
+    if threaded and pipeline.task == "ivif" and not maps and pipeline.align is None:
+        n = workers if workers else min(8, os.cpu_count() or 1)
+        return _fuse_pairs_threaded(pipeline, pairs, Path(out_dir), ext, bit_depth, overwrite, batch_size, n)
     return _fuse_pairs(pipeline, pairs, Path(out_dir), ext, bit_depth, overwrite)
+
+
+def _write_result(target: Path, image: np.ndarray, bit_depth: int) -> Path:
+    return io.write_image(target, image, bit_depth=bit_depth)
+
+
+def _fuse_pairs_threaded(
+    pipeline: Pipeline,
+    pairs: list[Pair],
+    out_root: Path,
+    ext: str,
+    bit_depth: int,
+    overwrite: bool,
+    batch_size: int,
+    workers: int,
+) -> Iterator[PairResult]:
+    """:func:`fuse_pairs` with decoding/encoding on ``workers`` threads and ``batch_size`` pairs
+    per ``fuse_batch`` call; results in the order of ``pairs``."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    entries: list[tuple[Pair, Path, bool]] = []
+    for pair in pairs:
+        target = out_root / f"{pair.stem}{ext}"
+        entries.append((pair, target, overwrite or not target.exists()))
+    todo = [i for i, e in enumerate(entries) if e[2]]
+    ahead = max(2 * batch_size, workers)  # pairs decoded ahead of the one being fused
+
+    def prepare(pair: Pair, target: Path) -> _Prepared:
+        refuse_input_as_output(target, (pair.ir, pair.vi))
+        return pipeline._prepare(pair.ir, pair.vi, warn=False)
+
+    slots: dict[int, PairResult | Future] = {}
+    pending: deque[int] = deque(range(len(entries)))  # yielded in this order
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ivfuse-io") as pool:
+        reads: dict[int, Future] = {}
+        submitted = 0
+
+        def read_ahead(upto: int) -> None:
+            nonlocal submitted
+            while submitted < min(upto, len(todo)):
+                i = todo[submitted]
+                reads[i] = pool.submit(prepare, entries[i][0], entries[i][1])
+                submitted += 1
+
+        def ready() -> Iterator[PairResult]:
+            while pending:
+                i = pending[0]
+                pair, target, run = entries[i]
+                if run and i not in slots:
+                    return
+                if not run:
+                    pending.popleft()
+                    yield PairResult(pair.stem, "skipped", target, "output exists (use --overwrite)")
+                    continue
+                got = slots[i]
+                if isinstance(got, Future):
+                    if not got.done():
+                        return
+                    pending.popleft()
+                    del slots[i]
+                    try:
+                        msgs = got.result()
+                    except IvfuseError as exc:
+                        yield PairResult(pair.stem, "failed", None, str(exc))
+                        continue
+                    yield PairResult(pair.stem, "fused", target, "", msgs)
+                else:
+                    pending.popleft()
+                    del slots[i]
+                    yield got
+
+        for start in range(0, len(todo), batch_size):
+            read_ahead(start + batch_size + ahead)
+            chunk = todo[start : start + batch_size]
+            good: list[tuple[int, _Prepared]] = []
+            for i in chunk:
+                try:
+                    good.append((i, reads.pop(i).result()))
+                except IvfuseError as exc:
+                    slots[i] = PairResult(entries[i][0].stem, "failed", None, str(exc))
+            if good:
+                try:
+                    fused = pipeline._fuse_plane_batch([p.ir for _, p in good], [p.vi for _, p in good])
+                except IvfuseError as exc:  # the batch failed: every pair of it, with the reason
+                    for i, _ in good:
+                        slots[i] = PairResult(entries[i][0].stem, "failed", None, str(exc))
+                    fused = []
+                for (i, prep), plane in zip(good, fused, strict=False):
+
+                    def write(target: Path, prep: _Prepared, plane: np.ndarray) -> tuple[str, ...]:
+                        _write_result(target, prep.finish(plane), bit_depth)  # chroma back, encode
+                        return prep.messages
+
+                    slots[i] = pool.submit(write, entries[i][1], prep, plane)
+            yield from ready()
+        for f in list(slots.values()):
+            if isinstance(f, Future):
+                f.exception()  # wait for every write
+        yield from ready()
 
 
 def _fuse_pairs(

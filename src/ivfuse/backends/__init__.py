@@ -110,6 +110,12 @@ def plan(
         if precision != "fp32":
             raise BackendError(f"--precision {precision} is for the deep methods, not {method!r}")
         return Plan("torch", "fp32")
+    on_gpu = str(options.get("device", "cpu")).startswith("cuda")
+    if on_gpu and backend in engines.ENGINES:
+        # the engines here are ONNX Runtime's and OpenVINO's CPU engines: never for a CUDA fuser
+        raise BackendError(
+            f"backend {backend!r} runs on the CPU; with a CUDA device use --backend torch (or auto)"
+        )
     if backend in engines.ENGINES and not engines.installed(backend):
         raise BackendError(f"backend {backend!r} is not installed: pip install 'ivfuse[fast]'")
     # a device other than the CPU, or torch.compile asked for, is a torch request
@@ -117,7 +123,7 @@ def plan(
         backend = "torch"
     torch_bf16 = {"precision": "bf16"} if precision == "bf16" else {}
     if precision == "bf16":
-        if backend in ("auto", "openvino") and engines.cpu_bf16("openvino"):
+        if backend in ("auto", "openvino") and not on_gpu and engines.cpu_bf16("openvino"):
             return Plan("openvino", "bf16")
         if backend == "openvino":
             raise BackendError(

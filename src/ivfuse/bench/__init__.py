@@ -178,11 +178,12 @@ def run_plan(
     html: bool = True,
     command: str = "",
     progress: Progress | None = None,
+    device: str = "auto",
 ) -> BenchRun:
     """Fuse, score and report a plan into ``out``; ``progress(description, steps)`` advances by
     :attr:`BenchPlan.steps` in all. A paper plan also writes ``paper_<name>.json``/``.md``."""
     out = Path(out)
-    outcome = run(plan.tasks, out, overwrite=overwrite, workers=workers, progress=progress)
+    outcome = run(plan.tasks, out, overwrite=overwrite, workers=workers, progress=progress, device=device)
     outcome.messages[:0] = plan.messages
     results = _report.build(outcome, test=test, alpha=alpha, command=command)
     if plan.paper is None:

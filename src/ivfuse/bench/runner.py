@@ -204,7 +204,13 @@ def _worker_init() -> None:
 
 
 def fuse_phase(
-    task: Task, out: Path, overwrite: bool, timing: Timing, progress: Progress, messages: list[str]
+    task: Task,
+    out: Path,
+    overwrite: bool,
+    timing: Timing,
+    progress: Progress,
+    messages: list[str],
+    device: str = "auto",
 ) -> dict[str, MethodRun]:
     """Fuse the pairs of one data set with each of its methods (missing images only)."""
     runs: dict[str, MethodRun] = {}
@@ -213,7 +219,9 @@ def fuse_phase(
         run = runs[spec.key] = MethodRun(spec)
         folder = _fused_dir(out, ds.name, spec)
         try:
-            pipeline = Pipeline(spec.name, task=ds.task, **dict(spec.options))
+            options = dict(spec.options)
+            options.setdefault("device", device)
+            pipeline = Pipeline(spec.name, task=ds.task, **options)
         except (IvfuseError, TypeError) as exc:
             run.status, run.reason = "skipped", str(exc)
             messages.append(f"{spec.key} on {ds.name}: skipped ({exc})")
@@ -264,8 +272,10 @@ def run(
     overwrite: bool = False,
     workers: int = 1,
     progress: Progress | None = None,
+    device: str = "auto",
 ) -> Outcome:
-    """Fuse and evaluate every task; values come from the cache where they are current."""
+    """Fuse and evaluate every task; values come from the cache where they are current. Deep
+    methods run on ``device`` (``auto``: CUDA when torch sees a GPU); classical ones on the CPU."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or (lambda desc, n: None)
@@ -274,7 +284,7 @@ def run(
     t_start = time.perf_counter()
     runs: dict[str, dict[str, MethodRun]] = {}
     for task in tasks:
-        runs[task.data.dataset.name] = fuse_phase(task, out, overwrite, timing, progress, messages)
+        runs[task.data.dataset.name] = fuse_phase(task, out, overwrite, timing, progress, messages, device)
 
     cache = _MetricCache(out / "cache" / "metrics.json", overwrite)
     values: dict[tuple[str, str, str, str, str], float] = {}

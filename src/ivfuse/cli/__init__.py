@@ -39,8 +39,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..backends import BackendWarning
+        from ..devices import DeviceNote
 
-        shown = (io.ColourInfraredWarning, BackendWarning)
+        shown = (io.ColourInfraredWarning, BackendWarning, DeviceNote)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", io.ColourInfraredWarning)
             try:
@@ -78,6 +79,10 @@ BackendOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="fp32, or bf16 (opt-in; CPUs with AVX512-BF16/AMX).")
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="Deep methods: auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N."),
 ]
 RuleOpt = Annotated[
     str | None, typer.Option("--rule", help="Feature fusion rule of deep methods: sum, average or l1.")
@@ -167,9 +172,18 @@ def fuse_command(
     param: ParamOpt = None,
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
+    device: DeviceOpt = "auto",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="--video: frames per fuse_batch call (one network batch).")
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Folders: pairs per network pass (equal sizes batched; same results as one by one), "
+            "images decoded and written on worker threads. --video: frames per fuse_batch call.",
+        ),
     ] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", help="Folders: threads that decode and write images (0: none).")
+    ] = 0,
 ) -> None:
     """Fuse one pair (IR VI -o OUT), folders of pairs matched by file stem (--ir/--vi or --pairs), or
     two videos (--video IR VI -o OUT.mp4).
@@ -180,6 +194,10 @@ def fuse_command(
     """
     if bit_depth not in (8, 16):
         raise InputError(f"--bit-depth must be 8 or 16, got {bit_depth}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise InputError(f"--workers must be 0 or more, got {workers}")
     folder_mode = ir_dir is not None or vi_dir is not None or pairs_dir is not None
     from .video import make_alignment, registration_note, run_video
 
@@ -207,7 +225,9 @@ def fuse_command(
     options = parse_params(param)
     if rule is not None:
         options["rule"] = rule
-    pipeline = api.load(method, task=task, stretch16=stretch, backend=backend, precision=precision, **options)
+    pipeline = api.load(
+        method, task=task, stretch16=stretch, backend=backend, precision=precision, device=device, **options
+    )
     if video:
         run_video(
             pipeline, ir, vi, output, align=align, batch_size=batch_size, codec=codec, fps=fps, ext=ext,
@@ -224,10 +244,10 @@ def fuse_command(
             highlight=False,
         )
         return
-    _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext)
+    _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext, batch_size, workers)
 
 
-def _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext) -> None:
+def _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext, batch_size=1, workers=0) -> None:
     for line in scan.problems():
         err.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
     if not scan.pairs:
@@ -237,8 +257,9 @@ def _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext) -> None:
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(f"fusing with {pipeline.info.name}", total=len(scan.pairs))
         for res in api.fuse_pairs(
-            pipeline, scan.pairs, output, ext=ext, bit_depth=bit_depth, overwrite=overwrite
-        ):
+            pipeline, scan.pairs, output, ext=ext, bit_depth=bit_depth, overwrite=overwrite,
+            batch_size=batch_size, workers=workers or None,
+        ):  # fmt: skip
             results.append(res)
             for w in res.warnings:
                 progress.console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)

@@ -80,6 +80,10 @@ def bench_command(
     list_only: Annotated[
         bool, typer.Option("--list", help="List the data sets and papers and exit.")
     ] = False,
+    device: Annotated[
+        str,
+        typer.Option("--device", help="Deep methods: auto (CUDA when torch sees a GPU), cpu, cuda, cuda:N."),
+    ] = "auto",
 ) -> None:
     """Fuse test sets with several methods, score them, and write tables, figures and an HTML report."""
     from .. import bench as b
@@ -95,6 +99,9 @@ def bench_command(
         raise InputError(f"--alpha must be in (0, 1), got {alpha}")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    from ..devices import parse_device
+
+    parse_device(device)  # a CUDA device where there is none: one line, exit 2, before anything runs
     given = [
         ("--paper", paper), ("--methods", methods), ("--datasets", datasets),
         *(("--dataset", str(p)) for p in dataset or []), ("--profile", profile), ("--metrics", metrics),
@@ -121,7 +128,7 @@ def bench_command(
 
         done = b.run_plan(
             plan, out, overwrite=overwrite, workers=workers, test=test, alpha=alpha, figures=figures,
-            html=html, command=command, progress=progress,
+            html=html, command=command, progress=progress, device=device,
         )  # fmt: skip
     results = done.results
     for msg in results["messages"]:  # the plan's notes first, then the run's

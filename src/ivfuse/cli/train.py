@@ -59,7 +59,9 @@ def train_command(
         typer.Option(help="Local VGG19 ImageNet weights (.pth state dict or .safetensors) for the encoder."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (weights init, sampling).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="cpu (default), auto (CUDA when torch sees a GPU), cuda or cuda:N.")
+    ] = "cpu",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     test: Annotated[Path | None, typer.Option(help="Test pairs folder: metrics in the card.")] = None,
@@ -70,6 +72,42 @@ def train_command(
         int, typer.Option(help="Also save the weights every N epochs to snapshots/epoch_NNN.safetensors.")
     ] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    precision: Annotated[
+        str, typer.Option(help="fp32 (default) or bf16: autocast forward/loss, fp32 master weights.")
+    ] = "fp32",
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="GPU: cuDNN benchmark, non-deterministic (default: deterministic)."),
+    ] = False,
+    log_every: Annotated[
+        int,
+        typer.Option("--log-every", help="Read the losses back every N steps (0: 1 on CPU, 50 on CUDA)."),
+    ] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Data loader worker processes (default: 0 on CPU, 4 on CUDA)."),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget",
+            help="Stop cleanly before this many seconds: checkpoint, weights and card written; "
+            "--resume continues.",
+        ),
+    ] = None,
+    device_augment: Annotated[
+        bool,
+        typer.Option(
+            "--device-augment",
+            help="defusion: CUD augmentation in batched torch ops on the training device (uint8 cache).",
+        ),
+    ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init", help="Start from these weights (a weights.safetensors of the method), fresh optimiser."
+        ),
+    ] = None,
 ) -> None:
     """Train METHOD on a pairs folder (resumable, distributed under torchrun); export weights + card."""
     from rich.console import Console
@@ -78,11 +116,17 @@ def train_command(
 
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop": crop}
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if log_every < 0:
+        raise TrainingError(f"--log-every must be 0 (auto) or positive, got {log_every}")
+    if workers is not None and workers < 0:
+        raise TrainingError(f"--workers must be 0 or more, got {workers}")
     if snapshot_every < 0:
         raise TrainingError(f"--snapshot-every must be 0 (never) or positive, got {snapshot_every}")
     for k, v in overrides.items():
         if v <= 0:
             raise TrainingError(f"--{k.replace('_', '-')} must be positive, got {v}")
+    if device_augment:  # a field of the method's Config (defusion); refused by methods without it
+        overrides["augment"] = "device"
     if vgg19 is not None:  # a field of the method's Config (jcae); refused by methods without it
         overrides["vgg19"] = str(vgg19)
     spec, ck_seed = build_spec(method, overrides, out, resume)
@@ -99,6 +143,12 @@ def train_command(
         test_data=test,
         stop_after=stop_after,
         snapshot_every=snapshot_every,
+        precision=precision,
+        fast=fast,
+        log_every=log_every,
+        workers=workers,
+        time_budget=time_budget,
+        init=init,
     )
     result = train(spec, opts)
     import os
@@ -108,6 +158,12 @@ def train_command(
         if "stopped_at" in result:
             console.print(
                 f"stopped after epoch {result['stopped_at']}; continue with --resume", highlight=False
+            )
+        elif (result.get("time_budget") or {}).get("stopped_by_budget"):
+            console.print(
+                f"{spec.method}: time budget of {time_budget:g} s reached after {result['iterations']} "
+                f"iterations; weights in {out / 'weights.safetensors'}; continue with --resume",
+                highlight=False,
             )
         else:
             console.print(

@@ -21,7 +21,7 @@ A deep method file keeps its paper (network, losses, fusion rule); the plumbing 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import InputError, WeightsError
 from .base import Fuser, check_pair
 from .registry import weights_path
 
@@ -128,17 +128,64 @@ class TorchFuser(Fuser):
 
     min_size = 2
     device: torch.device = torch.device("cpu")
+    #: pairs per tensor forward in :meth:`fuse_batch` when the caller does not say
+    batch_size: int = 8
+    #: TF32 matmuls/convolutions allowed on the GPU (:func:`ivfuse.devices.apply_tf32`); off
+    #: unless measured within 0.5 gray levels of the CPU fp32 result (docs/gpu.md)
+    tf32: bool = False
 
     def networks(self) -> tuple[nn.Module, ...]:
         """Every network the fuser holds (default: :meth:`modules`)."""
         return self.modules()
 
     def to(self, device: str | torch.device) -> TorchFuser:
-        """Move every network to ``device`` (a compiled step keeps its compiled code)."""
+        """Move every network to ``device`` (a compiled step keeps its compiled code); on a GPU the
+        method's TF32 policy is applied (:func:`ivfuse.devices.apply_tf32`)."""
+        from ..devices import apply_tf32
+
         self.device = torch.device(device)
         for m in self.networks():
             m.to(self.device)
+        apply_tf32(self, self.device)
         return self
+
+    def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        """(N, H, W) float32 planes -> (N, H, W) fused planes in [0, 1], as one tensor batch.
+
+        A method that can fuse a batch (every per-image rule applied per sample) overrides this;
+        the side maps it keeps are those of the last pair."""
+        raise NotImplementedError
+
+    def fuse_batch(
+        self, irs: Sequence[np.ndarray], vis: Sequence[np.ndarray], *, batch_size: int | None = None
+    ) -> list[np.ndarray]:
+        """Fuse pairs: equal-sized pairs go through the network together, ``batch_size`` (default
+        :attr:`batch_size`) at a time; the results equal one-by-one :meth:`fuse` (eval-mode
+        networks: no statistics across the batch). One by one when the method has no batched
+        path or an engine of :mod:`ivfuse.backends` is bound to its step."""
+        if len(irs) != len(vis):
+            raise InputError(f"fuse_batch: {len(irs)} infrared planes but {len(vis)} visible ones")
+        batched = type(self)._batch_planes is not TorchFuser._batch_planes
+        if not batched or self.step is not self.eager_step:
+            return super().fuse_batch(irs, vis)
+        n = int(batch_size or self.batch_size)
+        if n < 1:
+            raise InputError(f"batch_size must be at least 1, got {n}")
+        label, size = self._label(), self.min_size
+        pairs = [check_pair(a, b, label=label, min_size=size) for a, b in zip(irs, vis, strict=True)]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (a, _) in enumerate(pairs):
+            groups.setdefault(a.shape, []).append(i)
+        out: list[np.ndarray | None] = [None] * len(pairs)
+        for idx in groups.values():
+            for k in range(0, len(idx), n):
+                chunk = idx[k : k + n]
+                res = self._batch_planes(
+                    np.stack([pairs[i][0] for i in chunk]), np.stack([pairs[i][1] for i in chunk])
+                )
+                for i, r in zip(chunk, res, strict=True):
+                    out[i] = np.ascontiguousarray(r, dtype=np.float32)
+        return out  # type: ignore[return-value]
 
 
 def run_planes(
@@ -154,6 +201,28 @@ def run_planes(
         tv = torch.from_numpy(vi)[None, None].to(device)
         out = forward(ti, tv)
     return np.clip(out[0, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def run_batch(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ir: np.ndarray,
+    vi: np.ndarray,
+    device: torch.device,
+) -> np.ndarray:
+    """:func:`run_planes` on a batch: (N, H, W) planes -> ``forward`` on (N, 1, H, W) tensors ->
+    float32 (N, H, W) clipped to [0, 1] (pinned host memory for a GPU)."""
+    with torch.inference_mode():
+        ti = _to_device(torch.from_numpy(np.ascontiguousarray(ir))[:, None], device)
+        tv = _to_device(torch.from_numpy(np.ascontiguousarray(vi))[:, None], device)
+        out = forward(ti, tv)
+    return np.clip(out[:, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; through pinned memory (asynchronous copy) to a GPU."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def tiled(

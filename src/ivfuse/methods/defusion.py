@@ -130,6 +130,10 @@ class Config(MethodConfig):
     lr: float = 1e-3
     lr_milestones: tuple[int, ...] = (10, 20, 30, 40)
     lr_gamma: float = 0.5
+    #: where the CUD augmentation runs: "loader" (CPU, per sample: :class:`CUDPretext`) or "device"
+    #: (batched torch ops on the training device from a uint8 image cache: ivfuse.data.gpu_augment;
+    #: same distribution, other random stream)
+    augment: str = "loader"
     # inference
     pad: int = 16
 
@@ -139,6 +143,8 @@ class Config(MethodConfig):
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
         if self.schedule_scale < 0:
             raise ValueError(f"schedule_scale must be >= 0 (0: automatic), got {self.schedule_scale}")
+        if self.augment not in ("loader", "device"):
+            raise ValueError(f"augment must be 'loader' or 'device', got {self.augment!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,6 +362,27 @@ def cud_targets(x: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> dict[str
     return {"common": m1 * m2, "unique1": m1 * (1 - m2), "unique2": m2 * (1 - m1)}
 
 
+class CUDIndices(Dataset):
+    """The natural images of ``root`` as a cache of uint8 tensors (:class:`ivfuse.data.gpu_augment.
+    ImageCache`); items are only indices, ``{"i": i}``: the loss builds the batch on the training
+    device with :func:`ivfuse.data.gpu_augment.cud_batch` (``Config.augment = "device"``)."""
+
+    def __init__(self, root: str | Path, cfg: Config | None = None):
+        from ..data.gpu_augment import ImageCache
+        from ..data.natural import natural_images
+
+        self.cfg = cfg or Config()
+        self.root = Path(root)
+        self.files = natural_images(self.root, self.cfg.splits)
+        self.cache = ImageCache(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"i": torch.tensor(i, dtype=torch.int64)}
+
+
 class CUDPretext(Dataset):
     """Natural images turned into CUD training samples.
 
@@ -508,11 +535,13 @@ def training_spec(config: Config | None = None):
     from ..train.spec import Stage, TrainSpec
 
     cfg = config or Config()
-    state: dict[str, float] = {"scale": cfg.schedule_scale or 1.0}
+    state: dict[str, Any] = {"scale": cfg.schedule_scale or 1.0, "cache": None}
     extra: dict[str, Any] = {}
 
-    def dataset(root: Path) -> CUDPretext:
-        ds = CUDPretext(root, cfg)
+    def dataset(root: Path) -> Dataset:
+        ds = CUDIndices(root, cfg) if cfg.augment == "device" else CUDPretext(root, cfg)
+        state["cache"] = getattr(ds, "cache", None)
+        state["t"] = None  # host copy of the model's iteration counter (read once per run)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         steps = math.ceil(len(ds) / (cfg.batch_size * world))
         state["scale"] = schedule_scale(cfg, steps)
@@ -521,8 +550,14 @@ def training_spec(config: Config | None = None):
         return ds
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if "i" in batch:  # augment="device": the batch is drawn here, on the batch's device
+            from ..data.gpu_augment import cud_batch
+
+            batch = cud_batch(state["cache"].to(batch["i"].device), batch["i"], cfg)
         out = model(batch["x1"], batch["x2"])
-        t = int(out["iteration"])
+        # the counter is a buffer on the device: read it once, then count on the host (no sync)
+        t = int(out["iteration"]) if state.get("t") is None else state["t"] + 1
+        state["t"] = t
         a = outside_weight(t, cfg, state["scale"])
         beta = fusion_weight(t, cfg, state["scale"])
         terms = cud_loss(out, batch, a, beta)
@@ -631,18 +666,26 @@ class DeFusion(TorchFuser):
 
     def run(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
         """(H, W, 3) float sources -> the four (H, W, 3) images of DeNet in [0, 1]."""
-        h, w = a.shape[:2]
+        return {k: v[0] for k, v in self.run_batch(a[None], b[None]).items()}
+
+    def run_batch(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, H, W, 3) float sources -> the four (N, H, W, 3) images of DeNet in [0, 1], as one
+        tensor batch (eval mode: each pair's result is its own)."""
+        from ._torch import _to_device
+
+        n, h, w = a.shape[:3]
         pad = min(self.pad, h - 1, w - 1)
         with torch.inference_mode():
-            t = torch.from_numpy(np.stack([a, b])).permute(0, 3, 1, 2).to(self.device)
+            t = torch.from_numpy(np.ascontiguousarray(np.concatenate([a, b]), dtype=np.float32))
+            t = _to_device(t, self.device).permute(0, 3, 1, 2)
             if pad > 0:
                 t = F.pad(t, (pad, pad, pad, pad), mode="reflect")
             t = t.contiguous(memory_format=torch.channels_last)
-            out = self.step(t[:1], t[1:])
+            out = self.step(t[:n], t[n:])
             res = {}
             for k, v in out.items():
-                v = v[0, :, pad : pad + h, pad : pad + w].clamp(0, 1)
-                res[k] = v.permute(1, 2, 0).float().cpu().numpy().astype(np.float32)
+                v = v[:, :, pad : pad + h, pad : pad + w].clamp(0, 1)
+                res[k] = v.permute(0, 2, 3, 1).float().cpu().numpy().astype(np.float32)
         return res
 
     @staticmethod
@@ -657,6 +700,12 @@ class DeFusion(TorchFuser):
         res = self.run(np.repeat(ir[..., None], 3, axis=-1), np.repeat(vi[..., None], 3, axis=-1))
         luma = {k: np.clip(v @ _LUMA, 0, 1) for k, v in res.items()}
         self._keep_maps({k: luma[k] for k in ("common", "unique1", "unique2")})
+        return luma["fused"]
+
+    def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        res = self.run_batch(np.repeat(ir[..., None], 3, axis=-1), np.repeat(vi[..., None], 3, axis=-1))
+        luma = {k: np.clip(v @ _LUMA, 0, 1) for k, v in res.items()}
+        self._keep_maps({k: luma[k][-1] for k in ("common", "unique1", "unique2")})
         return luma["fused"]
 
     def fuse_rgb(self, a: np.ndarray, b: np.ndarray, *, task: str = "mef") -> np.ndarray:

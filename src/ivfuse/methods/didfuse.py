@@ -408,6 +408,9 @@ class DIDFuse(_torch.TorchFuser):
     def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         return _torch.run_planes(self.fuse_tensor, ir, vi, self.device)
 
+    def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        return _torch.run_batch(self.fuse_tensor, ir, vi, self.device)
+
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DIDFuseNet, dict]:
     """Build a :class:`DIDFuseNet` from a safetensors file (no pickle). Returns (net, metadata)."""

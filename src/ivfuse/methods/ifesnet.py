@@ -605,6 +605,17 @@ class IFESNet(_torch.TorchFuser):
         self._keep_maps({"w_ir": w1, "w_vi": w2})
         return np.clip(w1 * ir + w2 * vi, 0.0, 1.0).astype(np.float32)  # Eq. (4)
 
+    def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            ti = _torch._to_device(torch.from_numpy(np.ascontiguousarray(ir))[:, None], self.device)
+            tv = _torch._to_device(torch.from_numpy(np.ascontiguousarray(vi))[:, None], self.device)
+            w = self.weights_tensor(ti, tv)
+            if self.smooth:
+                w = smooth_maps(w)
+        w = w.float().cpu().numpy().astype(np.float32)
+        self._keep_maps({"w_ir": w[-1, 0], "w_vi": w[-1, 1]})
+        return np.clip(w[:, 0] * ir + w[:, 1] * vi, 0.0, 1.0).astype(np.float32)  # Eq. (4)
+
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[IFESNetModel, dict]:
     """Build an :class:`IFESNetModel` from a safetensors file (no pickle). Returns (net, metadata)."""

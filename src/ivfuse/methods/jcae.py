@@ -35,7 +35,16 @@ from ..errors import InputError, TrainingError
 from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.jcae.parameter_count)
 from ..nn.losses import ssim_map
 from ._config import MethodConfig
-from ._torch import TorchFuser, config_of, load_state, read_weights, run_planes, sha256_file, shipped
+from ._torch import (
+    TorchFuser,
+    config_of,
+    load_state,
+    read_weights,
+    run_batch,
+    run_planes,
+    sha256_file,
+    shipped,
+)
 from .registry import register
 
 PAPER = (
@@ -482,13 +491,15 @@ def fold_input(net: JCAENet) -> JCAENet:
     map). A third of conv1's work and no replicated input.
     """
     folded = copy.deepcopy(net).eval()
-    mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
     branches = [folded.private_ir, folded.private_vi] + ([folded.common] if folded.common is not None else [])
     with torch.no_grad():
         for br in branches:
             w, b = br.conv1.weight, br.conv1.bias
-            conv = _conv(1, 64, reflect=True)
+            # every tensor on the weight's device and dtype (a CUDA net folds on CUDA)
+            kw = {"device": w.device, "dtype": w.dtype}
+            mean = torch.tensor(IMAGENET_MEAN, **kw).reshape(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, **kw).reshape(1, 3, 1, 1)
+            conv = _conv(1, 64, reflect=True).to(**kw)
             conv.weight.copy_((w / std).sum(1, keepdim=True))
             conv.bias.copy_(b - (w * (mean / std)).sum((1, 2, 3)))
             br.conv1 = conv
@@ -541,8 +552,8 @@ class JCAE(TorchFuser):
         cl = torch.channels_last
         f = n.encode(ir.contiguous(memory_format=cl), vi.contiguous(memory_format=cl))
         fused = fuse_features(f, self.rule, self.activity, self.activity_ratio)
-        dec = n.decoder(torch.cat(fused))  # both decoder passes as one batch
-        return dec.sum(0, keepdim=True)[..., :h, :w]
+        dec = n.decoder(torch.cat(fused))  # the decoder passes (private, common) as one batch
+        return dec.unflatten(0, (len(fused), ir.shape[0])).sum(0)[..., :h, :w]  # per sample
 
     def fuse_tensor(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) tensors on the fuser's device -> (1, 1, H, W)."""
@@ -564,6 +575,10 @@ class JCAE(TorchFuser):
 
     def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         return run_planes(self.fuse_tensor, ir, vi, self.device)
+
+    def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        # Eq. (9) counts activations per sample and feature map: a batch fuses each pair alone
+        return run_batch(self.fuse_tensor, ir, vi, self.device)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[JCAENet, dict]:

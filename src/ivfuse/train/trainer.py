@@ -12,6 +12,16 @@ A method supplies a :class:`~ivfuse.train.spec.TrainSpec` (model, data set, loss
 * distribution when started by ``torchrun`` (``WORLD_SIZE`` > 1): DDP with gloo on CPU and
   nccl on GPU, data sharded by a ``DistributedSampler``; rank 0 writes all files;
 * at the end ``weights.safetensors`` + ``card.json``;
+* a time budget (``time_budget``): the run stops cleanly before a step would cross it, mid-epoch
+  if need be, and writes the checkpoint (with the position inside the epoch), the weights and a
+  card that records the budget, the iterations reached and the device; ``resume=True`` continues
+  it exactly where it stopped (single-process data loading: same batches, same random crops);
+* ``init``: start from existing weights (a ``weights.safetensors`` of the method) with a fresh
+  optimiser; the card records the file and its SHA-256;
+* a GPU fast path: ``precision="bf16"`` (autocast to bfloat16 around the forward and the loss,
+  fp32 master weights and optimiser), ``fast=True`` (cuDNN benchmark, non-deterministic) beside
+  the deterministic default, loss terms kept on the device and read back every ``log_every``
+  steps only (no host synchronisation per step), loader worker processes and pinned memory;
 * subnormal floats flushed to zero on the CPU (``torch.set_flush_denormal``): weight decay drives
   weights towards zero, and once 6 % of IFESNet's weights were subnormal (epoch 8 of its run) a
   training step took 16 s instead of 0.8 s. Values below 1.2e-38 become 0; nothing else changes.
@@ -19,6 +29,7 @@ A method supplies a :class:`~ivfuse.train.spec.TrainSpec` (model, data set, loss
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -26,6 +37,7 @@ import math
 import os
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -74,6 +86,18 @@ class RunOptions:
     stop_after: int | None = None
     #: also write the weights every N epochs to ``snapshots/epoch_NNN.safetensors`` (0: never)
     snapshot_every: int = 0
+    #: "fp32" or "bf16" (autocast around forward + loss; fp32 master weights)
+    precision: str = "fp32"
+    #: non-deterministic fast mode on CUDA (cuDNN benchmark); default deterministic
+    fast: bool = False
+    #: read the loss terms back (progress bar, NaN check) every N steps; 0: 1 on CPU, 50 on CUDA
+    log_every: int = 0
+    #: DataLoader worker processes; None: 0 on CPU (deterministic stream), 4 on CUDA
+    workers: int | None = None
+    #: stop cleanly before a step would end past this many seconds of this session (None: never)
+    time_budget: float | None = None
+    #: weights file to start from (fresh optimiser); recorded in the card
+    init: Path | None = None
 
 
 def _config_dict(cfg: Any) -> dict[str, Any]:
@@ -124,11 +148,10 @@ class _Dist:
 
 
 def _setup_distributed(device: str) -> tuple[_Dist, torch.device]:
+    from ..devices import parse_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but no CUDA device is available")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise TrainingError(f"unknown device {device!r}; use cpu or cuda")
+    device = parse_device(device)  # DeviceError (exit 2) for CUDA where there is none
     if world <= 1:
         return _Dist(), torch.device(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -238,10 +261,10 @@ class _Progress:
             self.task = self.bar.add_task(description, total=total_steps, terms="")
             self.bar.start()
 
-    def step(self, description: str, terms: dict[str, float]) -> None:
+    def step(self, description: str, terms: dict[str, float], advance: int = 1) -> None:
         if self.bar is not None:
             text = " ".join(f"{k}={v:.4g}" for k, v in terms.items())
-            self.bar.update(self.task, advance=1, description=description, terms=text)
+            self.bar.update(self.task, advance=advance, description=description, terms=text)
 
     def log(self, msg: str) -> None:
         if self.bar is not None:
@@ -259,7 +282,18 @@ class _Progress:
 # --------------------------------------------------------------------------------------------
 
 
-def _loader(spec: TrainSpec, dataset, epoch: int, seed: int, d: _Dist) -> DataLoader:
+def _loader(
+    spec: TrainSpec,
+    dataset,
+    epoch: int,
+    seed: int,
+    d: _Dist,
+    skip: int = 0,
+    workers: int = 0,
+    pin: bool = False,
+) -> DataLoader:
+    """The epoch's loader; ``skip`` batches already done (a resumed mid-epoch stop) are left out
+    without loading them (the sampler's order does not depend on the global RNG)."""
     if d.enabled:
         sampler: Any = DistributedSampler(
             dataset,
@@ -274,8 +308,16 @@ def _loader(spec: TrainSpec, dataset, epoch: int, seed: int, d: _Dist) -> DataLo
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed + epoch))
     else:
         sampler = SequentialSampler(dataset)
+    if skip:
+        sampler = list(sampler)[skip * spec.batch_size :]
     return DataLoader(
-        dataset, batch_size=spec.batch_size, sampler=sampler, drop_last=spec.drop_last, num_workers=0
+        dataset,
+        batch_size=spec.batch_size,
+        sampler=sampler,
+        drop_last=spec.drop_last,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=False,
     )
 
 
@@ -326,17 +368,32 @@ def _train(
                 f"{ck_path}: saved by {ck.get('world_size', 1)} process(es), resumed with {d.world}; "
                 "use the same number of processes"
             )
+    if opts.precision not in ("fp32", "bf16"):
+        raise TrainingError(f"--precision must be fp32 or bf16, got {opts.precision!r}")
+    if opts.time_budget is not None and opts.time_budget <= 0:
+        raise TrainingError(f"--time-budget must be positive, got {opts.time_budget}")
+    if opts.time_budget is not None and d.enabled:
+        raise TrainingError("--time-budget is for one process (ranks would stop at different steps)")
+    if opts.init is not None and ck is not None:
+        raise TrainingError("--init starts a new run; a resumed run continues its checkpoint (drop --init)")
     dataset = spec.dataset(Path(opts.data))
     n_data = len(dataset)
     if device.type == "cuda":
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = not opts.fast
+        torch.backends.cudnn.benchmark = bool(opts.fast)
+    cuda = device.type == "cuda"
+    workers = opts.workers if opts.workers is not None else (min(4, os.cpu_count() or 1) if cuda else 0)
+    log_every = opts.log_every or (50 if cuda else 1)
 
     seed_everything(opts.seed)  # identical initial weights on every rank
     model = spec.build_model().to(device)
+    init_info = _load_init(model, opts.init, spec.method) if opts.init is not None else None
     seed_everything(opts.seed + d.rank)  # per-rank stream for anything random in the loop
 
     start_epoch = 0
+    skip = 0  # batches of start_epoch already done (a run stopped by its time budget)
+    step_total = 0
+    part: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     wall_before = 0.0
     if ck is not None:
@@ -345,16 +402,30 @@ def _train(
         history = list(ck["history"])
         wall_before = float(ck["wall_time_s"])
         set_rng_state(ck["rng"][d.rank])
+        part = dict(ck.get("partial") or {})
+        skip = int(part.get("steps", 0))
+        step_total = int(ck.get("iterations", start_epoch * _steps_per_epoch(spec, n_data, d)))
+        init_info = ck.get("init")
 
     steps = _steps_per_epoch(spec, n_data, d)
-    log = _Progress(opts.progress and d.main, steps * max(total - start_epoch, 0), spec.method)
-    if start_epoch:
-        log.log(f"resuming {spec.method} from {ck_path} at epoch {start_epoch}/{total}")
+    log = _Progress(opts.progress and d.main, max(steps * max(total - start_epoch, 0) - skip, 0), spec.method)
+    if start_epoch or skip:
+        at = f" step {skip}/{steps}" if skip else ""
+        log.log(f"resuming {spec.method} from {ck_path} at epoch {start_epoch}/{total}{at}")
     tb = _TensorBoard(out, start_epoch, d.main)
     stage_idx = -1
     opt = sched = None
     ddp_model: nn.Module = model
     t_session = time.perf_counter()
+    budget = opts.time_budget
+    stopped = False  # stopped inside an epoch by the budget
+    budget_hit = False
+    step_times: list[float] = []
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if opts.precision == "bf16"
+        else contextlib.nullcontext
+    )
     try:
         for epoch in range(start_epoch, total):
             si, _ = stage_at(spec.stages, epoch)
@@ -378,24 +449,56 @@ def _train(
             group_lrs = _group_lrs(opt)
             t_epoch = time.perf_counter()
             model.train()
-            sums: dict[str, float] = {}
-            n_steps = 0
-            for batch in _loader(spec, dataset, epoch, opts.seed, d):
+            skip_now, skip = (skip, 0) if epoch == start_epoch else (0, 0)
+            sums: dict[str, float] = dict(part.get("sums", {})) if skip_now else {}
+            n_steps = skip_now
+            t_epoch -= float(part.get("seconds", 0.0)) if skip_now else 0.0
+            acc: dict[str, torch.Tensor] = {}  # loss terms summed on the device since the last read
+            desc = f"{spec.method} {stage.name} epoch {epoch + 1}/{total}"
+            loader = iter(_loader(spec, dataset, epoch, opts.seed, d, skip_now, workers, cuda))
+            if skip_now and ck is not None:
+                # the iterator drew its base seed from the global RNG: an unbroken run drew it at
+                # the epoch's start, before the state saved at the stop; restore that state again
+                set_rng_state(ck["rng"][d.rank])
+            left = steps - skip_now
+            for batch in loader:
+                left -= 1
+                t_step = time.perf_counter()
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                terms = stage.loss(ddp_model, batch)
+                with autocast():
+                    terms = stage.loss(ddp_model, batch)
                 opt.zero_grad(set_to_none=True)
-                terms["total"].backward()
+                terms["total"].float().backward()
                 opt.step()
-                vals = {k: float(v.detach()) for k, v in terms.items()}
-                if not math.isfinite(vals["total"]):
-                    raise TrainingError(f"loss became {vals['total']} at epoch {epoch + 1}; stopping")
-                for k, v in vals.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                for k, v in terms.items():
+                    v = v.detach().double()
+                    acc[k] = acc[k] + v if k in acc else v
                 n_steps += 1
-                log.step(
-                    f"{spec.method} {stage.name} epoch {epoch + 1}/{total}",
-                    {k: sums[k] / n_steps for k in sums},
-                )
+                step_total += 1
+                if (n_steps - skip_now) % log_every == 0:
+                    _drain(acc, sums, epoch)
+                    log.step(desc, {k: sums[k] / n_steps for k in sums}, advance=log_every)
+                if budget is not None:  # stop before a step that would end past the budget
+                    if cuda:
+                        torch.cuda.synchronize(device)
+                    step_times.append(time.perf_counter() - t_step)
+                    est = statistics.median(step_times[-20:])
+                    more = left > 0 or epoch + 1 < total
+                    if more and time.perf_counter() - t_session + est > budget:
+                        stopped = left > 0  # at an epoch's end the epoch is completed first
+                        budget_hit = True
+                        if stopped:
+                            break
+            _drain(acc, sums, epoch)
+            rest = (n_steps - skip_now) % log_every
+            log.step(desc, {k: sums[k] / max(n_steps, 1) for k in sums}, advance=rest)
+            if stopped:
+                _save(
+                    spec, opts, out, model, opt, sched, d, epoch, total, si, history, n_data,
+                    wall_before + time.perf_counter() - t_session, step_total, init_info,
+                    {"steps": n_steps, "sums": sums, "seconds": time.perf_counter() - t_epoch},
+                )  # fmt: skip
+                break
             if sched is not None:
                 sched.step()
             if d.enabled:  # BN running statistics drift per rank; keep rank 0's, as DDP does
@@ -411,29 +514,12 @@ def _train(
                 **means,
             }
             history.append(row)
-            rngs = _gather_rng(d)
             wall = wall_before + time.perf_counter() - t_session
+            _save(
+                spec, opts, out, model, opt, sched, d, epoch + 1, total, si, history, n_data, wall,
+                step_total, init_info,
+            )  # fmt: skip
             if d.main:
-                save_checkpoint(
-                    out / CHECKPOINT_NAME,
-                    {
-                        "method": spec.method,
-                        "epoch": epoch + 1,
-                        "total_epochs": total,
-                        "stage": si,
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict() if sched is not None else None,
-                        "rng": rngs,
-                        "seed": opts.seed,
-                        "world_size": d.world,
-                        "config": _config_dict(spec.config),
-                        "history": history,
-                        "wall_time_s": wall,
-                        "data": str(opts.data),
-                        "data_pairs": n_data,
-                    },
-                )
                 _write_csv(out / CSV_NAME, history)
                 if opts.snapshot_every and (epoch + 1) % opts.snapshot_every == 0:
                     snap = out / SNAPSHOT_DIR / f"epoch_{epoch + 1:03d}.safetensors"
@@ -444,6 +530,8 @@ def _train(
                     f"epoch {epoch + 1}/{total} [{stage.name}] lr={lr:.3g} {row['seconds']:.1f}s {terms_txt}"
                 )
             d.barrier()
+            if budget_hit:
+                break
             if opts.stop_after is not None and epoch + 1 >= opts.stop_after and epoch + 1 < total:
                 return {"stopped_at": epoch + 1}
     finally:
@@ -452,16 +540,123 @@ def _train(
 
     wall = wall_before + time.perf_counter() - t_session
     card = _card(spec, opts, n_data, total, history, wall, device, d)
+    card["iterations"] = step_total
+    card.setdefault("iterations_planned", steps * total)
+    card["precision"] = opts.precision
+    card["deterministic"] = not (opts.fast and cuda)
+    card["loader_workers"] = workers
+    card["time_budget"] = (
+        None
+        if budget is None
+        else {
+            "seconds": budget,
+            "stopped_by_budget": budget_hit,
+            "iterations": step_total,
+            "session_s": round(time.perf_counter() - t_session, 1),
+            "device": card["device"],
+        }
+    )
+    card["init_weights"] = init_info
+    if budget_hit:
+        card["reduced_scale"] = True
     if d.enabled:
         card["ranks_max_abs_diff"] = _rank_divergence(model, d)
     if d.main:
-        if opts.test_data is not None:
+        if opts.test_data is not None and not budget_hit:
             card["metrics"] = evaluate_on(spec, model, Path(opts.test_data))
         _export_weights(spec, model, out / WEIGHTS_NAME)
         atomic_write_text(out / CARD_NAME, json.dumps(card, indent=2) + "\n")
         log.log(f"wrote {out / WEIGHTS_NAME} and {out / CARD_NAME}")
     d.barrier()
     return card
+
+
+def _drain(acc: dict[str, torch.Tensor], sums: dict[str, float], epoch: int) -> None:
+    """Read the loss terms summed on the device back to the host (one synchronisation) into
+    ``sums``; TrainingError when the total is not finite."""
+    if not acc:
+        return
+    vals = {k: float(v) for k, v in acc.items()}
+    acc.clear()
+    if not math.isfinite(vals["total"]):
+        raise TrainingError(f"loss became {vals['total']} at epoch {epoch + 1}; stopping")
+    for k, v in vals.items():
+        sums[k] = sums.get(k, 0.0) + v
+
+
+def _save(
+    spec: TrainSpec,
+    opts: RunOptions,
+    out: Path,
+    model: nn.Module,
+    opt: Any,
+    sched: Any,
+    d: _Dist,
+    epoch: int,
+    total: int,
+    si: int,
+    history: list[dict[str, Any]],
+    n_data: int,
+    wall: float,
+    iterations: int,
+    init_info: dict[str, Any] | None,
+    partial: dict[str, Any] | None = None,
+) -> None:
+    """The checkpoint after ``epoch`` complete epochs (``partial``: ``steps`` more of the next one
+    done, with their loss sums and seconds: a run stopped by its time budget)."""
+    rngs = _gather_rng(d)
+    if not d.main:
+        return
+    save_checkpoint(
+        out / CHECKPOINT_NAME,
+        {
+            "method": spec.method,
+            "epoch": epoch,
+            "total_epochs": total,
+            "stage": si,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "rng": rngs,
+            "seed": opts.seed,
+            "world_size": d.world,
+            "config": _config_dict(spec.config),
+            "history": history,
+            "wall_time_s": wall,
+            "data": str(opts.data),
+            "data_pairs": n_data,
+            "iterations": iterations,
+            "partial": partial,
+            "init": init_info,
+        },
+    )
+
+
+def _load_init(model: nn.Module, path: Path, method: str) -> dict[str, Any]:
+    """Load the weights file ``path`` (exported tensors of ``method``) into ``model`` or into the
+    one sub-module whose parameters and buffers they are (DeFusion's ``net``); what the card says."""
+    from ..methods._torch import read_weights, sha256_file
+
+    state, meta = read_weights(path, method, method)
+    target = None
+    for name, mod in model.named_modules():
+        if set(mod.state_dict()) == set(state):
+            target = (name, mod)
+            break
+    if target is None:
+        raise TrainingError(f"--init {path}: its tensors match neither the {method} model nor a part of it")
+    try:
+        target[1].load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "mismatch"
+        raise TrainingError(f"--init {path}: does not fit this configuration ({first})") from e
+    return {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "module": target[0] or "(whole model)",
+        "epochs": meta.get("epochs"),
+        "optimizer": "fresh",
+    }
 
 
 def _group_lrs(opt: torch.optim.Optimizer) -> dict[str, float]:
