@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from ivfuse import io
 from ivfuse.cli import app
-from ivfuse.errors import WeightsError
+from ivfuse.errors import InputError, WeightsError
 from ivfuse.methods import deepfuse, densefuse, fusiongan, ifcnn, registry, u2fusion
 from ivfuse.nn import parameter_count
 from ivfuse.nn.losses import ssim_map
@@ -342,8 +342,14 @@ def test_densefuse_l1_rule_and_tiles(tmp_path):
     t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
     with torch.no_grad():
         ref = net.decoder(densefuse.RULES["l1"](net.encoder(t(ir)), net.encoder(t(vi))))
-    out = registry.create("densefuse", weights=w, rule="l1").fuse(ir, vi)
+    out = registry.create("densefuse", weights=w, rule="l1", output="clip").fuse(ir, vi)
     np.testing.assert_allclose(out, np.clip(ref[0, 0].numpy(), 0, 1), atol=1e-6)
+    # default output: the decoded plane stretched to its own range (the authors' saved results)
+    r = ref[0, 0].numpy()
+    stretched = registry.create("densefuse", weights=w, rule="l1").fuse(ir, vi)
+    np.testing.assert_allclose(stretched, (r - r.min()) / (r.max() - r.min()), atol=1e-5)
+    with pytest.raises(InputError, match="minmax"):
+        registry.create("densefuse", weights=w, output="scale")
 
 
 # --------------------------------------------------------------------------------------------

@@ -326,7 +326,15 @@ class DenseFuse(_torch.TorchFuser):
 
     Encodes both planes, fuses the 64-channel features with ``rule`` (``"sum"``: addition, Eq. 4;
     ``"l1"``: Eq. 5-7; ``"average"``), decodes; large images in overlapping tiles whose margin
-    exceeds the receptive field (same result as untiled)."""
+    exceeds the receptive field (same result as untiled).
+
+    ``output``: how the decoded plane is brought to [0, 1]. ``"minmax"`` (default) stretches it
+    linearly to its own minimum and maximum, which is what the authors' code did to every result
+    it saved (``scipy.misc.imsave`` of a float image rescales it to 0-255) and so what the papers
+    comparing against DenseFuse measured; with the addition rule the decoder sees about twice the
+    features of one image and its output exceeds 1 over bright regions, which clipping would flatten.
+    ``"clip"`` clips to [0, 1]. The stretch is a whole-image step after the tiles (outside the graph).
+    """
 
     label = "DenseFuse"
 
@@ -337,9 +345,13 @@ class DenseFuse(_torch.TorchFuser):
         device: str | torch.device = "cpu",
         tile: int | None = 768,
         margin: int = 16,
+        output: str = "minmax",
     ):
         if rule not in RULES:
             raise InputError(f"unknown DenseFuse fusion rule {rule!r}; choose one of {sorted(RULES)}")
+        if output not in ("minmax", "clip"):
+            raise InputError(f"DenseFuse output must be 'minmax' or 'clip', got {output!r}")
+        self.output = output
         if margin < HALO:
             raise ValueError(f"margin must be >= {HALO}, got {margin}")
         self.device = torch.device(device)
@@ -362,9 +374,14 @@ class DenseFuse(_torch.TorchFuser):
         )
 
     def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        return _torch.run_planes(
-            lambda a, b: _torch.tiled(self.step, a, b, self.tile, self.margin), ir, vi, self.device
-        )
+        with torch.inference_mode():
+            a = torch.from_numpy(ir)[None, None].to(self.device)
+            b = torch.from_numpy(vi)[None, None].to(self.device)
+            raw = _torch.tiled(self.step, a, b, self.tile, self.margin)[0, 0].float().cpu().numpy()
+        if self.output == "minmax":
+            lo, hi = float(raw.min()), float(raw.max())
+            raw = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+        return np.clip(raw, 0.0, 1.0).astype(np.float32)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DenseFuseNet, dict]:
@@ -391,9 +408,11 @@ def create_densefuse(
     device: str = "cpu",
     weights: str | Path | None = None,
     tile: int | None = 768,
+    output: str = "minmax",
 ) -> DenseFuse:
-    """DenseFuse with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
+    """DenseFuse with the shipped weights (or ``weights=`` a safetensors file), fusion ``rule`` and
+    ``output`` scaling (``minmax``: as the authors saved results; ``clip``)."""
     if weights is None:
         weights = _torch.shipped(WEIGHTS_FILE, "densefuse", "DenseFuse")
     net, _ = load_weights(weights, device=device)
-    return DenseFuse(net, rule=rule, device=device, tile=tile)
+    return DenseFuse(net, rule=rule, device=device, tile=tile, output=output)
