@@ -56,8 +56,11 @@ def test_fuse_shape_range_and_fuse_batch_equals_one_by_one(fuser):
         assert m.image.shape[:2] == (21, 26) and m.path is None  # no path asked for
     batch = f.fuse_batch([p[0] for p in pairs], [p[1] for p in pairs])
     assert isinstance(batch, list) and len(batch) == 2
+    # a deep method batches equal-sized pairs into one tensor forward (other kernels, other
+    # rounding): within 1e-5; SSL-WAEIE's ratio of near-zero energies within 0.5 gray levels
+    tol = 0.5 / 255 if name == "sslwaeie" else 1e-5
     for a, b in zip(batch, ones, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol)
     with pytest.raises(InputError, match="sizes differ"):
         f.fuse(pairs[0][0], pairs[0][1][:, :-1])
     with pytest.raises(InputError, match="2-D luma planes"):

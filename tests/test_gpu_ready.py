@@ -53,7 +53,7 @@ def test_parse_device_without_a_gpu(monkeypatch):
     assert parse_device("auto") == "cpu" and parse_device(None) == "cpu"
     assert parse_device("CPU") == "cpu" and parse_device(torch.device("cpu")) == "cpu"
     for asked in ("cuda", "cuda:0", "cuda:1"):
-        with pytest.raises(DeviceError, match="no CUDA GPU") as e:
+        with pytest.raises(DeviceError, match="no CUDA device") as e:
             parse_device(asked)
         assert e.value.exit_code == 2 and "\n" not in str(e.value)
     for bad in ("gpu", "cuda:x", "mps:0", ""):
@@ -84,7 +84,7 @@ def test_cli_refuses_cuda_without_a_gpu(tmp_path, device):
         r = run(*args, "--device", device)
         assert r.exit_code == 2, (args, r.output)
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
-        assert len(lines) == 1 and "no CUDA GPU" in lines[0], r.output
+        assert len(lines) == 1 and "no CUDA device" in lines[0], r.output
     assert not (tmp_path / "f.png").exists() and not (tmp_path / "run" / "weights.safetensors").exists()
 
 

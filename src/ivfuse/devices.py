@@ -75,7 +75,7 @@ def parse_device(value: Any = "auto") -> str:
         raise DeviceError(f"unknown device {value!r}; use {DEVICES_HELP}")
     if not cuda_available():
         raise DeviceError(
-            f"device {text} asked for, but torch sees no CUDA GPU here; use --device cpu or auto"
+            f"device {text} asked for, but there is no CUDA device here; use --device cpu or auto"
         )
     index = int(m.group(1) or 0)
     count = _cuda_count()

@@ -107,12 +107,12 @@ class Config(MethodConfig):
       in between: symmetric (swapping the sources gives 1 - tau_i), continuous, and a perturbation
       of the input moves tau_i by at most about ``|dS| / T``. The mean is over the whole image
       (tiles cover energies only), so CPU, GPU, tiles and every backend compute the same tau_i.
-      Measured with the shipped weights (CPU, fp32): on TNO 001 and 020, 38 % and 35 % of the
-      pixels have ``S < 2 T`` (33: 0.1 %; the share hardly changes between ``tiny`` 1e-3 and
+      Measured with the shipped weights (CPU, fp32): on TNO 001 and 020, 39 % and 36 % of the
+      pixels have ``S < 2 T`` (033: 0.1 %; the share hardly changes between ``tiny`` 1e-3 and
       1e-2: these energies are near zero, not small); there the old map differed from the new by
-      up to 49 gray levels on the fused image and a +-1e-6 perturbation of the infrared input moved
-      the old result by up to 7.3 gray levels; it moves the new one by at most 0.14 (0.32 with
-      ``tiny`` = 1e-3, hence 3e-3). Where ``S >= 2 T`` the result is the old one exactly.
+      up to 64 gray levels on the fused image and a +-1e-6 perturbation of the infrared input moved
+      the old result by up to 6.0 gray levels; it moves the new one by at most 0.063 (0.32 with
+      ``tiny`` = 1e-3, hence 1e-2). Where ``S >= 2 T`` the result is the old one exactly.
     * Stage 2 trains CIEN on L_CIEN and fine-tunes the WAE *encoder* through it at
       ``finetune_factor`` x lr; the decoder gets no gradient from L_CIEN (the letter gives no
       reconstruction term for stage 2) and keeps its stage-1 weights.
@@ -546,9 +546,11 @@ class SSLWAEIE(TorchFuser):
             "energies",
             StepModule(self.net.energies, self.net),
             outputs=("energies",),
-            # the check compares outputs clipped to [0, 1] in gray levels: energies, not tau_i;
-            # eager fp32 NHWC vs NCHW differ by 0.056 gray levels on tau_i, so 0.01 is below its noise
-            tolerance=0.1,
+            # the check compares outputs clipped to [0, 1] in gray levels: energies, not tau_i.
+            # tau_i is a ratio of energies near zero over much of an image: eager fp32 NHWC vs NCHW
+            # differ by 0.056 gray levels on it, an engine's rounding of the energies moves it by
+            # up to 0.11 on the backends test pair (the fused image by < 0.05): 0.01 is below its noise
+            tolerance=0.2,
             note=(
                 f"tiles of {self.tile} px, tau_i of Eq. (7) from the whole image's energies (stable_tau) "
                 "and Eq. (1) (tau_i I_i + (1 - tau_i) I_v, NumPy) are outside"
