@@ -98,7 +98,7 @@ loop=$(( budget - 60 ))
     echo 'export PYTHONPATH=$PWD/code/src${PYTHONPATH:+:$PYTHONPATH}'
     echo 'PY=${PYTHON:-python3}'
     echo '$PY - <<'"'"'CHECK'"'"
-    echo 'import importlib, sys'
+    echo 'import importlib.util, sys'
     echo 'missing = [m for m in ("torch", "numpy", "PIL", "safetensors", "typer", "rich") if importlib.util.find_spec(m) is None]'
     echo 'if missing: sys.exit("missing Python packages: " + ", ".join(missing))'
     echo 'import torch'
