@@ -130,6 +130,10 @@ def test_mef_ssim_by_hand():
     # contrast: the larger one is desired; a copy of the low-contrast source scores less than 1
     y2 = 0.5 + 0.2 * (y1 - 0.5)
     assert float(deepfuse.mef_ssim_map(y1, y2, y2).mean()) < 0.9
+    # never above 1, also where both sources are flat (saturated) and the fused image is not
+    sat = torch.ones(1, 1, 16, 16)
+    assert float(deepfuse.mef_ssim_map(sat, sat * 0.999, y1).max()) <= 1.0 + 1e-6
+    assert float(deepfuse.mef_ssim_map(y1, y2, torch.rand(1, 1, 16, 16)).max()) <= 1.0 + 1e-6
     # symmetric in the sources, luminance ignored (a shifted fused image scores the same)
     torch.testing.assert_close(deepfuse.mef_ssim_map(y1, y2, y1), deepfuse.mef_ssim_map(y2, y1, y1))
     torch.testing.assert_close(

@@ -136,6 +136,11 @@ def mef_ssim_map(
     a1, a2 = w1 / (s1 * (w1 + w2)), w2 / (s2 * (w1 + w2))
     norm2 = (a1 * a1 * var1 + a2 * a2 * var2 + 2 * a1 * a2 * c12).clamp_min(eps)
     cov_hat = chat * (a1 * c1y + a2 * c2y) / norm2.sqrt()
+    # Cauchy-Schwarz: |cov(y^, y)| <= c^ sigma_y. Local moments in float32 (and the clamped
+    # variances) can break it where both sources are flat (saturated), and a network then learns
+    # to exploit the score there (it exceeded 1 within four epochs), so it is enforced.
+    bound = chat * (vary + eps).sqrt()
+    cov_hat = torch.maximum(torch.minimum(cov_hat, bound), -bound)
     return (2 * cov_hat + c2) / (chat**2 + vary + c2)
 
 
