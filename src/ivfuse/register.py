@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from . import io
 from .errors import InputError
 
 MODELS = ("translation", "similarity", "affine", "homography")
@@ -664,18 +664,7 @@ class RegistrationError(InputError):
 
 def save_transform(reg: Registration, path: str | os.PathLike) -> Path:
     """Write ``reg``'s transform (model, matrix, image sizes, confidence) as JSON, atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(reg.as_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return io.atomic_write_text(path, json.dumps(reg.as_dict(), indent=2) + "\n")
 
 
 def load_transform(path: str | os.PathLike) -> Registration:

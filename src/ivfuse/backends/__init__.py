@@ -277,11 +277,10 @@ def _store(path: Path | None, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically; a cache that cannot be written is skipped."""
     if path is None:
         return
+    from ..io import atomic_write_bytes
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
     except OSError:
         pass
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError
+from ..io import atomic_write_bytes
 from ..methods import registry
 from ..methods._torch import sha256_file
 from . import GraphStep, engines
@@ -131,9 +132,7 @@ def export_method(
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "onnx":
         onnx_export.set_metadata(proto, meta)
-        tmp = out.with_name(out.name + ".part")
-        tmp.write_bytes(proto.SerializeToString())
-        os.replace(tmp, out)
+        atomic_write_bytes(out, proto.SerializeToString())
     else:
         import openvino as ov
 
