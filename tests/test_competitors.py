@@ -124,9 +124,13 @@ def test_mef_ssim_by_hand():
     # one textured source, one flat: the target patch is the textured one itself -> score 1
     s = deepfuse.mef_ssim_map(y1, flat, y1)
     torch.testing.assert_close(s, torch.ones_like(s), atol=1e-4, rtol=0)
-    assert float(deepfuse.deepfuse_loss(deepfuse.Config(), y1, flat, y1)["total"]) == pytest.approx(
-        0, abs=1e-4
-    )
+    assert float(
+        deepfuse.deepfuse_loss(deepfuse.Config(lum_weight=0), y1, flat, y1)["total"]
+    ) == pytest.approx(0, abs=1e-4)
+    lum = float(((y1 - (y1 + flat) / 2) ** 2).mean())  # the luminance anchor, by hand
+    t = deepfuse.deepfuse_loss(deepfuse.Config(lum_weight=0.1), y1, flat, y1)
+    assert float(t["luminance"]) == pytest.approx(lum, rel=1e-5)
+    assert float(t["total"]) == pytest.approx(1 - float(t["mef_ssim"]) + 0.1 * lum, rel=1e-5)
     # contrast: the larger one is desired; a copy of the low-contrast source scores less than 1
     y2 = 0.5 + 0.2 * (y1 - 0.5)
     assert float(deepfuse.mef_ssim_map(y1, y2, y2).mean()) < 0.9

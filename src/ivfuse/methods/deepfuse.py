@@ -63,10 +63,16 @@ class Config(MethodConfig):
       at hand; pairs are simulated from natural images (BSDS500 train + test) by gains on
       gamma-2.2 intensities with clipping (:func:`ivfuse.data.synthetic_pairs.exposure_pair`).
     * Optimiser: Adam, lr 1e-4 (paper), batch ``batch_size`` of ``crop`` x ``crop`` Y patches.
+    * ``lum_weight``: MEF-SSIM is blind to luminance (an offset of the output does not change it),
+      so nothing keeps the output in [0, 1]; in a run here it drifted out of range within 29
+      epochs (every fused TNO image black). A weak anchor, ``lum_weight`` x the MSE between the
+      output and the mean of the two sources, keeps the luminance near their average (0: the
+      paper's loss alone).
     """
 
     p: float = 4.0
     ssim_window: int = 11
+    lum_weight: float = 0.1
     epochs: int = 100
     batch_size: int = 16
     lr: float = 1e-4
@@ -149,7 +155,8 @@ def deepfuse_loss(
 ) -> dict[str, torch.Tensor]:
     """``{"mef_ssim": mean score, "total": 1 - mean score}`` (Eq. 6)."""
     score = mef_ssim_map(y1, y2, fused, cfg.p, cfg.ssim_window).mean()
-    return {"mef_ssim": score, "total": 1.0 - score}
+    lum = ((fused - (y1 + y2) / 2) ** 2).mean()  # the anchor of Config.lum_weight
+    return {"mef_ssim": score, "luminance": lum, "total": 1.0 - score + cfg.lum_weight * lum}
 
 
 def training_spec(config: Config | None = None):
