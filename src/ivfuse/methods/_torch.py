@@ -188,6 +188,51 @@ class TorchFuser(Fuser):
         return out  # type: ignore[return-value]
 
 
+class TiledNetFuser(TorchFuser):
+    """A deep fuser whose step is one network from two (N, 1, H, W) planes to the fused
+    (N, 1, H, W) plane, with no whole-image rule around it: large images run in overlapping tiles
+    whose margin exceeds the receptive-field radius :attr:`halo` (the cropped tile centres equal the
+    untiled result), and equal-sized pairs go through the network together in :meth:`fuse_batch`.
+    A subclass calls :meth:`_setup` from its ``__init__`` and may override :meth:`graph`."""
+
+    #: receptive-field radius of the step in pixels: the smallest allowed tile margin
+    halo: int = 0
+
+    def _setup(
+        self,
+        net: nn.Module,
+        device: str | torch.device,
+        tile: int | None,
+        margin: int,
+        step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if margin < self.halo:
+            raise ValueError(f"margin must be >= {self.halo}, got {margin}")
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.tile, self.margin = tile, margin
+        self._init_step(step if step is not None else self.net)
+
+    def modules(self) -> tuple[nn.Module, ...]:
+        return (self.net,)
+
+    def graph(self) -> GraphSpec:
+        return GraphSpec("fuse", self.net, note="tiles (if any) are cut outside the graph")
+
+    def _tiled(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return tiled(self.step, a, b, self.tile, self.margin)
+
+    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        return run_planes(self._tiled, ir, vi, self.device)
+
+    def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            ti = torch.from_numpy(np.ascontiguousarray(ir))[:, None].to(self.device)
+            tv = torch.from_numpy(np.ascontiguousarray(vi))[:, None].to(self.device)
+            out = self._tiled(ti, tv)
+        return np.clip(out[:, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
 def run_planes(
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     ir: np.ndarray,

@@ -196,32 +196,17 @@ def training_spec(config: Config | None = None):
 HALO = 12
 
 
-class DeepFuse(_torch.TorchFuser):
+class DeepFuse(_torch.TiledNetFuser):
     """Fuser: two luma planes (under/over exposed, or infrared/visible) -> fused luma, in
     overlapping tiles (margin beyond the 12-pixel receptive field) when large."""
 
     label = "DeepFuse"
+    halo = HALO
 
     def __init__(
         self, net: DeepFuseNet, device: str | torch.device = "cpu", tile: int | None = 768, margin: int = 16
     ):
-        if margin < HALO:
-            raise ValueError(f"margin must be >= {HALO}, got {margin}")
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        self.tile, self.margin = tile, margin
-        self._init_step(self.net)
-
-    def modules(self) -> tuple[nn.Module, ...]:
-        return (self.net,)
-
-    def graph(self) -> _torch.GraphSpec:
-        return _torch.GraphSpec("fuse", self.net, note="tiles (if any) are cut outside the graph")
-
-    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        return _torch.run_planes(
-            lambda a, b: _torch.tiled(self.step, a, b, self.tile, self.margin), ir, vi, self.device
-        )
+        self._setup(net, device, tile, margin)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DeepFuseNet, dict]:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -222,11 +221,12 @@ def training_spec(config: Config | None = None):
     )
 
 
-class FusionGAN(_torch.TorchFuser):
+class FusionGAN(_torch.TiledNetFuser):
     """Fuser: the generator on the whole image (6 px edge padding inside, output the input size);
     overlapping tiles for large images (receptive field 6 px)."""
 
     label = "FusionGAN"
+    halo = PAD
 
     def __init__(
         self,
@@ -235,17 +235,9 @@ class FusionGAN(_torch.TorchFuser):
         tile: int | None = 512,
         margin: int = 8,
     ):
-        if margin < PAD:
-            raise ValueError(f"margin must be >= {PAD}, got {margin}")
         if isinstance(generator, FusionGANModel):  # a training model: its generator fuses
             generator = generator.generator
-        self.device = torch.device(device)
-        self.net = generator.to(self.device).eval()
-        self.tile, self.margin = tile, margin
-        self._init_step(self._step_fn)
-
-    def modules(self) -> tuple[nn.Module, ...]:
-        return (self.net,)
+        self._setup(generator, device, tile, margin, step=self._step_fn)
 
     def _step_fn(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         return (self.net(ir * 2 - 1, vi * 2 - 1) + 1) / 2
@@ -255,11 +247,6 @@ class FusionGAN(_torch.TorchFuser):
             "fuse",
             _torch.StepModule(self._step_fn, self.net),
             note="tiles (if any) are cut outside the graph",
-        )
-
-    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        return _torch.run_planes(
-            lambda a, b: _torch.tiled(self.step, a, b, self.tile, self.margin), ir, vi, self.device
         )
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -209,10 +208,11 @@ def training_spec(config: Config | None = None):
 HALO = 10
 
 
-class U2Fusion(_torch.TorchFuser):
+class U2Fusion(_torch.TiledNetFuser):
     """Fuser: the generator on two planes (any task), in overlapping tiles when large."""
 
     label = "U2Fusion"
+    halo = HALO
 
     def __init__(
         self,
@@ -221,23 +221,7 @@ class U2Fusion(_torch.TorchFuser):
         tile: int | None = 512,
         margin: int = 16,
     ):
-        if margin < HALO:
-            raise ValueError(f"margin must be >= {HALO}, got {margin}")
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
-        self.tile, self.margin = tile, margin
-        self._init_step(self.net)
-
-    def modules(self) -> tuple[nn.Module, ...]:
-        return (self.net,)
-
-    def graph(self) -> _torch.GraphSpec:
-        return _torch.GraphSpec("fuse", self.net, note="tiles (if any) are cut outside the graph")
-
-    def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-        return _torch.run_planes(
-            lambda a, b: _torch.tiled(self.step, a, b, self.tile, self.margin), ir, vi, self.device
-        )
+        self._setup(net, device, tile, margin)
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DenseGenerator, dict]:
