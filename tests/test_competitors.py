@@ -399,11 +399,15 @@ def test_cli_fuse_every_task(name, task, tmp_path):
     assert out.shape == (30, 37, 3) and out.dtype == np.uint8
 
 
+FAMILY = {"densefuse": "self-supervised", "ifcnn": "supervised", "deepfuse": "unsupervised",
+          "fusiongan": "unsupervised", "u2fusion": "unsupervised"}  # fmt: skip
+
+
 def test_registry_metadata():
     for name in NAMES:
         info = registry.info(name)
         assert info.trainable and info.weights == f"{name}.safetensors"
-        assert info.family == "self-supervised" and "20" in info.paper
+        assert info.family == FAMILY[name] and "20" in info.paper
     assert registry.info("ifcnn").tasks == ("ivif", "mef", "mff") and registry.info("ifcnn").rgb
     assert registry.info("deepfuse").tasks == ("ivif", "mef")
     assert json.dumps(densefuse.Config().to_dict())

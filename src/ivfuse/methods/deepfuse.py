@@ -217,7 +217,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 
 @register(
     "deepfuse",
-    family="self-supervised",
+    family="unsupervised",
     paper=PAPER,
     summary="DeepFuse: tied-weight feature extractors, addition, MEF-SSIM loss (ICCV 2017)",
     trainable=True,

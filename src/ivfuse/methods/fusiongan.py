@@ -260,7 +260,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 
 @register(
     "fusiongan",
-    family="self-supervised",
+    family="unsupervised",
     paper=PAPER,
     summary="FusionGAN: generator vs discriminator, infrared intensity + visible gradient (Inf. Fusion 2019)",
     trainable=True,

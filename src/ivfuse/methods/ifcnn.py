@@ -291,7 +291,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 
 @register(
     "ifcnn",
-    family="self-supervised",
+    family="supervised",
     paper=PAPER,
     summary="IFCNN: general fusion CNN, element-wise max/mean/sum of CONV2 features (Inf. Fusion 2020)",
     trainable=True,

@@ -37,6 +37,11 @@ from .base import Fuser
 NOT_METHODS: frozenset[str] = frozenset({"base", "registry"})
 
 
+#: how a method learns: no training ("classical"), from the sources themselves ("self-supervised":
+#: auto-encoders, pretext tasks), with a no-reference fusion loss ("unsupervised": MEF-SSIM, GAN,
+#: information-weighted losses) or from synthetic ground truth ("supervised")
+FAMILIES: tuple[str, ...] = ("classical", "self-supervised", "unsupervised", "supervised")
+
 #: fusion tasks: infrared-visible, multi-exposure, multi-focus
 TASKS: tuple[str, ...] = ("ivif", "mef", "mff")
 
@@ -46,7 +51,7 @@ class MethodInfo:
     """Metadata of one registered method."""
 
     name: str
-    family: str  # "classical" or "self-supervised"
+    family: str  # one of FAMILIES
     paper: str  # short citation: authors, title, venue year
     summary: str = ""
     trainable: bool = False
@@ -139,7 +144,7 @@ def register(
     a non-classical family lives in its own module ``ivfuse.methods.<name>``."""
     if name != name.lower():
         raise ValueError(f"method names are lowercase, got {name!r}")
-    if family not in ("classical", "self-supervised"):
+    if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}")
     if not tasks or any(t not in TASKS for t in tasks):
         raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tasks!r}")

@@ -232,7 +232,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 
 @register(
     "u2fusion",
-    family="self-supervised",
+    family="unsupervised",
     paper=PAPER,
     summary="U2Fusion: dense generator, information-weighted SSIM + MSE, all tasks (TPAMI 2022)",
     trainable=True,
