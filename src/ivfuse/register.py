@@ -391,6 +391,21 @@ def _gauss_newton(
     return np.linalg.inv(best[1] if best is not None else warp)
 
 
+def _search_grid(
+    model: str, max_rotation: float, scale_range: tuple[float, float]
+) -> tuple[list[float], list[float]]:
+    """The rotations (2-degree steps up to ``max_rotation``) and scales (6 % steps over
+    ``scale_range``) a search tries; one of each for the translation model."""
+    if model == "translation":
+        return [0.0], [1.0]
+    n_ang = max(1, int(round(2 * max_rotation / 2.0)) + 1)
+    angles = list(np.linspace(-max_rotation, max_rotation, n_ang)) if max_rotation > 0 else [0.0]
+    lo, hi = scale_range
+    n_sc = max(1, int(round(np.log(hi / lo) / np.log(1.06))) + 1)
+    scales = list(np.geomspace(lo, hi, n_sc)) if hi > lo else [lo]
+    return angles, scales
+
+
 def _search(
     fv: np.ndarray,
     fi: np.ndarray,
@@ -401,14 +416,7 @@ def _search(
     """Candidate IR~ -> VI matrices at the search level, best first (phase correlation per rotation/scale)."""
     h, w = fv.shape
     center = ((w - 1) / 2, (h - 1) / 2)
-    if model == "translation":
-        angles, scales = [0.0], [1.0]
-    else:
-        n_ang = max(1, int(round(2 * max_rotation / 2.0)) + 1)
-        angles = list(np.linspace(-max_rotation, max_rotation, n_ang)) if max_rotation > 0 else [0.0]
-        lo, hi = scale_range
-        n_sc = max(1, int(round(np.log(hi / lo) / np.log(1.06))) + 1)
-        scales = list(np.geomspace(lo, hi, n_sc)) if hi > lo else [lo]
+    angles, scales = _search_grid(model, max_rotation, scale_range)
     window = cv2.createHanningWindow((w, h), cv2.CV_32F)
     fv32 = fv.astype(np.float32)
     scored: list[tuple[float, np.ndarray]] = []
@@ -451,14 +459,7 @@ def _search_xcorr(
     """
     h, w, c = tv.shape
     center = ((w - 1) / 2, (h - 1) / 2)
-    if model == "translation":
-        angles, scales = [0.0], [1.0]
-    else:
-        n_ang = max(1, int(round(2 * max_rotation / 2.0)) + 1)
-        angles = list(np.linspace(-max_rotation, max_rotation, n_ang)) if max_rotation > 0 else [0.0]
-        lo, hi = scale_range
-        n_sc = max(1, int(round(np.log(hi / lo) / np.log(1.06))) + 1)
-        scales = list(np.geomspace(lo, hi, n_sc)) if hi > lo else [lo]
+    angles, scales = _search_grid(model, max_rotation, scale_range)
     ph, pw = cv2.getOptimalDFTSize(int(h * 1.5)), cv2.getOptimalDFTSize(int(w * 1.5))
     tvz = tv - tv.reshape(-1, c).mean(0)
     fv_spec = []
