@@ -311,16 +311,19 @@ def test_paper_plan_and_tables_shape(tmp_path, monkeypatch):
     assert task.metrics == {"vifb": ["EN", "SSIM"]}
     res = bench(None, None, tmp_path / "R", tasks=tasks, figures=False, html=False)
     doc, display = paper.tables(doc_in, res)
-    assert set(doc) == {"paper", "tables"} and doc["paper"] == "toy"
+    assert set(doc) == {"paper", "tables", "summary"} and doc["paper"] == "toy"
     (t,) = doc["tables"]
-    assert set(t) == {"table", "dataset", "profile", "rows"}
+    assert set(t) == {"table", "dataset", "profile", "rows", "same_method", "offsets"}
     assert (t["table"], t["dataset"], t["profile"]) == ("Table 9", "toyset", "vifb")
     rows = {(r["method"], r["metric"]): r for r in t["rows"]}
-    assert all(set(r) == {"method", "metric", "ours", "paper"} for r in t["rows"])
+    keys = {"method", "metric", "ours", "paper", "gap", "gap_net", "same_method"}
+    assert all(set(r) == keys for r in t["rows"])
     cells = {(c["method"], c["metric"]): c["mean"] for c in res["datasets"][0]["cells"]}
-    assert rows[("lp", "EN")] == {"method": "lp", "metric": "EN", "ours": cells[("lp", "EN")], "paper": 6.5}
+    assert {k: rows[("lp", "EN")][k] for k in ("method", "metric", "ours", "paper")} == {
+        "method": "lp", "metric": "EN", "ours": cells[("lp", "EN")], "paper": 6.5}
     assert rows[("lp", "SSIM")]["ours"] == pytest.approx(0.5 * cells[("lp", "SSIM")])  # scaled
-    assert rows[("lp", "IS")] == {"method": "lp", "metric": "IS", "ours": None, "paper": 3.1}
+    assert {k: rows[("lp", "IS")][k] for k in ("method", "metric", "ours", "paper")} == {
+        "method": "lp", "metric": "IS", "ours": None, "paper": 3.1}
     assert rows[("average", "EN")]["paper"] is None  # extra row: no paper value
     assert ("average", "IS") not in rows  # neither ours nor the paper's
     # the significance column: paired t-test of each row against the paper's own method (lp) on EN

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ivfuse.bench import paper as paper_tables
 from ivfuse.bench.papers import PAPERS, load_paper
 from ivfuse.errors import InputError
 from ivfuse.methods import registry
@@ -75,7 +76,9 @@ def test_paper_schema(name):
             assert isinstance(t["dataset"], str) and t["dataset"]
             assert t["profile"] is None or t["profile"] in {"vifb", "ma2019", "mefb"}
         for c in cols:
-            assert set(c) <= {"name", "metric", "profile", "scale", "higher_is_better", "note", "kind", "of"}
+            assert set(c) <= {"name", "metric", "profile", "scale", "higher_is_better", "note", "kind", "of",
+                              "tried"}
+            assert all(isinstance(x, str) and x for x in c.get("tried", []))
             assert c["metric"] is None or isinstance(c["metric"], str)
             if c.get("kind") == "significance":
                 assert c["metric"] is None and c["of"] in names
@@ -243,3 +246,108 @@ def test_json_files_are_packaged():
     assert files == {f"{p}.json" for p in PAPERS}
     for p in PAPERS:  # plain JSON, nothing our own emitter would accept that json does not
         json.loads(resources.files("ivfuse.bench.papers").joinpath(f"{p}.json").read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------- convention offsets
+
+
+def test_convention_offset_known_answer():
+    """Offset = median over the same-method rows of ours / paper, minus 1; the net gap divides it out."""
+    cells = {
+        "gff": {"CC": (0.5, 1.0), "QCV": (300.0, 200.0), "EN": (None, 7.0)},
+        "gtf": {"CC": (0.6, 1.0), "QCV": (250.0, 250.0), "EN": (7.0, None)},
+        "dwt": {"CC": (0.9, 1.0), "QCV": (100.0, 0.0)},  # a zero paper value gives no ratio
+    }
+    off = paper_tables.convention_offsets(cells, ["gff", "gtf", "dwt"])
+    assert set(off) == {"CC", "QCV"}  # EN: no anchor has both values, so no offset (not 0)
+    assert off["CC"]["offset"] == pytest.approx(-0.4)  # median of 0.5, 0.6, 0.9 is 0.6
+    assert off["CC"]["n"] == 3 and off["CC"]["anchors"]["gff"] == pytest.approx(-0.5)
+    assert off["QCV"]["offset"] == pytest.approx(0.25)  # median of 1.5 and 1.0 (n = 2: their mean)
+    assert off["QCV"]["n"] == 2 and set(off["QCV"]["anchors"]) == {"gff", "gtf"}
+    # a method 34 % low where the convention makes every method 40 % low: 10 % high net of it
+    assert paper_tables.rel_gap(0.66, 1.0) == pytest.approx(-0.34)
+    assert paper_tables.net_gap(0.66, 1.0, -0.4) == pytest.approx(0.1)
+    assert paper_tables.net_gap(0.66, 1.0, None) is None
+    assert paper_tables.net_gap(0.66, 1.0, -1.0) is None  # no ratio removes a -100 % offset
+    assert paper_tables.rel_gap(1.0, 0.0) is None and paper_tables.rel_gap(None, 1.0) is None
+    assert paper_tables.rel_gap(-0.5, -1.0) == pytest.approx(0.5)  # relative to |paper|
+
+
+def _toy_results(means: dict[str, dict[str, float]]) -> dict:
+    cells = [
+        {"method": m, "profile": "vifb", "metric": k, "mean": v, "best": False, "tied_with_best": False}
+        for m, vals in means.items()
+        for k, v in vals.items()
+    ]
+    methods = [{"method": m, "status": "ok", "fused": 3} for m in means]
+    return {"datasets": [{"name": "tno", "pairs": 3, "cells": cells, "methods": methods}], "values": [],
+            "messages": []}  # fmt: skip
+
+
+def test_paper_tables_print_offsets_beside_the_own_gap():
+    paper = {
+        "paper": "toy", "title": "Toy", "method": "didfuse",
+        "tables": [{
+            "table": "Table 1", "dataset": "tno", "profile": "vifb",
+            "columns": [{"name": "CC", "metric": "CC", "higher_is_better": True},
+                        {"name": "QCV", "metric": "QCV", "higher_is_better": False,
+                         "tried": ["window 8: +30 %"]}],
+            "rows": [
+                {"name": "GFF", "ivfuse": "gff", "values": {"CC": 0.8, "QCV": 100.0}},
+                {"name": "GTF", "ivfuse": "gtf", "values": {"CC": 0.5}},
+                {"name": "DenseFuse (official outputs)", "ivfuse": "densefuse", "same_method": True,
+                 "values": {"CC": 1.0}},
+                {"name": "DIDFuse", "ivfuse": "didfuse", "values": {"CC": 0.7, "QCV": 200.0}},
+            ],
+        }],
+    }  # fmt: skip
+    results = _toy_results(
+        {
+            "gff": {"CC": 0.4, "QCV": 150.0},
+            "gtf": {"CC": 0.3},
+            "densefuse": {"CC": 0.7},
+            "didfuse": {"CC": 0.42, "QCV": 250.0},
+            "lp": {"CC": 0.5},  # an extra row: no paper value, not an anchor
+        }
+    )
+    doc, display = paper_tables.tables(paper, results)
+    (t,) = doc["tables"]
+    assert t["same_method"] == ["gff", "gtf", "densefuse"]
+    # CC ratios 0.5, 0.6, 0.7 -> offset -40 %; QCV: gff alone, 1.5 -> +50 %
+    assert t["offsets"]["CC"]["offset"] == pytest.approx(-0.4) and t["offsets"]["CC"]["n"] == 3
+    assert t["offsets"]["QCV"]["offset"] == pytest.approx(0.5) and t["offsets"]["QCV"]["n"] == 1
+    rows = {(r["method"], r["metric"]): r for r in t["rows"]}
+    did = rows[("didfuse", "CC")]
+    assert did["gap"] == pytest.approx(-0.4) and did["gap_net"] == pytest.approx(0.0)
+    assert rows[("didfuse", "QCV")]["gap_net"] == pytest.approx(250 / 1.5 / 200 - 1)
+    assert rows[("gff", "CC")]["same_method"] and rows[("gff", "CC")]["gap_net"] is None
+    assert rows[("lp", "CC")]["gap"] is None  # the paper has no lp row
+    s = doc["summary"]
+    assert s["method"] == "didfuse" and s["cells"] == 2 and s["cells_with_offset"] == 2
+    assert s["median_abs_gap"] == pytest.approx((0.4 + 0.25) / 2)
+    assert s["median_abs_gap_net"] == pytest.approx(abs(250 / 1.5 / 200 - 1) / 2)
+    assert s["worst"]["metric"] == "CC"
+    md = paper_tables.markdown(display)
+    assert "convention offset (median over gff, gtf, densefuse)" in md
+    assert "-40.0 % (n=3, -50.0 % … -30.0 %)" in md
+    assert "0.4200 (0.7000, -40.0 %; net of offset +0.0 %)" in md
+    assert "gff (GFF) [same method]" in md and "readings tried: window 8: +30 %" in md
+    assert "| Table 1 | tno | CC | -40.0 % (n=3) | -40.0 % | +0.0 % |" in md
+    # the command prints these (ivfuse bench --paper shows the run's messages)
+    assert any("didfuse gap / convention offset" in m and "CC -40.0 % / -40.0 % / +0.0 %" in m
+               for m in results["messages"])  # fmt: skip
+    assert results["messages"][-1].startswith("paper toy: didfuse: median |gap| 32.5 % over 2 cells")
+
+
+def test_no_offset_without_a_same_method_row():
+    paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [{
+        "table": "Table 1", "dataset": "tno", "profile": "vifb",
+        "columns": [{"name": "CC", "metric": "CC", "higher_is_better": True}],
+        "rows": [{"name": "DIDFuse", "ivfuse": "didfuse", "values": {"CC": 0.5}},
+                 {"name": "DenseFuse", "ivfuse": "densefuse", "values": {"CC": 0.5}}]}]}  # fmt: skip
+    results = _toy_results({"didfuse": {"CC": 0.6}, "densefuse": {"CC": 0.4}})
+    doc, display = paper_tables.tables(paper, results)
+    assert doc["tables"][0]["offsets"] == {} and doc["tables"][0]["same_method"] == []
+    assert doc["tables"][0]["rows"][0]["gap_net"] is None
+    assert doc["summary"]["median_abs_gap"] == pytest.approx(0.2) and doc["summary"]["cells_with_offset"] == 0
+    assert "– (no same-method row)" in paper_tables.markdown(display)

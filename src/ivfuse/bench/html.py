@@ -63,6 +63,15 @@ def _paper_section(paper: dict[str, Any]) -> str:
         parts.append(_table(t["header"], t["rows"]))
         for n in t.get("notes", []):
             parts.append(f'<p class="note">{html.escape(n)}</p>')
+    gaps = paper.get("gaps")
+    if gaps and gaps["rows"]:
+        from .paper import GAPS_NOTE
+
+        parts.append("<h3>Gaps: metric convention or method</h3>")
+        parts.append(f'<p class="note">{html.escape(GAPS_NOTE.replace("**", ""))}</p>')
+        parts.append(_table(gaps["header"], gaps["rows"]))
+        if gaps.get("summary"):
+            parts.append(f'<p class="note">{html.escape(gaps["summary"])}.</p>')
     for n in paper.get("notes", []):
         parts.append(f'<p class="note">{html.escape(n)}</p>')
     return "\n".join(parts)

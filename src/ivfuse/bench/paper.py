@@ -11,6 +11,16 @@ runner tasks (one per data set: the table's methods that ivfuse has, plus extra 
 
 ``"paper"`` is null where the paper has no value for the cell, ``"ours"`` null where ivfuse cannot
 compute the column (its metric needs something we do not have; the table's notes say why).
+
+A gap between ours and the paper's value has two causes: the metric's convention (the paper's
+evaluation code computes the "same" metric differently) and the method (our training, our data).
+Rows where the paper and ivfuse run the *same* algorithm (the classical methods, whose output does
+not depend on training, and rows marked ``"same_method": true`` in the paper's file) isolate the
+first: their median relative gap per column is the column's **convention offset**
+(:func:`convention_offsets`). Every row then carries its ``gap`` and, beside it, ``gap_net``, the
+gap left once the offset is divided out (``ours / (1 + offset)`` against the paper's value); the
+values themselves are never changed. ``summary`` gives the paper's own method's median absolute
+gap, before and after the offsets.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +118,76 @@ def _significance(
     return None if not math.isfinite(p) else p
 
 
-def _pct(ours: float | None, ref: float | None) -> str:
-    if ours is None or ref is None or not math.isfinite(ours) or ref == 0:
-        return ""
-    return f"{100.0 * (ours - ref) / abs(ref):+.1f} %"
+def rel_gap(ours: float | None, ref: Any) -> float | None:
+    """``(ours - ref) / |ref|``; ``None`` where either value is missing or not finite, or ``ref`` is 0."""
+    if ours is None or not isinstance(ref, (int, float)) or isinstance(ref, bool):
+        return None
+    if not (math.isfinite(ours) and math.isfinite(ref)) or ref == 0:
+        return None
+    return (ours - ref) / abs(ref)
+
+
+def convention_offsets(
+    cells: dict[str, dict[str, tuple[float | None, Any]]], anchors: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per column, the metric-convention offset measured on the ``anchors`` (rows that are the same
+    algorithm in the paper and in ivfuse).
+
+    ``cells[method][column] = (ours, paper)``. For each column, every anchor with both values
+    (paper value non-zero) gives the ratio ``ours / paper``; the offset is ``median(ratios) - 1``,
+    i.e. the median relative gap of the anchors (for positive values). Returns ``{column: {"offset",
+    "n", "anchors": {method: its own relative gap}}}`` for the columns that have at least one
+    anchor; the others have no offset (not zero: unknown).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    cols = list(dict.fromkeys(c for k in anchors for c in cells.get(k, {})))
+    for col in cols:
+        ratios, gaps = [], {}
+        for k in anchors:
+            ours, ref = cells.get(k, {}).get(col, (None, None))
+            g = rel_gap(ours, ref)
+            if g is None:
+                continue
+            ratios.append(ours / ref)  # type: ignore[operator]
+            gaps[k] = g
+        if ratios:
+            out[col] = {"offset": statistics.median(ratios) - 1.0, "n": len(ratios), "anchors": gaps}
+    return out
+
+
+def net_gap(ours: float | None, ref: Any, offset: float | None) -> float | None:
+    """The relative gap of ``ours / (1 + offset)`` to the paper's value ``ref``: the gap that is
+    left once the column's convention offset is divided out (``None`` without an offset, or with
+    an offset of -100 % or below, which no ratio can remove)."""
+    if offset is None or 1.0 + offset <= 0 or ours is None:
+        return None
+    return rel_gap(ours / (1.0 + offset), ref)
+
+
+def _pct(g: float | None) -> str:
+    return "" if g is None else f"{100.0 * g:+.1f} %"
+
+
+def _is_anchor(row: dict[str, Any] | None) -> bool:
+    """A paper row that is the same algorithm as its ivfuse method: ``same_method`` when the row
+    says so, otherwise whether the method is classical (no training, nothing learnt to differ)."""
+    if row is None or not row.get("ivfuse"):
+        return False
+    if "same_method" in row:
+        return bool(row["same_method"])
+    return registry.info(row["ivfuse"]).family == "classical"
+
+
+def _median_abs(xs: list[float]) -> float | None:
+    return statistics.median(abs(x) for x in xs) if xs else None
 
 
 def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the paper_<name>.json document, a display structure for markdown/HTML)."""
+    """(the paper_<name>.json document, a display structure for markdown/HTML).
+
+    Also appends to ``results["messages"]`` one line per table (per column: the own method's gap,
+    the convention offset, the gap net of it) and one summary line, which ``ivfuse bench --paper``
+    prints after the run."""
     by_ds = {d["name"]: d for d in results["datasets"]}
     per_image: dict[tuple[str, str, str, str], dict[str, float]] = {}
     for v in results["values"]:
@@ -122,6 +195,7 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
             per_image.setdefault((v["dataset"], v["method"], v["profile"], v["metric"]), {})[v["image"]] = v[
                 "value"
             ]
+    own_name = paper.get("method")
     doc: dict[str, Any] = {"paper": paper["paper"], "tables": []}
     display: dict[str, Any] = {
         "paper": paper["paper"],
@@ -130,6 +204,9 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         "tables": [],
         "notes": [paper["notes"]] if paper.get("notes") else [],
     }
+    gap_rows: list[list[str]] = []
+    own_cells: list[dict[str, Any]] = []
+    lines: list[str] = []
     for t in paper["tables"]:
         d = by_ds.get(t["dataset"])
         if d is None:
@@ -141,37 +218,78 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         }
         order = list(dict.fromkeys([*paper_rows, *(m["method"] for m in d["methods"])]))
         ran = [k for k in order if k in status and status[k]["status"] == "ok" and status[k]["fused"]]
-        own = [r for r in t["rows"] if r.get("ivfuse") == paper.get("method")]
+        own = [r for r in t["rows"] if r.get("ivfuse") == own_name]
         own_key = MethodSpec.make(own[0]["ivfuse"], own[0].get("options")).key if own else None
+        # every cell first (ours, paper's, best mark), then the offsets, then the rows
+        values: dict[str, dict[str, tuple[float | None, Any]]] = {}
+        marks: dict[tuple[str, str], str] = {}
+        for key in ran:
+            prow = paper_rows.get(key)
+            for col in t["columns"]:
+                ref = (prow or {}).get("values", {}).get(col["name"])
+                ref = float(ref) if isinstance(ref, (int, float)) else ref
+                ours = None
+                if col.get("metric"):
+                    c = cells.get((key, _profile_of(t, col), col["metric"]))
+                    if c is not None and c["mean"] is not None:
+                        ours = c["mean"] * float(col.get("scale", 1.0))
+                        marks[(key, col["name"])] = (
+                            " **best**" if c["best"] else (" †" if c["tied_with_best"] else "")
+                        )
+                elif col.get("kind") == "significance" and own_key in ran and key != own_key:
+                    ours = _significance(t, col, key, own_key, per_image, d["name"])
+                values.setdefault(key, {})[col["name"]] = (ours, ref)
+        anchors = [k for k in ran if _is_anchor(paper_rows.get(k))]
+        metric_cols = [c["name"] for c in t["columns"] if c.get("metric")]
+        offsets = convention_offsets(
+            {k: {c: v for c, v in values[k].items() if c in metric_cols} for k in anchors}, anchors
+        )
         rows_json = []
         header = ["method"] + [c["name"] for c in t["columns"]]
         rows_md: list[list[str]] = []
         for key in ran:
             prow = paper_rows.get(key)
+            is_anchor = key in anchors
             label = key if prow is None else f"{key} ({prow['name']})"
-            line = [label]
+            line = [label + (" [same method]" if is_anchor else "")]
             for col in t["columns"]:
-                ref = (prow or {}).get("values", {}).get(col["name"])
-                ref = float(ref) if isinstance(ref, (int, float)) else ref
-                ours = None
-                mark = ""
-                if col.get("metric"):
-                    c = cells.get((key, _profile_of(t, col), col["metric"]))
-                    if c is not None and c["mean"] is not None:
-                        ours = c["mean"] * float(col.get("scale", 1.0))
-                        mark = " **best**" if c["best"] else (" †" if c["tied_with_best"] else "")
-                elif col.get("kind") == "significance" and own_key in ran and key != own_key:
-                    ours = _significance(t, col, key, own_key, per_image, d["name"])
+                ours, ref = values[key][col["name"]]
                 if ours is None and ref is None:
                     line.append("–")
                     continue
-                rows_json.append({"method": key, "metric": col["name"], "ours": ours, "paper": ref})
+                numeric = col.get("metric") is not None
+                gap = rel_gap(ours, ref) if numeric else None
+                off = offsets.get(col["name"], {}).get("offset") if numeric else None
+                net = None if is_anchor else net_gap(ours, ref, off)
+                rows_json.append(
+                    {"method": key, "metric": col["name"], "ours": ours, "paper": ref, "gap": gap,
+                     "gap_net": net, "same_method": is_anchor}
+                )  # fmt: skip
+                if key == own_key and numeric and gap is not None:
+                    own_cells.append({"table": t["table"], "dataset": t["dataset"], "metric": col["name"],
+                                      "gap": gap, "gap_net": net})  # fmt: skip
                 shown = fmt(ours) if ours is not None else "n/a"
                 if ref is not None:
                     ref_text = fmt(ref) if isinstance(ref, float) else str(ref)
-                    pct = _pct(ours, ref) if isinstance(ref, float) else ""
-                    shown += f" ({ref_text}{', ' + pct if pct else ''})"
-                line.append(shown + mark)
+                    extra = [_pct(gap)] if gap is not None else []
+                    if net is not None:
+                        extra.append(f"net of offset {_pct(net)}")
+                    shown += f" ({ref_text}{', ' + '; '.join(extra) if extra else ''})"
+                line.append(shown + marks.get((key, col["name"]), ""))
+            rows_md.append(line)
+        if offsets:
+            names = ", ".join(anchors)
+            line = [f"convention offset (median over {names})"]
+            for col in t["columns"]:
+                o = offsets.get(col["name"])
+                if o is None:
+                    line.append("–")
+                    continue
+                spread = ""
+                if o["n"] > 1:
+                    g = sorted(o["anchors"].values())
+                    spread = f", {_pct(g[0])} … {_pct(g[-1])}"
+                line.append(f"{_pct(o['offset'])} (n={o['n']}{spread})")
             rows_md.append(line)
         for r in t["rows"]:
             if r.get("ivfuse") and MethodSpec.make(r["ivfuse"], r.get("options")).key in ran:
@@ -182,8 +300,27 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 line.append("–" if v is None else f"– ({fmt(v) if isinstance(v, (int, float)) else v})")
             rows_md.append(line)
         doc["tables"].append(
-            {"table": t["table"], "dataset": t["dataset"], "profile": t["profile"], "rows": rows_json}
-        )
+            {"table": t["table"], "dataset": t["dataset"], "profile": t["profile"], "rows": rows_json,
+             "same_method": anchors, "offsets": offsets}
+        )  # fmt: skip
+        # the per-column comparison: the own method's gap beside the offset
+        bits = []
+        for name in metric_cols:
+            o = offsets.get(name)
+            ours, ref = values.get(own_key, {}).get(name, (None, None)) if own_key else (None, None)
+            gap = rel_gap(ours, ref)
+            net = net_gap(ours, ref, o["offset"]) if o else None
+            if gap is None and o is None:
+                continue
+            gap_rows.append([t["table"], t["dataset"], name,
+                             f"{_pct(o['offset'])} (n={o['n']})" if o else "– (no same-method row)",
+                             _pct(gap) or "–", _pct(net) or "–"])  # fmt: skip
+            bits.append(f"{name} {_pct(gap) or '–'} / {_pct(o['offset']) if o else '–'} / {_pct(net) or '–'}")
+        if bits and own_key:
+            lines.append(
+                f"paper {paper['paper']} {t['table']} on {t['dataset']}: {own_key} gap / convention offset "
+                f"(same-method rows: {', '.join(anchors) or 'none'}) / gap net of offset: " + "; ".join(bits)
+            )
         notes = []
         if t.get("dataset_note"):
             notes.append(f"Data: {t['dataset_note']}")
@@ -197,6 +334,8 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 bits.append("not computed")
             if col.get("note"):
                 bits.append(col["note"])
+            if col.get("tried"):
+                bits.append("readings tried: " + "; ".join(col["tried"]))
             notes.append(f"{col['name']}: " + "; ".join(bits))
         if t.get("notes"):
             notes.append(t["notes"])
@@ -209,7 +348,53 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 "notes": notes,
             }
         )
+    gaps = [c["gap"] for c in own_cells]
+    nets = [c for c in own_cells if c["gap_net"] is not None]
+    worst = max(own_cells, key=lambda c: abs(c["gap"]), default=None)
+    summary = {
+        "method": own_name,
+        "cells": len(gaps),
+        "median_abs_gap": _median_abs(gaps),
+        "worst": worst,
+        "cells_with_offset": len(nets),
+        "median_abs_gap_with_offset": _median_abs([c["gap"] for c in nets]),
+        "median_abs_gap_net": _median_abs([c["gap_net"] for c in nets]),
+    }
+    doc["summary"] = summary
+    text = ""
+    if gaps:
+        text = (
+            f"{own_name}: median |gap| {_pct(summary['median_abs_gap']).lstrip('+')} over {len(gaps)} cells "
+            f"(worst {_pct(worst['gap'])}: {worst['metric']}, {worst['table']} on {worst['dataset']})"  # type: ignore[index]
+        )
+        if nets:
+            text += (
+                f"; on the {len(nets)} cells with a convention offset: "
+                f"{_pct(summary['median_abs_gap_with_offset']).lstrip('+')} before, "
+                f"{_pct(summary['median_abs_gap_net']).lstrip('+')} net of the offset"
+            )
+        else:
+            text += "; no column has a convention offset (no row is the same method in the paper and ivfuse)"
+        lines.append(f"paper {paper['paper']}: {text}")
+    display["gaps"] = {
+        "header": ["table", "data set", "column", "convention offset", f"{own_name} gap",
+                   f"{own_name} gap net of offset"],  # fmt: skip
+        "rows": gap_rows,
+        "summary": text,
+    }
+    results.setdefault("messages", []).extend(lines)
     return doc, display
+
+
+GAPS_NOTE = (
+    "A gap has two causes: the metric's convention (the paper's evaluation code computes the metric "
+    "differently) and the method. Rows marked [same method] run the same algorithm in the paper and "
+    "in ivfuse (classical methods, or the paper's row marked same_method); their median relative gap "
+    "per column is the column's **convention offset** (n: how many such rows, then their smallest and "
+    "largest gap). 'net of offset' is the gap of ours / (1 + offset) to the paper's value: what is left "
+    "for the method once the convention is divided out. It is a reading aid, not a corrected value; "
+    "with n = 1 or 2 same-method rows it is a rough one."
+)
 
 
 def markdown(display: dict[str, Any], command: str = "") -> str:
@@ -219,15 +404,22 @@ def markdown(display: dict[str, Any], command: str = "") -> str:
     if command:
         out += ["```bash", command, "```", ""]
     out += [
-        "Cells: ours (paper, difference). **best**: best mean among the ivfuse rows; †: not "
-        "significantly different from it (paired test over the images). Rows marked 'paper only' are "
-        "methods ivfuse does not implement.",
+        "Cells: ours (paper, difference; net of offset: the difference once the column's convention "
+        "offset is divided out). **best**: best mean among the ivfuse rows; †: not significantly "
+        "different from it (paired test over the images). Rows marked 'paper only' are methods ivfuse "
+        "does not implement.",
         "",
     ]
     for t in display["tables"]:
         out += [f"## {t['heading']}", "", _md_table(t["header"], t["rows"]), ""]
         out += [f"- {n}" for n in t["notes"]]
         out.append("")
+    gaps = display.get("gaps")
+    if gaps and gaps["rows"]:
+        out += ["## Gaps: metric convention or method", "", GAPS_NOTE, ""]
+        out += [_md_table(gaps["header"], gaps["rows"]), ""]
+        if gaps.get("summary"):
+            out += [gaps["summary"] + ".", ""]
     out += [f"{n}" for n in display.get("notes", [])]
     return "\n".join(out).rstrip() + "\n"
 
@@ -242,4 +434,4 @@ def write(
     return paths
 
 
-__all__ = ["load_paper", "markdown", "plan", "tables", "write"]
+__all__ = ["convention_offsets", "load_paper", "markdown", "net_gap", "plan", "rel_gap", "tables", "write"]
