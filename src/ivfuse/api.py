@@ -23,7 +23,7 @@ import numpy as np
 
 from . import io
 from .data.pairs import Pair
-from .errors import InputError, IvfuseError
+from .errors import InputError, IvfuseError, MethodError
 from .methods import registry
 from .methods.base import check_pair
 
@@ -76,8 +76,11 @@ class Pipeline:
         backend: where a deep method's network runs (:mod:`ivfuse.backends`): ``"auto"`` (default:
             the fastest installed fp32-exact backend, else torch), ``"torch"``, ``"onnxruntime"``,
             ``"openvino"``. ``self.backend`` says which one runs. Classical methods run in NumPy.
-        precision: ``"fp32"`` (default) or ``"bf16"`` (opt-in, CPUs with AVX512-BF16/AMX:
-            OpenVINO bf16, or the method's own torch bf16 path with ``backend="torch"``).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (opt-in half precision of the
+            deep methods). bf16 on a CPU: OpenVINO bf16 where the CPU has AVX512-BF16/AMX, else (and
+            with ``backend="torch"``) torch: the method's own bf16 path (DIDFuse) or its eager step
+            under bfloat16 autocast; on a GPU torch autocast. fp16: CUDA only (torch autocast).
+            Measured tolerances against fp32: docs/gpu.md.
         device: where a deep method's network runs (:func:`ivfuse.devices.parse_device`):
             ``"auto"`` (default: CUDA when torch sees a GPU, else the CPU), ``"cpu"``, ``"cuda"``,
             ``"cuda:N"``. CUDA where there is none raises :class:`ivfuse.devices.DeviceError`
@@ -125,6 +128,9 @@ class Pipeline:
         else:
             options["device"] = dev
         self.device = dev
+        why = getattr(self.info.fuser, "no_half_precision", None)
+        if precision != "fp32" and why:  # any engine's half precision, not only torch autocast
+            raise MethodError(f"{self.info.name} runs in fp32 only: {why}")
         if options.get("precision", "fp32") != "fp32" and backend == "auto":
             backend = "torch"  # -p precision=bf16: the method's own torch path
         plan = backends.plan(
@@ -136,6 +142,8 @@ class Pipeline:
             torch_precision=self.info.torch_bf16,
         )
         self.method = registry.create(method, **{**options, **plan.torch_options})
+        if plan.autocast:
+            self.method.autocast(plan.autocast)
         self.binding = backends.bind(self.method, self.info.name, plan)
         self.tf32 = apply_tf32(self.method, dev)
         self.stretch16 = stretch16

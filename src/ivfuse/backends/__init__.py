@@ -16,7 +16,9 @@ reproduces eager fp32 within :data:`EXACT_GRAY` gray levels on a check pair, els
 A backend that fails to build or to run gives one warning and the fuser goes on in torch (with
 ``auto``, engines that only miss the fp32 tolerance are passed over silently: torch is the choice,
 and ``Binding.reason`` says why).
-``precision="bf16"`` is opt-in: OpenVINO's bf16 inference, or the method's own torch bf16 path.
+Half precision is opt-in: ``precision="bf16"`` is OpenVINO's bf16 inference on a CPU with
+AVX512-BF16/AMX, else torch (the method's own bf16 path, or its eager step under bfloat16
+autocast); ``precision="fp16"`` is torch float16 autocast on a CUDA device.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from . import engines
 #: every value of ``--backend``
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "openvino")
 #: every value of ``--precision``
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 #: fp32-exact: the largest difference from eager torch fp32 ``auto`` accepts, in gray levels (of 255)
 EXACT_GRAY = 0.01
 #: size of the random pair an engine is checked on before ``auto`` uses it
@@ -88,12 +90,15 @@ def available() -> list[str]:
 
 @dataclass
 class Plan:
-    """Which backend a pipeline tries, and the torch options it needs (``precision`` for bf16)."""
+    """Which backend a pipeline tries, and the torch options it needs (``precision`` for a
+    method's own bf16 path; ``autocast``: the half type :meth:`ivfuse.methods._torch.TorchFuser.autocast`
+    runs the eager step in, for a method without one)."""
 
     backend: str  # "torch", "onnxruntime", "openvino", or "auto" (try the engines in order)
     precision: str
     torch_options: dict[str, Any] = field(default_factory=dict)
     candidates: tuple[str, ...] = ()
+    autocast: str | None = None
 
 
 def plan(
@@ -122,6 +127,15 @@ def plan(
     if backend == "auto" and (str(options.get("device", "cpu")) != "cpu" or options.get("compile")):
         backend = "torch"
     torch_bf16 = {"precision": "bf16"} if precision == "bf16" else {}
+    if precision == "fp16":
+        if not on_gpu:
+            raise BackendError(
+                "--precision fp16 is for CUDA devices (a CPU has no fast float16 convolutions); "
+                "on a CPU use --precision bf16"
+            )
+        if backend not in ("auto", "torch"):
+            raise BackendError(f"--precision fp16 runs in torch on the GPU, not on {backend!r}")
+        return Plan("torch", "fp16", autocast="fp16")
     if precision == "bf16":
         if backend in ("auto", "openvino") and not on_gpu and engines.cpu_bf16("openvino"):
             return Plan("openvino", "bf16")
@@ -131,11 +145,8 @@ def plan(
             )
         if backend == "onnxruntime":
             raise BackendError("onnxruntime runs these graphs in fp32 only; use --backend openvino for bf16")
-        if not torch_precision:
-            raise BackendError(
-                f"--precision bf16 for {method!r} needs OpenVINO on a CPU with AVX512-BF16/AMX "
-                "(pip install 'ivfuse[fast]')"
-            )
+        if not torch_precision:  # the eager step under bfloat16 autocast
+            return Plan("torch", "bf16", autocast="bf16")
         return Plan("torch", "bf16", torch_bf16)
     if backend == "auto":
         cands = tuple(n for n in engines.ENGINES if engines.installed(n))
@@ -328,7 +339,10 @@ def bind(fuser: Any, method: str, p: Plan) -> Binding:
     """Attach the planned backend to ``fuser`` (see the module docstring); never raises for a
     backend that fails to build: warns once and leaves the fuser on torch."""
     if p.backend == "torch":
-        return Binding("torch", p.precision, "requested" if p.precision == "fp32" else "torch bf16")
+        if p.precision == "fp32":
+            return Binding("torch", "fp32", "requested")
+        how = "autocast" if p.autocast else "the method's own path"
+        return Binding("torch", p.precision, f"torch {p.precision} ({how})")
     binding = Binding("torch", "fp32")
     cands = p.candidates or (p.backend,)
     failures = []

@@ -134,9 +134,60 @@ class TorchFuser(Fuser):
     #: unless measured within 0.5 gray levels of the CPU fp32 result (docs/gpu.md)
     tf32: bool = False
 
+    #: precision of the tensor step: ``"fp32"``, or ``"bf16"``/``"fp16"`` set by :meth:`autocast`
+    step_precision: str = "fp32"
+    #: None: the step may run in half precision (:meth:`autocast`); else why it may not (one line)
+    no_half_precision: str | None = None
+
     def networks(self) -> tuple[nn.Module, ...]:
         """Every network the fuser holds (default: :meth:`modules`)."""
         return self.modules()
+
+    def autocast(self, precision: str) -> TorchFuser:
+        """Run the tensor step in half precision from now on: ``"bf16"`` or ``"fp16"`` under
+        ``torch.autocast`` on the fuser's device (convolutions and matrix products in the half type,
+        reductions and the rules around the step in float32), with the networks and the step's 4-D
+        inputs in channels-last memory format (the layout half-precision convolution kernels are
+        fastest in: tensor cores on a GPU, oneDNN's AVX512-BF16/AMX kernels on a CPU). The step's
+        floating outputs come back as float32, so the code around the step is unchanged; batching
+        (:meth:`fuse_batch`) is kept. ``"fp32"`` is a no-op. The tolerance against fp32 is
+        per method and measured (docs/gpu.md): bfloat16 keeps 8 significant bits, float16 11.
+
+        An exported graph (:meth:`graph`) stays the fp32 network: engines set their own precision.
+        """
+        if precision == "fp32":
+            return self
+        if self.no_half_precision:
+            from ..errors import MethodError
+
+            raise MethodError(f"{self._label()} runs in fp32 only: {self.no_half_precision}")
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        if precision not in dtypes:
+            raise InputError(f"precision must be one of fp32, bf16, fp16; got {precision!r}")
+        if self.step_precision != "fp32":
+            raise InputError(f"{self._label()}: the step already runs in {self.step_precision}")
+        if precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
+            import warnings
+
+            warnings.warn(
+                "precision='bf16': this CPU has no native bfloat16 (AVX512-BF16/AMX), so bf16 "
+                "is emulated and slower than fp32",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        dtype, eager = dtypes[precision], self.eager_step
+        for m in self.networks():
+            m.to(memory_format=torch.channels_last)
+
+        def step(*tensors: Any) -> Any:
+            args = [_channels_last(t) for t in tensors]
+            with torch.autocast(self.device.type, dtype=dtype):
+                out = eager(*args)
+            return _as_float32(out)
+
+        self._init_step(step)
+        self.step_precision = precision
+        return self
 
     def to(self, device: str | torch.device) -> TorchFuser:
         """Move every network to ``device`` (a compiled step keeps its compiled code); on a GPU the
@@ -231,6 +282,25 @@ class TiledNetFuser(TorchFuser):
             tv = torch.from_numpy(np.ascontiguousarray(vi))[:, None].to(self.device)
             out = self._tiled(ti, tv)
         return np.clip(out[:, 0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def _channels_last(t: Any) -> Any:
+    """A 4-D tensor in channels-last memory format (anything else unchanged)."""
+    if isinstance(t, torch.Tensor) and t.dim() == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+def _as_float32(out: Any) -> Any:
+    """The floating tensors of a step's output (a tensor, a tuple/list or a dict of them) as
+    float32 in the default (contiguous) layout."""
+    if isinstance(out, torch.Tensor):
+        return out.float().contiguous() if out.is_floating_point() else out
+    if isinstance(out, dict):
+        return {k: _as_float32(v) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return type(out)(_as_float32(v) for v in out)
+    return out
 
 
 def run_planes(
