@@ -254,6 +254,27 @@ def main(argv: list[str] | None = None) -> list[str]:
         sp = f"{o1 / b1:7.2f}x" if o1 else f"{'-':>8}"
         say(f"{m:10} {diff:7.3f} {str(pipe.tf32):>5} {b1:11.1f} {b8:11.1f} {off_txt} {sp}")
 
+    half = "fp16" if device.type == "cuda" else "bf16"
+    say(f"(b') {half} autocast + channels-last (opt-in --precision {half}): difference from fp32 on the")
+    say("     same device, gray levels; latency ms/pair")
+    cols = ("diff", 7), ("b1 ms/pair", 11), ("b8 ms/pair", 11), ("official", 9), ("speed-up", 8)
+    say(f"{'method':10} " + " ".join(f"{c:>{n}}" for c, n in cols))
+    for m in methods:
+        if getattr(registry.info(m).fuser, "no_half_precision", None):
+            say(f"{m:10} fp32 only (its fuser refuses half precision)")
+            continue
+        f32 = fusers[m].fuse(ir, vi)
+        f = ivfuse.load(m, device=str(device), backend="torch", precision=half).method
+        diff = float(np.abs(f.fuse(ir, vi) - f32).max()) * 255
+        b1 = _time(lambda f=f: f.fuse(ir, vi), device, runs) * 1000
+        b8 = _time(lambda f=f: f.fuse_batch([ir] * 8, [vi] * 8, batch_size=8), device, max(1, runs // 4))
+        b8 *= 1000 / 8
+        o1 = results[m]["official_ms"]
+        results[m].update({f"{half}_diff_gray": diff, f"{half}_ms_b1": b1, f"{half}_ms_b8": b8})
+        off_txt = f"{o1:9.1f}" if o1 else f"{'-':>9}"
+        sp = f"{o1 / b1:7.2f}x" if o1 else f"{'-':>8}"
+        say(f"{m:10} {diff:7.3f} {b1:11.1f} {b8:11.1f} {off_txt} {sp}")
+
     say(f"(c) folder: PNG decode -> fuse -> PNG encode, {n_pairs} pairs of {ir.shape[1]}x{ir.shape[0]}")
     from ivfuse.api import fuse_pairs
     from ivfuse.data.pairs import scan_pairs_root

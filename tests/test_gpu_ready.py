@@ -530,9 +530,13 @@ def test_bf16_training_runs_on_the_cpu(tmp_path):
 def test_bench_gpu_quick_on_the_cpu(tmp_path):
     from benchmarks import bench_gpu
 
-    lines = bench_gpu.main(["--device", "cpu", "--quick", "--methods", "didfuse"])
+    lines = bench_gpu.main(["--device", "cpu", "--quick", "--methods", "didfuse,sslwaeie"])
     text = "\n".join(lines)
     assert "didfuse" in text and "ms/pair" in text and "pairs/s" in text
+    half = lines[lines.index(next(x for x in lines if x.startswith("(b') bf16"))) :]
+    row = next(x for x in half if x.startswith("didfuse"))
+    assert 0 < float(row.split()[1]) <= 1.0  # DIDFuse's mixed bf16 path: within one gray level
+    assert any(x.startswith("sslwaeie") and "fp32 only" in x for x in half)
 
 
 @pytest.mark.cuda
