@@ -34,7 +34,7 @@ from ..metrics import resolve_metrics
 from ..metrics.registry import PROFILES, get_profile
 from . import datasets as _datasets
 from . import report as _report
-from .runner import MethodSpec, Progress, Task, run, total_steps
+from .runner import BenchEngine, MethodSpec, Progress, Task, run, total_steps
 
 __all__ = [
     "BenchPlan",
@@ -179,11 +179,16 @@ def run_plan(
     command: str = "",
     progress: Progress | None = None,
     device: str = "auto",
+    engine: BenchEngine | None = None,
 ) -> BenchRun:
     """Fuse, score and report a plan into ``out``; ``progress(description, steps)`` advances by
-    :attr:`BenchPlan.steps` in all. A paper plan also writes ``paper_<name>.json``/``.md``."""
+    :attr:`BenchPlan.steps` in all. A paper plan also writes ``paper_<name>.json``/``.md``.
+    ``engine``: where the pairs are fused and scored (:class:`ivfuse.bench.runner.BenchEngine`;
+    default: this process)."""
     out = Path(out)
-    outcome = run(plan.tasks, out, overwrite=overwrite, workers=workers, progress=progress, device=device)
+    outcome = run(
+        plan.tasks, out, overwrite=overwrite, workers=workers, progress=progress, device=device, engine=engine
+    )
     outcome.messages[:0] = plan.messages
     results = _report.build(outcome, test=test, alpha=alpha, command=command)
     if plan.paper is None:

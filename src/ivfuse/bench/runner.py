@@ -12,6 +12,12 @@ A rerun fuses only missing images and evaluates only missing (or stale) values; 
 redoes both. Methods are built once per data set; one that cannot be built (weights not shipped,
 task not supported) is skipped with one line, and the rest go on. One pair that fails (unreadable
 file, sizes differ) is reported and skipped.
+
+The work comes in typed units: :class:`FuseJob` -> :func:`fuse_job` -> :class:`FuseResult` and
+:class:`MetricJob` -> :func:`evaluate_job` -> :class:`MetricResult`. :func:`run` runs them in this
+process (metrics: ``workers`` processes), or on an ``engine`` that maps them elsewhere
+(:class:`BenchEngine`, e.g. :class:`ivfuse.distributed.bench.RayBenchEngine`): the same units, so
+the same files and numbers.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import io
 from ..api import Pipeline
@@ -134,6 +140,53 @@ class MetricResult:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class FuseJob:
+    """One pair to fuse with one method into its cache file."""
+
+    dataset: str
+    method: str  # method key (MethodSpec.key)
+    stem: str
+    first: Path
+    second: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class FuseResult:
+    """What :func:`fuse_job` did: ``ms`` inside the method's ``fuse``, or the error a user can cause."""
+
+    job: FuseJob
+    ms: float | None
+    error: str = ""
+
+
+def fuse_job(pipeline: Pipeline, job: FuseJob) -> FuseResult:
+    """Read, fuse (timed) and write (8-bit PNG, zlib level 1, atomically) one pair."""
+    try:
+        a, b = io.read_image(job.first), io.read_image(job.second)
+        t0 = time.perf_counter()
+        fused = pipeline.fuse(a, b)
+        dt = time.perf_counter() - t0
+        io.write_image(job.target, fused, png_level=1)
+    except IvfuseError as exc:
+        return FuseResult(job, None, str(exc))
+    return FuseResult(job, dt * 1000.0)
+
+
+class BenchEngine(Protocol):
+    """Runs the units of :func:`run` somewhere else (results in any order)."""
+
+    def fuse(self, method: MethodSpec, task: str, device: str, jobs: list[FuseJob]) -> Iterator[FuseResult]:
+        """:func:`fuse_job` for every job, with ``Pipeline(method.name, task=task, device=device,
+        **options)`` built once per worker."""
+        ...
+
+    def evaluate(self, jobs: list[MetricJob]) -> Iterator[MetricResult]:
+        """:func:`evaluate_job` for every job."""
+        ...
+
+
 def folder_name(key: str) -> str:
     """A method key as one safe folder name: characters other than letters, digits and ``._=,@-``
     become ``_`` (a weights path option has slashes); long keys keep a hash of the full key."""
@@ -211,8 +264,11 @@ def fuse_phase(
     progress: Progress,
     messages: list[str],
     device: str = "auto",
+    engine: BenchEngine | None = None,
 ) -> dict[str, MethodRun]:
-    """Fuse the pairs of one data set with each of its methods (missing images only)."""
+    """Fuse the pairs of one data set with each of its methods (missing images only), here or on
+    ``engine`` (the method is still built here once: its parameter count, and a method that
+    cannot be built is skipped)."""
     runs: dict[str, MethodRun] = {}
     ds = task.data.dataset
     for spec in task.methods:
@@ -220,7 +276,7 @@ def fuse_phase(
         folder = _fused_dir(out, ds.name, spec)
         try:
             options = dict(spec.options)
-            options.setdefault("device", device)
+            options.setdefault("device", device if engine is None else "cpu")  # the engine's workers: device
             pipeline = Pipeline(spec.name, task=ds.task, **options)
         except (IvfuseError, TypeError) as exc:
             run.status, run.reason = "skipped", str(exc)
@@ -236,29 +292,33 @@ def fuse_phase(
             except ValueError:
                 times = {}
         changed = False
+        jobs = []
         for pair in task.data.pairs:
             target = folder / f"{pair.stem}.png"
             if target.is_file() and not overwrite:
                 run.fused[pair.stem] = target
                 progress(f"{ds.name}: {spec.key}", 1)
                 continue
-            try:
-                a, b = io.read_image(pair.ir), io.read_image(pair.vi)
-                t0 = time.perf_counter()
-                fused = pipeline.fuse(a, b)
-                dt = time.perf_counter() - t0
-                io.write_image(target, fused, png_level=1)
-            except IvfuseError as exc:
-                run.failed[pair.stem] = str(exc)
-                messages.append(f"{spec.key} on {ds.name}/{pair.stem}: failed ({exc})")
-                progress(f"{ds.name}: {spec.key}", 1)
-                continue
-            timing.fusion += dt
-            timing.fused_now += 1
-            times[pair.stem] = dt * 1000.0
-            changed = True
-            run.fused[pair.stem] = target
+            jobs.append(FuseJob(ds.name, spec.key, pair.stem, pair.ir, pair.vi, target))
+        if engine is None:
+            results: Iterator[FuseResult] = (fuse_job(pipeline, job) for job in jobs)
+        else:
+            results = engine.fuse(spec, ds.task, device, jobs)
+        done: dict[str, FuseResult] = {}
+        for res in results:
+            done[res.job.stem] = res
             progress(f"{ds.name}: {spec.key}", 1)
+        for job in jobs:  # in pair order, whatever order the engine finished them in
+            res = done[job.stem]
+            if res.ms is None:
+                run.failed[job.stem] = res.error
+                messages.append(f"{spec.key} on {ds.name}/{job.stem}: failed ({res.error})")
+                continue
+            timing.fusion += res.ms / 1000.0
+            timing.fused_now += 1
+            times[job.stem] = res.ms
+            changed = True
+            run.fused[job.stem] = job.target
         if changed:
             io.atomic_write_text(timing_file, json.dumps(times, indent=0, sort_keys=True) + "\n")
         run.ms = [times[s] for s in run.fused if s in times]
@@ -273,9 +333,11 @@ def run(
     workers: int = 1,
     progress: Progress | None = None,
     device: str = "auto",
+    engine: BenchEngine | None = None,
 ) -> Outcome:
     """Fuse and evaluate every task; values come from the cache where they are current. Deep
-    methods run on ``device`` (``auto``: CUDA when torch sees a GPU); classical ones on the CPU."""
+    methods run on ``device`` (``auto``: CUDA when torch sees a GPU); classical ones on the CPU.
+    ``engine``: fuse and score there instead of in this process (``workers`` is then unused)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or (lambda desc, n: None)
@@ -284,7 +346,8 @@ def run(
     t_start = time.perf_counter()
     runs: dict[str, dict[str, MethodRun]] = {}
     for task in tasks:
-        runs[task.data.dataset.name] = fuse_phase(task, out, overwrite, timing, progress, messages, device)
+        name = task.data.dataset.name
+        runs[name] = fuse_phase(task, out, overwrite, timing, progress, messages, device, engine)
 
     cache = _MetricCache(out / "cache" / "metrics.json", overwrite)
     values: dict[tuple[str, str, str, str, str], float] = {}
@@ -329,7 +392,11 @@ def run(
 
     t_metrics = time.perf_counter()
     n_workers = min(max(1, workers), len(todo), os.cpu_count() or 1)
-    if n_workers <= 1:
+    if engine is not None:
+        for res in engine.evaluate(todo):
+            timing.metrics += res.seconds
+            record(res)
+    elif n_workers <= 1:
         for job in todo:
             res = evaluate_job(job)
             timing.metrics += res.seconds

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -47,7 +48,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 return fn(*args, **kwargs)
             except IvfuseError as exc:
-                err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+                err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(exc.exit_code) from None
             except KeyboardInterrupt:
                 err.print("[red]interrupted[/red]")
@@ -86,6 +87,26 @@ DeviceOpt = Annotated[
 ]
 RuleOpt = Annotated[
     str | None, typer.Option("--rule", help="Feature fusion rule of deep methods: sum, average or l1.")
+]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local (this process), or ray: a Ray Data actor pool on the cluster of --address (a "
+        'one-machine cluster without it); pip install "ivfuse[distributed]". Same outputs either way.',
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="--engine ray: auto (the cluster of this node) or ray://HOST:10001."),
+]
+GpusOpt = Annotated[
+    float | None,
+    typer.Option("--gpus-per-worker", help="--engine ray: GPUs per worker (deep methods; 0.5 shares one)."),
+]
+CpusOpt = Annotated[
+    float | None,
+    typer.Option("--cpus-per-worker", help="--engine ray: CPUs (and threads) per worker (default 1)."),
 ]
 
 
@@ -174,16 +195,35 @@ def fuse_command(
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
     batch_size: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--batch-size",
             help="Folders: pairs per network pass (equal sizes batched; same results as one by one), "
-            "images decoded and written on worker threads. --video: frames per fuse_batch call.",
+            "images decoded and written on worker threads (default 1). --video: frames per fuse_batch "
+            "call. --engine ray: pairs per worker call (default 8).",
         ),
-    ] = 1,
+    ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", "-j", help="Folders: threads that decode and write images (0: none).")
+        int,
+        typer.Option(
+            "--workers",
+            "-j",
+            help="Folders: threads that decode and write images (0: none). --engine ray: workers "
+            "(0: one per CPU, or per --gpus-per-worker GPUs, of the cluster).",
+        ),
     ] = 0,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    gpus_per_worker: GpusOpt = None,
+    cpus_per_worker: CpusOpt = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Folders: skip the pairs OUT/.ivfuse-manifest.jsonl records as fused with the same "
+            "method, weights and options; fuse (and replace) the others. Kept by --engine ray always.",
+        ),
+    ] = False,
 ) -> None:
     """Fuse one pair (IR VI -o OUT), folders of pairs matched by file stem (--ir/--vi or --pairs), or
     two videos (--video IR VI -o OUT.mp4).
@@ -191,14 +231,26 @@ def fuse_command(
     Inputs are never written over: an output file that is one of the inputs, --ir and --vi naming
     one folder, and an output folder inside an input folder are refused (exit 2). An existing
     output needs --overwrite: one pair is refused without it (exit 2), folders skip it.
+
+    Folders with --engine ray run on a Ray cluster (docs/distributed.md), with the same outputs,
+    summary and exit codes.
     """
+    from ..distributed import make_engine
+
     if bit_depth not in (8, 16):
         raise InputError(f"--bit-depth must be 8 or 16, got {bit_depth}")
+    ray_engine = make_engine(
+        engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker, batch_size=batch_size,
+    )  # fmt: skip
+    batch_size = 1 if batch_size is None else batch_size
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     if workers < 0:
         raise InputError(f"--workers must be 0 or more, got {workers}")
     folder_mode = ir_dir is not None or vi_dir is not None or pairs_dir is not None
+    if (ray_engine is not None or resume) and (video or not folder_mode):
+        raise InputError("--engine ray and --resume fuse folders (--pairs DIR, or --ir DIR --vi DIR)")
     from .video import make_alignment, registration_note, run_video
 
     align = make_alignment(register, transform, model, min_confidence, task)
@@ -225,6 +277,21 @@ def fuse_command(
     options = parse_params(param)
     if rule is not None:
         options["rule"] = rule
+    if folder_mode:
+        from ..distributed import FuseSpec
+
+        spec = FuseSpec(
+            method, task=task, stretch16=stretch, backend=backend, precision=precision, device=device,
+            options=tuple(sorted(options.items())), align=align,
+        )  # fmt: skip
+        if ray_engine is not None:  # the workers build the method; here only the name is checked
+            from ..methods import registry
+
+            registry.check_task(method, task)
+            _fuse_folders(
+                spec, None, output, scan, overwrite, bit_depth, ext, resume=resume, engine=ray_engine
+            )
+            return
     pipeline = api.load(
         method, task=task, stretch16=stretch, backend=backend, precision=precision, device=device, **options
     )
@@ -244,21 +311,30 @@ def fuse_command(
             highlight=False,
         )
         return
-    _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext, batch_size, workers)
+    _fuse_folders(
+        spec, pipeline, output, scan, overwrite, bit_depth, ext, batch_size, workers, resume=resume
+    )
 
 
-def _fuse_folders(pipeline, output, scan, overwrite, bit_depth, ext, batch_size=1, workers=0) -> None:
+def _fuse_folders(
+    spec, pipeline, output, scan, overwrite, bit_depth, ext, batch_size=1, workers=0, *, resume=False,
+    engine=None,
+) -> None:  # fmt: skip
+    from ..distributed import fuse_folder
+
     for line in scan.problems():
         err.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
     if not scan.pairs:
         raise InputError("no pairs found (infrared and visible files are matched by file stem)")
     results = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    name = pipeline.info.name if pipeline is not None else spec.method
+    where = " on Ray" if engine is not None else ""
     with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(f"fusing with {pipeline.info.name}", total=len(scan.pairs))
-        for res in api.fuse_pairs(
-            pipeline, scan.pairs, output, ext=ext, bit_depth=bit_depth, overwrite=overwrite,
-            batch_size=batch_size, workers=workers or None,
+        task = progress.add_task(f"fusing with {name}{where}", total=len(scan.pairs))
+        for res in fuse_folder(
+            spec, scan.pairs, output, ext=ext, bit_depth=bit_depth, overwrite=overwrite, resume=resume,
+            engine=engine, pipeline=pipeline, batch_size=batch_size, workers=workers or None,
         ):  # fmt: skip
             results.append(res)
             for w in res.warnings:

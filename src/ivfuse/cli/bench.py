@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..methods.registry import module_methods
+from . import AddressOpt, CpusOpt, EngineOpt, GpusOpt
 
 _out = Console()
 _err = Console(stderr=True)
@@ -72,7 +73,12 @@ def bench_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo cached fused images and metrics.")
     ] = False,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Processes for the metrics.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", "-j", help="Processes for the metrics; --engine ray: workers (default one per CPU)."
+        ),
+    ] = 1,
     test: Annotated[str, typer.Option("--test", help="Paired test: wilcoxon or t.")] = "wilcoxon",
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the paired test.")] = 0.05,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write figures/.")] = True,
@@ -84,9 +90,17 @@ def bench_command(
         str,
         typer.Option("--device", help="Deep methods: auto (CUDA when torch sees a GPU), cpu, cuda, cuda:N."),
     ] = "auto",
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    gpus_per_worker: GpusOpt = None,
+    cpus_per_worker: CpusOpt = None,
 ) -> None:
-    """Fuse test sets with several methods, score them, and write tables, figures and an HTML report."""
+    """Fuse test sets with several methods, score them, and write tables, figures and an HTML report.
+
+    --engine ray fuses and scores on a Ray cluster (the method loaded once per worker); the cached
+    images, the numbers and the report are the local engine's."""
     from .. import bench as b
+    from ..distributed import make_engine
 
     if list_only:
         _print_list()
@@ -99,14 +113,20 @@ def bench_command(
         raise InputError(f"--alpha must be in (0, 1), got {alpha}")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    ray_engine = make_engine(
+        engine, address=address, workers=workers if workers != 1 else None,
+        gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+    )  # fmt: skip
     from ..devices import parse_device
 
-    parse_device(device)  # a CUDA device where there is none: one line, exit 2, before anything runs
+    if ray_engine is None:  # the cluster's workers have their own devices
+        parse_device(device)  # a CUDA device where there is none: one line, exit 2, before anything runs
     given = [
         ("--paper", paper), ("--methods", methods), ("--datasets", datasets),
         *(("--dataset", str(p)) for p in dataset or []), ("--profile", profile), ("--metrics", metrics),
         ("--data-root", data_root), ("--out", out), ("--workers", workers if workers != 1 else None),
         ("--test", test if test != "wilcoxon" else None), ("--alpha", alpha if alpha != 0.05 else None),
+        ("--engine", engine if engine != "local" else None), ("--address", address),
     ]  # fmt: skip
     command = " ".join(["ivfuse bench", *(f"{k} {shlex.quote(str(v))}" for k, v in given if v is not None)])
     if paper is not None:
@@ -119,6 +139,11 @@ def bench_command(
     else:
         names = [s for s in (datasets or "").split(",") if s.strip()] + [str(p) for p in dataset or []]
         plan = b.plan_bench(methods or "", names, profile=profile, metrics=metrics, data_root=data_root)
+    bench_engine = None
+    if ray_engine is not None:
+        from ..distributed.bench import RayBenchEngine
+
+        bench_engine = RayBenchEngine(ray_engine)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=_err, transient=False) as bar:
         job = bar.add_task("bench", total=plan.steps)
@@ -128,7 +153,7 @@ def bench_command(
 
         done = b.run_plan(
             plan, out, overwrite=overwrite, workers=workers, test=test, alpha=alpha, figures=figures,
-            html=html, command=command, progress=progress, device=device,
+            html=html, command=command, progress=progress, device=device, engine=bench_engine,
         )  # fmt: skip
     results = done.results
     for msg in results["messages"]:  # the plan's notes first, then the run's

@@ -18,6 +18,7 @@ the input is unusable as a whole (missing folder, unknown metric or profile, not
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -37,6 +39,7 @@ from ..errors import InputError, IvfuseError
 from ..io import atomic_write, atomic_write_text, same_file
 from ..metrics import evaluate, get_profile, list_metrics, resolve_metrics
 from ..metrics.registry import PROFILES
+from . import AddressOpt, CpusOpt, EngineOpt
 
 _out = Console()
 _err = Console(stderr=True)
@@ -242,10 +245,24 @@ def eval_command(
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", help="--video: only the first N frames.")
     ] = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    cpus_per_worker: CpusOpt = None,
 ) -> None:
     """Evaluate fused images against their infrared/visible pairs (matched by file stem), or a fused
-    video against its source videos (--video FUSED IR VI)."""
+    video against its source videos (--video FUSED IR VI).
+
+    --engine ray scores the images on a Ray cluster (--workers: its workers, default one per CPU),
+    with the same values, tables, files and exit codes."""
     try:
+        from ..distributed import make_engine
+
+        ray_engine = make_engine(
+            engine, address=address, workers=workers if workers != 1 else None,
+            cpus_per_worker=cpus_per_worker,
+        )  # fmt: skip
+        if ray_engine is not None and (video is not None or list_only):
+            raise InputError("--engine ray scores folders of fused images, not --video or --list")
         if video is not None:
             from .video import eval_video
 
@@ -257,13 +274,17 @@ def eval_command(
             return
         if not list_only:
             ir, vi = resolve_sources(ir, vi, a, b, pairs)
-        _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only)
+        _eval(
+            ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only, ray_engine
+        )
     except IvfuseError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        _err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 
-def _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only) -> None:
+def _eval(
+    ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix, gt, list_only, engine=None
+) -> None:
     if list_only:
         _print_list()
         return
@@ -300,7 +321,13 @@ def _eval(ir, vi, fused, metrics, profile, workers, csv_path, json_path, suffix,
             progress.advance(task)
 
         n_workers = min(workers, len(plan.jobs), os.cpu_count() or 1)
-        if n_workers <= 1:
+        if engine is not None:
+            from ..distributed import each
+
+            unit = functools.partial(_run_job, metrics=names, profile=prof.name)  # the local unit
+            for res in engine.map(plan.jobs, each(unit)):
+                handle(*res)
+        elif n_workers <= 1:
             for job in plan.jobs:
                 handle(*_run_job(job, names, prof.name))
         else:
