@@ -79,7 +79,12 @@ BackendOpt = Annotated[
     ),
 ]
 PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="fp32, or bf16 (opt-in; CPUs with AVX512-BF16/AMX).")
+    str,
+    typer.Option(
+        "--precision",
+        help="fp32; opt-in half precision of the deep methods: bf16 (GPU, or a CPU with AVX512-BF16/AMX), "
+        "fp16 (GPU only).",
+    ),
 ]
 DeviceOpt = Annotated[
     str,
