@@ -524,3 +524,36 @@ def test_cli_fuse_shipped_weights(tmp_path):
     r = runner.invoke(app, ["fuse", str(ir), str(vi), "-o", str(tmp_path / "f.png"), "-m", "jcae"])
     assert r.exit_code == 0, r.output
     assert io.read_image(tmp_path / "f.png").shape == (40, 53, 3)
+
+
+def test_parts_are_the_feature_maps_of_fig6(tmp_path):
+    """``-p parts=DIR`` writes Fig. 6's six maps at the feature resolution (half the image: VGG19's
+    pooling), one channel each, a triple scaled alike: the fused private map is the elementwise max
+    of the two (Eq. 8), the fused common map lies between them (Eq. 9: max or a convex weighting)."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:45, :62]
+    ir = np.clip(120 + 80 * np.sin(xx / 5.0) + rng.normal(0, 8, xx.shape), 0, 255).astype(np.uint8)
+    vi = np.clip(100 + 70 * np.cos(yy / 4.0) + rng.normal(0, 8, xx.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(ir).save(tmp_path / "ir.png")
+    Image.fromarray(vi).save(tmp_path / "vi.png")
+    parts = tmp_path / "parts"
+    r = runner.invoke(app, ["fuse", "-m", "jcae", "-p", f"parts={parts}", str(tmp_path / "ir.png"),
+                            str(tmp_path / "vi.png"), "-o", str(tmp_path / "f.png")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "f.png").is_file()
+    got = {p.name for p in parts.iterdir()}
+    assert got == {f"f_{n}.png" for n in ("private_ir", "private_vi", "private_fused",
+                                           "common_ir", "common_vi", "common_fused")}
+    fuser = registry.create("jcae")
+    maps = fuser.parts(ir.astype(np.float32) / 255, vi.astype(np.float32) / 255)
+    assert all(m.shape == (23, 31) for m in maps.values())
+    for name in ("private", "common"):
+        a, b, c = (maps[f"{name}_{t}"] for t in ("ir", "vi", "fused"))
+        assert 0.0 <= min(a.min(), b.min(), c.min()) and max(a.max(), b.max(), c.max()) <= 1.0
+        assert max(a.max(), b.max(), c.max()) == pytest.approx(1.0)  # the triple spans [0, 1]
+        if name == "private":
+            np.testing.assert_allclose(c, np.maximum(a, b), atol=1e-6)
+        else:
+            assert np.all(c >= np.minimum(a, b) - 1e-5) and np.all(c <= np.maximum(a, b) + 1e-5)
+    written = np.asarray(Image.open(parts / "f_private_fused.png"), dtype=np.float32) / 255
+    np.testing.assert_allclose(written, maps["private_fused"], atol=0.5 / 255 + 1e-6)

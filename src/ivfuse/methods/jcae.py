@@ -527,6 +527,7 @@ class JCAE(TorchFuser):
         activity: str = "min",
         activity_ratio: float = 0.6,
         compile: bool = False,
+        parts: str | Path | None = None,
     ):
         if rule not in FUSION_RULES:
             raise InputError(f"unknown JCAE fusion rule {rule!r}; choose one of {list(FUSION_RULES)}")
@@ -537,6 +538,9 @@ class JCAE(TorchFuser):
         self.rule, self.activity, self.activity_ratio = rule, activity, float(activity_ratio)
         self._infer = fold_input(self.net).to(self.device, memory_format=torch.channels_last)
         self._init_step(torch.compile(self._fuse_fast, dynamic=False) if compile else self._fuse_fast)
+        if parts is not None:  # Fig. 6: written by ivfuse.api.Pipeline beside each fused image
+            names = PARTS if self.net.common is not None else PARTS[:3]
+            self._write_maps({n: str(Path(parts) / f"{{stem}}_{n}.png") for n in names})
 
     def modules(self) -> tuple[nn.Module, ...]:
         """The trained network (inference runs its copy with the input normalisation folded in)."""
@@ -574,11 +578,52 @@ class JCAE(TorchFuser):
         )
 
     def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        if self._map_paths:
+            self._keep_maps(self.parts(ir, vi))
         return run_planes(self.fuse_tensor, ir, vi, self.device)
+
+    def parts(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
+        """The feature maps of Fig. 6 for one pair of planes (:func:`feature_parts`), at the
+        feature resolution (the encoder keeps VGG19's pooling: half the image size)."""
+        with torch.inference_mode():
+            ti, _, _ = _pad_even(torch.from_numpy(np.ascontiguousarray(ir))[None, None].to(self.device))
+            tv, _, _ = _pad_even(torch.from_numpy(np.ascontiguousarray(vi))[None, None].to(self.device))
+            f = self._infer.encode(ti, tv)
+            fused = fuse_features(f, self.rule, self.activity, self.activity_ratio)
+            return feature_parts(f, fused, *f["P_ir"].shape[-2:])
 
     def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
         # Eq. (9) counts activations per sample and feature map: a batch fuses each pair alone
         return run_batch(self.fuse_tensor, ir, vi, self.device)
+
+
+#: the feature maps of Fig. 6 that ``parts=DIR`` writes, one channel each
+PARTS = ("private_ir", "private_vi", "private_fused", "common_ir", "common_vi", "common_fused")
+
+
+def feature_parts(
+    f: dict[str, torch.Tensor], fused: list[torch.Tensor], h: int, w: int
+) -> dict[str, np.ndarray]:
+    """Fig. 6 of the paper for the first sample: one channel of the infrared and visible private
+    features and of their fusion by Eq. (8), and of the common features and their fusion by
+    Eq. (9) (when the network has a common branch), cropped to the (h, w) image.
+
+    The paper shows "one channel of the 128 feature maps" without saying which: here the channel
+    whose fused map varies most (largest standard deviation), chosen separately for the private
+    and the common triple. The three maps of a triple share one min-max scaling to [0, 1], so their
+    brightness compares as in the paper's panels."""
+    triples = [("private", f["P_ir"], f["P_vi"], fused[-1])]
+    if "C_ir" in f:
+        triples.append(("common", f["C_ir"], f["C_vi"], fused[0]))
+    out: dict[str, np.ndarray] = {}
+    for name, a, b, c in triples:
+        k = int(c[0].flatten(1).float().std(1).argmax())
+        maps = [t[0, k, :h, :w].float().cpu().numpy() for t in (a, b, c)]
+        lo, hi = min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)
+        scale = 1.0 / (hi - lo) if hi > lo else 0.0
+        for tag, m in zip(("ir", "vi", "fused"), maps, strict=True):
+            out[f"{name}_{tag}"] = ((m - lo) * scale).astype(np.float32)
+    return out
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[JCAENet, dict]:
@@ -611,11 +656,19 @@ def create_jcae(
     activity: str = "min",
     activity_ratio: float = 0.6,
     compile: bool = False,
+    parts: str | Path | None = None,
 ) -> JCAE:
-    """JCAE with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
+    """JCAE with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``;
+    ``parts=DIR`` also writes the feature maps of Fig. 6 (:data:`PARTS`) as ``DIR/{stem}_NAME.png``."""
     if weights is None:
         weights = shipped(WEIGHTS_FILE, "jcae", LABEL)
     net, _ = load_weights(weights, device=device)
     return JCAE(
-        net, rule=rule, device=device, activity=activity, activity_ratio=activity_ratio, compile=compile
+        net,
+        rule=rule,
+        device=device,
+        activity=activity,
+        activity_ratio=activity_ratio,
+        compile=compile,
+        parts=parts,
     )
