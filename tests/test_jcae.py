@@ -557,3 +557,16 @@ def test_parts_are_the_feature_maps_of_fig6(tmp_path):
             assert np.all(c >= np.minimum(a, b) - 1e-5) and np.all(c <= np.maximum(a, b) + 1e-5)
     written = np.asarray(Image.open(parts / "f_private_fused.png"), dtype=np.float32) / 255
     np.testing.assert_allclose(written, maps["private_fused"], atol=0.5 / 255 + 1e-6)
+
+
+def test_feature_figure_script(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "feature_figures.py"
+    spec = importlib.util.spec_from_file_location("feature_figures", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--methods", "jcae", "--size", "48x64", "-o", str(tmp_path / "f.png")])
+    img = np.asarray(Image.open(out))
+    assert img.ndim == 3 and img.shape[1] > 3 * img.shape[0]  # one row: 3 + 6 panels side by side
+    assert img[..., :3].std() > 10  # drawn, not blank
