@@ -44,6 +44,53 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
     return training_spec(cfg), seed
 
 
+def _ablation(method: str, name: str | None):
+    """The method's :class:`~ivfuse.methods._config.Ablation` called ``name`` (None: no variant)."""
+    if name is None:
+        return None
+    from ..errors import MethodError
+    from ..methods import registry
+
+    try:
+        return registry.info(method).ablation(name)
+    except MethodError as e:
+        raise TrainingError(str(e).strip("'\"")) from None
+
+
+def _settings(items: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items -> Config overrides (values read as JSON, else as strings)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TrainingError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _record_ablation(out: Path, variant) -> None:
+    """Name the paper's row this run is the variant of, in the run's card (atomic rewrite)."""
+    import json
+    import os
+
+    from ..io import atomic_write_text
+    from ..train.trainer import CARD_NAME
+
+    card = out / CARD_NAME
+    if int(os.environ.get("RANK", "0")) != 0 or not card.is_file():
+        return
+    data = json.loads(card.read_text())
+    data["ablation"] = {
+        "name": variant.name, "row": variant.row, "table": variant.table, "overrides": dict(variant.overrides)
+    }
+    atomic_write_text(card, json.dumps(data, indent=2) + "\n")
+
+
 def train_command(
     method: Annotated[str, typer.Argument(help=f"Method to train: {', '.join(module_methods())}.")],
     data: Annotated[
@@ -108,6 +155,19 @@ def train_command(
             "--init", help="Start from these weights (a weights.safetensors of the method), fresh optimiser."
         ),
     ] = None,
+    ablation: Annotated[
+        str | None,
+        typer.Option(
+            "--ablation",
+            help="Train the variant of one of the paper's ablation rows (listed by `ivfuse methods --json`).",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="KEY=VALUE: any field of the method's Config (JSON values: 9.5, false, [16,32]).",
+        ),
+    ] = None,
 ) -> None:
     """Train METHOD on a pairs folder (resumable, distributed under torchrun); export weights + card."""
     from rich.console import Console
@@ -115,16 +175,18 @@ def train_command(
     from ..train.trainer import RunOptions, train
 
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop": crop}
-    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    variant = _ablation(method, ablation)
+    overrides: dict[str, Any] = {**(dict(variant.overrides) if variant else {}), **_settings(set_)}
+    overrides.update({k: v for k, v in given.items() if v is not None})
     if log_every < 0:
         raise TrainingError(f"--log-every must be 0 (auto) or positive, got {log_every}")
     if workers is not None and workers < 0:
         raise TrainingError(f"--workers must be 0 or more, got {workers}")
     if snapshot_every < 0:
         raise TrainingError(f"--snapshot-every must be 0 (never) or positive, got {snapshot_every}")
-    for k, v in overrides.items():
-        if v <= 0:
-            raise TrainingError(f"--{k.replace('_', '-')} must be positive, got {v}")
+    for k in given:
+        if k in overrides and overrides[k] <= 0:
+            raise TrainingError(f"--{k.replace('_', '-')} must be positive, got {overrides[k]}")
     if device_augment:  # a field of the method's Config (defusion); refused by methods without it
         overrides["augment"] = "device"
     if vgg19 is not None:  # a field of the method's Config (jcae); refused by methods without it
@@ -151,6 +213,8 @@ def train_command(
         init=init,
     )
     result = train(spec, opts)
+    if variant is not None:
+        _record_ablation(out, variant)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

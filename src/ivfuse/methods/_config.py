@@ -9,10 +9,12 @@ normalises the values).
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, TypeVar
 
-__all__ = ["MethodConfig"]
+__all__ = ["Ablation", "MethodConfig"]
 
 C = TypeVar("C", bound="MethodConfig")
 
@@ -35,3 +37,27 @@ class MethodConfig:
     def from_dict(cls: type[C], d: dict[str, Any]) -> C:
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ablation or parameter row of a paper's table: the variant of the method it measures, as
+    overrides of the method's ``Config`` (``ivfuse train METHOD --ablation NAME``).
+
+    Fields:
+        name: short name, used as ``--ablation NAME`` and as the run folder (``mu-9``).
+        row: the row as the paper's table prints it (``"µ = 9"``).
+        table: where the paper prints it (``"Table 3"``).
+        overrides: ``Config`` fields and their values for this variant; everything else is the
+            method's default training (same data and scale), so the rows compare like with like.
+    """
+
+    name: str
+    row: str
+    table: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"ablation names are [A-Za-z0-9._-]+, got {self.name!r}")
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))

@@ -41,7 +41,7 @@ from ..errors import InputError
 from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.ifesnet.parameter_count)
 from ..nn.losses import gaussian_window
 from . import _torch
-from ._config import MethodConfig
+from ._config import Ablation, MethodConfig
 from .registry import register
 
 PAPER = (
@@ -625,6 +625,16 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     return net.to(device).eval(), meta
 
 
+#: Tables III-VI: the paper's ablation rows (the default is three IFEM stages, MSE reconstruction,
+#: the SSIM fusion loss). Table VII's VP-based loss is not implemented: no ablation for it yet.
+ABLATIONS = (
+    Ablation("no-ifem", "IFESNet w/o IFEM", "Tables III-IV", {"network": "no_ifem"}),
+    *(Ablation(f"s{k}", f"IFESNet-S{k}", "Table V", {"stages": k}) for k in (1, 2, 4)),
+    Ablation("hc", "IFESNet-HC", "Table V", {"network": "hc", "stages": 4}),
+    Ablation("mae", "MAE-based loss", "Table VI", {"recon_loss": "mae"}),
+)
+
+
 @register(
     "ifesnet",
     family="self-supervised",
@@ -636,6 +646,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     config=Config,
     training_spec=training_spec,
     paper_tables="ifesnet.json",
+    ablations=ABLATIONS,
 )
 def create_ifesnet(
     device: str = "cpu",

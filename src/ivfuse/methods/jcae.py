@@ -34,7 +34,7 @@ from torch import nn
 from ..errors import InputError, TrainingError
 from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.jcae.parameter_count)
 from ..nn.losses import ssim_map
-from ._config import MethodConfig
+from ._config import Ablation, MethodConfig
 from ._torch import (
     TorchFuser,
     config_of,
@@ -637,6 +637,14 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     return net.to(device).eval(), meta
 
 
+#: Fig. 4 (MSE loss only) and Fig. 5 (the SSIM weight lambda of Eq. 5; the default is 100). The text
+#: does not list the other lambdas of Fig. 5: 1, 10 and 1000 bracket the default by decades.
+ABLATIONS = (
+    Ablation("mse-only", "MSE loss only", "Fig. 4", {"ssim_loss": False}),
+    *(Ablation(f"lambda-{v:g}", f"λ = {v:g}", "Fig. 5", {"lam": v}) for v in (1.0, 10.0, 1000.0)),
+)
+
+
 @register(
     "jcae",
     family="self-supervised",
@@ -648,6 +656,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     config=Config,
     training_spec=training_spec,
     paper_tables="jcae.json",
+    ablations=ABLATIONS,
 )
 def create_jcae(
     rule: str = "paper",

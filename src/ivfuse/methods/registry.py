@@ -22,6 +22,7 @@ deep methods' names are known without importing torch (:func:`module_methods`, f
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import pkgutil
@@ -66,6 +67,17 @@ class MethodInfo:
     training_spec: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     #: file of the paper's results tables under ``ivfuse/bench/papers/`` (``ivfuse bench --paper``)
     paper_tables: str | None = None
+    #: the paper's ablation / parameter rows as training variants (:class:`ivfuse.methods._config.Ablation`)
+    ablations: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
+    def ablation(self, name: str) -> Any:
+        """The :class:`~ivfuse.methods._config.Ablation` called ``name`` (MethodError listing the
+        method's ablations otherwise)."""
+        for a in self.ablations:
+            if a.name == name:
+                return a
+        known = ", ".join(a.name for a in self.ablations) or "none"
+        raise MethodError(f"method {self.name!r} has no ablation {name!r} (its ablations: {known})")
 
     @property
     def torch_bf16(self) -> bool:
@@ -115,6 +127,10 @@ class MethodInfo:
         d["tasks"] = list(self.tasks)
         d["weights_shipped"] = self.weights_shipped
         d["weights_status"] = self.weights_status
+        d["ablations"] = [
+            {"name": a.name, "row": a.row, "table": a.table, "overrides": dict(a.overrides)}
+            for a in self.ablations
+        ]
         return d
 
 
@@ -135,13 +151,15 @@ def register(
     config: type | None = None,
     training_spec: Callable[..., Any] | None = None,
     paper_tables: str | None = None,
+    ablations: tuple[Any, ...] = (),
 ) -> Callable[[Callable[..., Fuser]], Callable[..., Fuser]]:
     """Class/function decorator registering a fuser factory under ``name`` (lowercase).
 
     ``fuser``: the :class:`Fuser` subclass the factory returns (default: the factory itself when it
     is such a class). A trainable method names its ``config`` class and ``training_spec`` function;
     ``paper_tables``: its paper's results tables, a file under ``ivfuse/bench/papers/``. A method of
-    a non-classical family lives in its own module ``ivfuse.methods.<name>``."""
+    a non-classical family lives in its own module ``ivfuse.methods.<name>``. ``ablations``: the
+    paper's ablation rows as :class:`~ivfuse.methods._config.Ablation` variants of ``config``."""
     if name != name.lower():
         raise ValueError(f"method names are lowercase, got {name!r}")
     if family not in FAMILIES:
@@ -150,6 +168,16 @@ def register(
         raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tasks!r}")
     if trainable and (config is None or training_spec is None):
         raise ValueError(f"trainable method {name!r} needs config= and training_spec=")
+    if ablations:
+        if config is None:
+            raise ValueError(f"method {name!r}: ablations need config=")
+        known = {f.name for f in dataclasses.fields(config)}
+        for a in ablations:
+            bad = sorted(set(a.overrides) - known)
+            if bad:
+                raise ValueError(f"method {name!r}: ablation {a.name!r} sets unknown Config fields {bad}")
+        if len({a.name for a in ablations}) != len(ablations):
+            raise ValueError(f"method {name!r}: ablation names repeat")
 
     def deco(factory: Callable[..., Fuser]) -> Callable[..., Fuser]:
         if name in _REGISTRY and _REGISTRY[name][1] is not factory:
@@ -173,6 +201,7 @@ def register(
                 config,
                 training_spec,
                 paper_tables,
+                tuple(ablations),
             ),
             factory,
         )

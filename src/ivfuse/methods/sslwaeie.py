@@ -33,7 +33,7 @@ from torch import nn
 
 from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.sslwaeie.parameter_count)
 from ..nn.losses import ssim_map
-from ._config import MethodConfig
+from ._config import Ablation, MethodConfig
 from ._torch import (
     GraphSpec,
     StepModule,
@@ -605,6 +605,17 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     return net.to(device).eval(), meta
 
 
+#: Tables 3-4: the paper's parameter and ablation rows (the default is mu = 10, IEE, L_CIEN)
+ABLATIONS = (
+    *(Ablation(f"mu-{m:g}", f"µ = {m:g}", "Table 3", {"mu": m}) for m in (9.0, 9.5, 10.5, 11.0)),
+    Ablation("no-wae", "Network: No WAE", "Table 4", {"pretrain": False}),
+    Ablation("no-iee", "Network: No IEE", "Table 4", {"network": "no_iee"}),
+    Ablation("sl-iee", "Network: SL-IEE", "Table 4", {"network": "sl_iee"}),
+    Ablation("loss-f", "Loss: L1 = Lf", "Table 4", {"loss": "f"}),
+    Ablation("loss-wf", "Loss: L2 = Lwf", "Table 4", {"loss": "wf"}),
+)
+
+
 @register(
     "sslwaeie",
     family="self-supervised",
@@ -616,6 +627,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     config=Config,
     training_spec=training_spec,
     paper_tables="sslwaeie.json",
+    ablations=ABLATIONS,
 )
 def create_sslwaeie(
     device: str = "cpu",

@@ -1,0 +1,137 @@
+"""The papers' ablation rows as training variants: declarations, ``ivfuse train --ablation`` and
+``--set``, and the card that names the row."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ivfuse.cli import app
+from ivfuse.methods import registry
+from ivfuse.methods._config import Ablation
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+WITH_ABLATIONS = [i.name for i in registry.available() if i.ablations]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_the_papers_ablation_rows_are_declared():
+    rows = {i.name: {a.row for a in i.ablations} for i in registry.available() if i.ablations}
+    mus = {"µ = 9", "µ = 9.5", "µ = 10.5", "µ = 11"}
+    nets = {"Network: No WAE", "Network: No IEE", "Network: SL-IEE"}
+    assert rows["sslwaeie"] >= mus | nets | {"Loss: L1 = Lf", "Loss: L2 = Lwf"}
+    assert rows["ifesnet"] >= {"IFESNet w/o IFEM", "IFESNet-S1", "IFESNet-S2", "IFESNet-S4", "IFESNet-HC",
+                               "MAE-based loss"}  # fmt: skip
+    assert "MSE loss only" in rows["jcae"]
+
+
+@pytest.mark.parametrize("method", WITH_ABLATIONS)
+def test_every_ablation_builds_its_variant(method):
+    """Each variant is a valid Config that differs from the default exactly in its overrides, and
+    its network builds (the architecture ablations change the parameter count)."""
+    info = registry.info(method)
+    config_cls, training_spec = registry.training(method)
+    default = config_cls().to_dict()
+    base_params = sum(p.numel() for p in training_spec(config_cls()).build_model().parameters())
+    for a in info.ablations:
+        cfg = config_cls(**a.overrides)
+        d = cfg.to_dict()
+        changed = {k for k in d if d[k] != default[k]}
+        assert changed == set(a.overrides), (a.name, changed)
+        torch.manual_seed(0)
+        n = sum(p.numel() for p in training_spec(cfg).build_model().parameters())
+        arch = {"network", "stages", "pretrain"} & set(a.overrides)
+        if {"network", "stages"} & arch:
+            assert n != base_params, a.name
+        elif not arch:
+            assert n == base_params, a.name
+
+
+def test_registry_refuses_a_bad_ablation():
+    from ivfuse.methods.jcae import Config, training_spec
+
+    with pytest.raises(ValueError, match="unknown Config fields"):
+        bad = (Ablation("a", "A", "T", {"nope": 1}),)
+        registry.register("x-bad", family="self-supervised", paper="p", trainable=True, config=Config,
+                          training_spec=training_spec, ablations=bad)  # fmt: skip
+    with pytest.raises(ValueError, match="ablation names"):
+        Ablation("a b", "A", "T", {})
+    with pytest.raises(TypeError):
+        Ablation("a", "A", "T", {"lam": 1}).overrides["lam"] = 2  # read-only
+
+
+def _pairs(root, n=4):
+    rng = np.random.default_rng(0)
+    for sub in ("ir", "vi"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        yy, xx = np.mgrid[:36, :44]
+        a = np.clip(128 + 90 * np.sin(xx / (2 + i)) + rng.normal(0, 10, xx.shape), 0, 255).astype(np.uint8)
+        b = np.clip(100 + 80 * np.cos(yy / (3 + i)) + rng.normal(0, 10, xx.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(a).save(root / "ir" / f"{i}.png")
+        Image.fromarray(b).save(root / "vi" / f"{i}.png")
+    return root
+
+
+def test_train_an_ablation_and_set_a_field(tmp_path):
+    data = _pairs(tmp_path / "pairs")
+    common = ("--data", data, "--epochs", "1", "--crop", "24", "--batch-size", "2", "--no-progress",
+              "--threads", "1")  # fmt: skip
+    r = run("train", "jcae", "--out", tmp_path / "mse", "--ablation", "mse-only", *common)
+    assert r.exit_code == 0, r.output
+    card = json.loads((tmp_path / "mse" / "card.json").read_text())
+    assert card["ablation"] == {"name": "mse-only", "row": "MSE loss only", "table": "Fig. 4",
+                                "overrides": {"ssim_loss": False}}  # fmt: skip
+    assert card["config"]["ssim_loss"] is False and card["config"]["lam"] == 100.0
+    # the SSIM terms are logged, not trained: the total is the pixel terms alone
+    fl = card["final_losses"]
+    assert fl["ssim_ir"] > 0 and fl["total"] == pytest.approx(fl["pixel_ir"] + fl["pixel_vi"], rel=1e-5)
+
+    r = run("train", "jcae", "--out", tmp_path / "lam", "--set", "lam=5", "--set", "flip=false", *common)
+    assert r.exit_code == 0, r.output
+    card = json.loads((tmp_path / "lam" / "card.json").read_text())
+    assert card["config"]["lam"] == 5 and card["config"]["flip"] is False and "ablation" not in card
+
+
+def test_train_refuses_unknown_ablations_and_fields(tmp_path):
+    data = _pairs(tmp_path / "pairs", n=1)
+    r = run("train", "jcae", "--data", data, "--out", tmp_path / "a", "--ablation", "nope")
+    assert r.exit_code == 2 and "no ablation 'nope'" in r.output and "mse-only" in r.output
+    r = run("train", "jcae", "--data", data, "--out", tmp_path / "b", "--set", "nope=1")
+    assert r.exit_code == 2 and "not an option" in r.output
+    r = run("train", "jcae", "--data", data, "--out", tmp_path / "c", "--set", "lam")
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_train_ablations_script_plans_resumable_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_ablations.py"
+    spec = importlib.util.spec_from_file_location("train_ablations", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    runs = tmp_path / "runs"
+    (runs / "jcae" / "lambda-1").mkdir(parents=True)
+    (runs / "jcae" / "lambda-1" / "card.json").write_text('{"epochs": 30}')  # finished
+    (runs / "jcae" / "lambda-10").mkdir(parents=True)
+    (runs / "jcae" / "lambda-10" / "checkpoint.pt").write_bytes(b"x")  # interrupted
+    cmds = mod.commands("jcae", Path("D"), runs, None, ["--threads", "1"])
+    names = [c[c.index("--ablation") + 1] for c in cmds]
+    assert names == ["mse-only", "lambda-10", "lambda-1000"]
+    resumed = cmds[1]
+    assert resumed[-3:] == ["--resume", "--threads", "1"] and "--resume" not in cmds[0]
+    assert cmds[0][:8] == ["ivfuse", "train", "jcae", "--ablation", "mse-only", "--data", "D", "--out"]
+    with pytest.raises(SystemExit, match="no ablation 'x'"):
+        mod.commands("jcae", Path("D"), runs, {"x"}, [])
