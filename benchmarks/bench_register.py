@@ -62,6 +62,8 @@ cv2.setNumThreads(1)
 SETS = ("tno", "roadscene", "flir_test")
 SUCCESS_PX = 2.0
 MIN_CONFIDENCE = 0.1  # ivfuse register's default --min-confidence
+BAD_PX = 5.0  # a self error above this is a misregistration the confidence should refuse
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
 
 
 def list_pairs(root: Path, name: str) -> list[tuple[str, Path, Path]]:
@@ -108,12 +110,19 @@ def make_case(ir0, vi0, rng, vi_size, ir_size):
         ir0, m, (iw, ih), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101
     )
     truth = t @ np.linalg.inv(r)
+    # where the infrared image holds real content (not the mirrored fill), and where that content
+    # lands on the original (undistorted) grid
+    ones = np.ones(ir0.shape[:2], np.uint8)
+    ir_valid = cv2.warpPerspective(ones, m, (iw, ih), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    covered = cv2.warpPerspective(ir_valid, np.linalg.inv(u) @ truth, (w0, h0), flags=cv2.INTER_NEAREST)
     a, b = gray(ir0).astype(np.float64).ravel(), gray(vi0).astype(np.float64).ravel()
     inverted = bool(np.corrcoef(a, b)[0, 1] < 0) if a.std() > 0 and b.std() > 0 else False
-    return ir, vi, truth, inverted, u
+    return ir, vi, truth, inverted, u, ir_valid, covered
 
 
-def peer_ecc(ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def peer_ecc(
+    ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None, **_masks: object
+) -> tuple[np.ndarray, float]:
     """Plain OpenCV ECC (homography) on raw intensities, coarse to fine, from the size-ratio guess."""
     gi, gv = gray(ir).astype(np.float32), gray(vi).astype(np.float32)
     vh, vw = gv.shape
@@ -134,14 +143,16 @@ def peer_ecc(ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None) -> 
     return h_full @ s0, float("nan")
 
 
-def ours(ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    r = register(ir, vi, "homography", init=init, return_warped=False)
+def ours(ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None, **masks) -> tuple[np.ndarray, float]:
+    r = register(ir, vi, "homography", init=init, return_warped=False, **masks)
     return r.matrix, r.confidence
 
 
-def ours_ecc(ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def ours_ecc(
+    ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None, **masks
+) -> tuple[np.ndarray, float]:
     """ivfuse with refine="ecc": cv2.findTransformECC on the gradient-magnitude maps at every level."""
-    r = register(ir, vi, "homography", init=init, refine="ecc", return_warped=False)
+    r = register(ir, vi, "homography", init=init, refine="ecc", return_warped=False, **masks)
     return r.matrix, r.confidence
 
 
@@ -167,6 +178,20 @@ def summarise(rows: list[dict]) -> dict:
         "grid_median_px": float(np.median([r["grid"] for r in rows])),
         "self_median_px": float(np.median([r["self"] for r in rows])),
         "self_success": float(np.mean([r["self"] <= SUCCESS_PX for r in rows])),
+        "self_mean_px": float(np.mean([r["self"] for r in rows])),
+        "inverted_self_success": (
+            float(np.mean([r["self"] <= SUCCESS_PX for r in inv])) if inv else float("nan")
+        ),
+        # confidence separation (self error): good = <= 2 px, bad = > 5 px (a misregistration)
+        "separation": {
+            f"{t:g}": {
+                "refused_good": int(sum(r["confidence"] < t and r["self"] <= SUCCESS_PX for r in rows)),
+                "good": int(sum(r["self"] <= SUCCESS_PX for r in rows)),
+                "passed_bad": int(sum(r["confidence"] >= t and r["self"] > BAD_PX for r in rows)),
+                "bad": int(sum(r["self"] > BAD_PX for r in rows)),
+            }
+            for t in THRESHOLDS
+        },
         "inverted_pairs": len(inv),
         "inverted_success": float(np.mean([r["error"] <= SUCCESS_PX for r in inv])) if inv else float("nan"),
         "ms_per_pair": float(np.mean([r["ms"] for r in rows])),
@@ -189,6 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="ivfuse,opencv-ecc")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--verbose", action="store_true", help="one line per pair")
+    ap.add_argument(
+        "--mask-fill",
+        action="store_true",
+        help="tell ivfuse which infrared pixels are the benchmark's mirrored fill (ir_mask), and "
+        "register the undistorted pair for the self error on the content both cases share (vi_mask)",
+    )
+    ap.add_argument(
+        "--identity",
+        action="store_true",
+        help="use the visible image (gray) as the infrared image too: a check of the benchmark's "
+        "geometry conventions (every method should recover the known transform to ~0.1 px)",
+    )
     args = ap.parse_args(argv)
     vi_size, ir_size = parse_size(args.vi_size), parse_size(args.ir_size)
     assert ir_size is not None
@@ -203,18 +240,20 @@ def main(argv: list[str] | None = None) -> int:
         for pi, (stem, ip, vp) in enumerate(pairs):
             rng = np.random.default_rng([args.seed, zlib.crc32(name.encode()), pi])
             ir0, vi0 = read_image(ip), read_image(vp)
-            ir0 = gray(ir0)
-            ir, vi, truth, inverted, u = make_case(ir0, vi0, rng, vi_size, ir_size)
+            ir0 = gray(vi0) if args.identity else gray(ir0)
+            ir, vi, truth, inverted, u, ir_valid, covered = make_case(ir0, vi0, rng, vi_size, ir_size)
             vs = (vi.shape[1], vi.shape[0])
             for m in methods:
+                masks = {"ir_mask": ir_valid} if args.mask_fill else {}
                 t0 = time.perf_counter()
-                est, conf = METHODS[m](ir, vi)
+                est, conf = METHODS[m](ir, vi, **masks)
                 ms = 1000 * (time.perf_counter() - t0)
                 e = corner_error(est, truth, vs)
                 g = grid_error(est, truth, vs)
                 # the method's own optimum on the undistorted pair (started at the identity): the known
                 # transform composed with it is what the method can recover at best
-                h0 = METHODS[m](ir0, vi0, init=np.eye(3))[0]
+                ref_masks = {"vi_mask": covered} if args.mask_fill else {}
+                h0 = METHODS[m](ir0, vi0, init=np.eye(3), **ref_masks)[0]
                 truth_c = u @ h0 @ np.linalg.inv(u) @ truth
                 c = corner_error(est, truth_c, vs)
                 row = {
@@ -261,6 +300,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s['self_median_px']:9.3f} "
                 f"{100 * s['self_success']:7.1f}% {acc:>9s} {acc_ok:>8s} {s['ms_per_pair']:8.0f}"
             )
+    print(
+        f"\nconfidence separation (self error: good <= {SUCCESS_PX:g} px, bad > {BAD_PX:g} px): "
+        "refused good / passed bad at each threshold"
+    )
+    print(f"{'set':10s} {'method':11s} " + " ".join(f"{'>= ' + format(t, 'g'):>14s}" for t in THRESHOLDS))
+    for name, by in results.items():
+        for m, s in by.items():
+            if not np.isfinite(s["accepted_success"]) and s["accepted"] == 0:
+                continue
+            cells = []
+            for t in THRESHOLDS:
+                c = s["separation"][f"{t:g}"]
+                cells.append(f"{c['refused_good']}/{c['good']} {c['passed_bad']}/{c['bad']}")
+            print(f"{name:10s} {m:11s} " + " ".join(f"{x:>14s}" for x in cells))
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -14,10 +14,14 @@ from ivfuse.cli import app
 from ivfuse.register import (
     Registration,
     RegistrationError,
+    _rotate_orientation,
+    _rotation_deg,
     _scale_matrix,
+    _similarity_about,
     align_pair,
     corner_error,
     load_transform,
+    orientation_features,
     register,
     save_transform,
 )
@@ -161,6 +165,52 @@ def test_unknown_model(synthetic):
     ir, vi, _ = synthetic
     with pytest.raises(ValueError, match="unknown registration model"):
         register(ir, vi, "rigid-body")
+
+
+def test_benchmark_truth_conventions():
+    """The benchmark's known transform (composition order, pixel-centre conventions of the resampling
+    to 640x512) is right: with the visible image as the infrared image too (one modality), plain ECC
+    recovers it to a tenth of a pixel, ivfuse (structure maps, not intensities) to a quarter."""
+    from benchmarks.bench_register import make_case, peer_ecc
+
+    _, vi = scene(seed=3)
+    rng = np.random.default_rng(0)
+    ir, vi2, truth, _, u, ir_valid, covered = make_case(vi, vi, rng, None, (640, 512))
+    assert ir.shape == (512, 640) and np.array_equal(u, np.eye(3)) and ir_valid.shape == ir.shape
+    assert covered.shape == vi.shape and 0.3 < covered.mean() <= 1.0
+    near = np.array([[1, 0, 2.0], [0, 1, -1.5], [0, 0, 1]]) @ truth  # ECC is local: start near
+    assert corner_error(peer_ecc(ir, vi2, init=near)[0], truth, (320, 240)) < 0.1
+    assert corner_error(register(ir, vi2, "homography", return_warped=False).matrix, truth, (320, 240)) < 0.25
+
+
+def test_orientation_turns_with_the_image():
+    """The doubled-angle orientation of a rotated image is the rotated orientation field turned by the
+    rotation (what the refinement applies before comparing the two cameras' maps)."""
+    img = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 1, (160, 160)).astype(np.float32), (0, 0), 3)
+    m = _similarity_about((79.5, 79.5), 15.0, 1.0)
+    assert _rotation_deg(m) == pytest.approx(15.0)
+    target = orientation_features(cv2.warpAffine(img, m[:2], (160, 160)))[40:120, 40:120, 1:]
+    turned = cv2.warpAffine(_rotate_orientation(orientation_features(img), 15.0), m[:2], (160, 160))
+    plain = cv2.warpAffine(orientation_features(img), m[:2], (160, 160))
+    err_turned = np.abs(turned[40:120, 40:120, 1:] - target).mean()
+    err_plain = np.abs(plain[40:120, 40:120, 1:] - target).mean()
+    assert err_turned < 0.2 * err_plain
+
+
+def test_masks_exclude_content_with_no_counterpart(synthetic):
+    """A burnt-in overlay in the infrared image (a bright grid the visible camera does not see) is
+    excluded with ir_mask; the transform is still recovered, and masks of the wrong size are refused."""
+    ir, vi, truth = synthetic
+    ir = ir.copy()
+    ir[20:90, 30:150] = 0
+    ir[20:90:8, 30:150] = 255
+    ir[20:90, 30:150:8] = 255
+    mask = np.ones(ir.shape, np.uint8)
+    mask[12:98, 22:158] = 0
+    reg = register(ir, vi, "homography", ir_mask=mask, return_warped=False)
+    assert corner_error(reg.matrix, truth, (320, 240)) < 1.0
+    with pytest.raises(ValueError, match="ir_mask must have"):
+        register(ir, vi, "affine", ir_mask=mask[:-1])
 
 
 # --------------------------------------------------------------------------------------------

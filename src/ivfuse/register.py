@@ -244,6 +244,7 @@ def _ecc(
     motion: int,
     iterations: int,
     eps: float,
+    mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float | None]:
     """One cv2.findTransformECC run; returns (warp VI->IR, correlation or None on failure)."""
     if motion == cv2.MOTION_HOMOGRAPHY:
@@ -252,7 +253,8 @@ def _ecc(
         w = warp_vi_to_ir[:2].astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, eps)
     try:
-        rho, w = cv2.findTransformECC(template, image, w, motion, criteria, None, 1)
+        m8 = None if mask is None else (mask > 0.5).astype(np.uint8)
+        rho, w = cv2.findTransformECC(template, image, w, motion, criteria, m8, 1)
     except cv2.error:
         return warp_vi_to_ir, None
     if not np.isfinite(w).all():
@@ -261,12 +263,26 @@ def _ecc(
     return full, float(rho)
 
 
-def _correlation(fv: np.ndarray, fi: np.ndarray, h_level: np.ndarray) -> tuple[float, float]:
+def _overlap_mask(
+    shape_v: tuple[int, ...], shape_i: tuple[int, ...], h_level: np.ndarray, mv=None, mi=None, erode: int = 3
+) -> np.ndarray:
+    """uint8 mask of the visible level grid: covered by the (usable part of the) warped infrared image
+    and usable in the visible one."""
+    size = (shape_v[1], shape_v[0])
+    src = np.ones(shape_i[:2], np.uint8) if mi is None else (mi > 0.5).astype(np.uint8)
+    mask = cv2.warpPerspective(src, h_level, size, flags=cv2.INTER_NEAREST)
+    if mv is not None:
+        mask &= (mv > 0.5).astype(np.uint8)
+    return cv2.erode(mask, np.ones((erode, erode), np.uint8))
+
+
+def _correlation(
+    fv: np.ndarray, fi: np.ndarray, h_level: np.ndarray, mv=None, mi=None
+) -> tuple[float, float]:
     """ECC correlation of the visible map and the warped infrared map on their overlap, and the overlap."""
     size = (fv.shape[1], fv.shape[0])
     warped = cv2.warpPerspective(fi, h_level, size, flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.ones_like(fi, dtype=np.uint8), h_level, size, flags=cv2.INTER_NEAREST)
-    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
+    mask = _overlap_mask(fv.shape, fi.shape, h_level, mv, mi)
     overlap = float(mask.mean())
     if overlap < 0.05:
         return 0.0, overlap
@@ -318,7 +334,14 @@ def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _gauss_newton(
-    tv: np.ndarray, ti: np.ndarray, h_level: np.ndarray, model: str, iterations: int, max_pixels: int = 40000
+    tv: np.ndarray,
+    ti: np.ndarray,
+    h_level: np.ndarray,
+    model: str,
+    iterations: int,
+    max_pixels: int = 40000,
+    mv: np.ndarray | None = None,
+    mi: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Inverse-compositional Gauss-Newton (Baker & Matthews, IJCV 56(3), 2004) on multi-channel maps.
 
@@ -335,6 +358,8 @@ def _gauss_newton(
     strength = (gx * gx + gy * gy).sum(-1)
     border = 2
     strength[:border], strength[-border:], strength[:, :border], strength[:, -border:] = 0, 0, 0, 0
+    if mv is not None:
+        strength *= mv > 0.5
     flat = strength.ravel()
     n = min(max_pixels, int((flat > 0).sum()))
     if n < 50:
@@ -346,36 +371,48 @@ def _gauss_newton(
     # steepest-descent images per channel, gradients w.r.t. normalised coordinates
     gxs = gx.reshape(-1, c)[idx].astype(np.float64) / scale
     gys = gy.reshape(-1, c)[idx].astype(np.float64) / scale
-    sd = gxs[:, :, None] * ju[:, None, :] + gys[:, :, None] * jv[:, None, :]  # (n, c, k)
+    # steepest-descent images, one contiguous (n, k) block per channel
+    sd = [np.ascontiguousarray(gxs[:, [k]] * ju + gys[:, [k]] * jv) for k in range(c)]
     tvals = tv.reshape(-1, c)[idx].astype(np.float64)
     # W: VI level pixel -> IR~ level pixel; only the selected template pixels are sampled
     warp = np.linalg.inv(h_level)
-    kdim = sd.shape[-1]
-    sd2 = sd.reshape(n * c, kdim)
-    hess_all = sd2.T @ sd2
+    kdim = sd[0].shape[1]
     pts = np.stack([xs, ys], 1).astype(np.float64)[None]
     hi, wi_ = ti.shape[:2]
+    if mi is not None:  # sampled along as one more channel: usable where it stays ~1
+        ti = np.dstack([ti, mi])
     ti = np.ascontiguousarray(ti, dtype=np.float32)
     best: tuple[float, np.ndarray] | None = None
     worse = 0
+    robust_scale = None
     for _ in range(iterations):
         src = cv2.perspectiveTransform(pts, warp)[0]
         m = (src[:, 0] >= 0) & (src[:, 0] <= wi_ - 1) & (src[:, 1] >= 0) & (src[:, 1] <= hi - 1)
         if m.sum() < 50:
             return None
         sampled = _sample(ti, src[:, 0], src[:, 1]).astype(np.float64)
-        err = (sampled - tvals) * m[:, None]
-        cost = float((err**2).sum() / max(1, int(m.sum())))
+        if mi is not None:
+            m &= sampled[:, -1] > 0.99
+            sampled = sampled[:, :-1]
+            if m.sum() < 50:
+                return None
+        # per channel, the template's gain and offset that best predict the infrared features: the
+        # criterion is then the correlation of each channel (as ECC), not their raw difference
+        tm, sm = tvals[m], sampled[m]
+        tc = tm - tm.mean(0)
+        gain = np.clip((tc * (sm - sm.mean(0))).sum(0) / np.maximum((tc * tc).sum(0), 1e-12), 0.05, None)
+        err = sampled - (tvals * gain + (sm.mean(0) - gain * tm.mean(0)))
+        e = np.sqrt((err**2).sum(1))
+        if robust_scale is None:  # Cauchy weights: an edge seen by one camera only pulls little
+            robust_scale = 2.385 * 1.4826 * float(np.median(e[m])) + 1e-12
+        wts = m / (1.0 + (e / robust_scale) ** 2)
+        cost = float(np.log1p((e[m] / robust_scale) ** 2).mean())
         if best is None or cost < best[0]:
             best, worse = (cost, warp), 0
         else:
             worse += 1
-        if m.all():
-            hess = hess_all
-        else:
-            bad = sd2[np.repeat(~m, c)]
-            hess = hess_all - bad.T @ bad
-        b = sd2.T @ err.reshape(-1)
+        hess = sum(gain[k] ** 2 * (sd[k].T @ (wts[:, None] * sd[k])) for k in range(c))
+        b = sum(gain[k] * (sd[k].T @ (wts * err[:, k])) for k in range(c))
         try:
             dp = np.linalg.solve(hess + 1e-9 * np.eye(kdim) * np.trace(hess), b)
         except np.linalg.LinAlgError:
@@ -389,6 +426,44 @@ def _gauss_newton(
         if step < 0.03 or worse >= 3:  # moves < ~0.03 px, or no better for 3 steps
             break
     return np.linalg.inv(best[1] if best is not None else warp)
+
+
+def _level_model(model: str, level: int, n_levels: int) -> str:
+    """The model fitted on pyramid level ``level``: a homography's perspective terms only on the two
+    finest levels (on coarse levels they are poorly constrained and pull the fit off), affine before."""
+    if model == "homography" and level < n_levels - 2:
+        return "affine"
+    return model
+
+
+def _rotation_deg(h: np.ndarray) -> float:
+    """Rotation angle of a matrix's linear part, in cv2.getRotationMatrix2D's sign convention."""
+    return float(np.rad2deg(np.arctan2(h[0, 1] - h[1, 0], h[0, 0] + h[1, 1])))
+
+
+def _feature_score(tv: np.ndarray, ti: np.ndarray, h_level: np.ndarray, mv=None, mi=None) -> float:
+    """Normalised cross-correlation of the visible and warped infrared feature maps (all channels,
+    each zero-mean) on their overlap; the acceptance test of a refinement step."""
+    h, w, c = tv.shape
+    warped = cv2.warpPerspective(ti, h_level, (w, h), flags=cv2.INTER_LINEAR)
+    m = _overlap_mask(tv.shape, ti.shape, h_level, mv, mi, erode=5).ravel() > 0
+    if m.mean() < 0.05:
+        return -1.0
+    a = tv.reshape(-1, c)[m].astype(np.float64)
+    b = warped.reshape(-1, c)[m].astype(np.float64)
+    a -= a.mean(0)
+    b -= b.mean(0)
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else -1.0
+
+
+def _accept(tv: np.ndarray, ti: np.ndarray, old: np.ndarray, new: np.ndarray, mv=None, mi=None) -> bool:
+    """Keep a refinement step only if it does not jump far (more than 8 % of the level size at the
+    corners: a divergence) and does not lower the feature correlation."""
+    h, w = tv.shape[:2]
+    if corner_error(new, old, (w, h)) > 0.08 * max(w, h):
+        return False
+    return _feature_score(tv, ti, new, mv, mi) >= _feature_score(tv, ti, old, mv, mi) - 1e-4
 
 
 def _search_grid(
@@ -449,6 +524,8 @@ def _search_xcorr(
     model: str,
     max_rotation: float,
     scale_range: tuple[float, float],
+    mv: np.ndarray | None = None,
+    mi: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Candidate IR~ -> VI matrices at the search level, best first.
 
@@ -461,21 +538,24 @@ def _search_xcorr(
     center = ((w - 1) / 2, (h - 1) / 2)
     angles, scales = _search_grid(model, max_rotation, scale_range)
     ph, pw = cv2.getOptimalDFTSize(int(h * 1.5)), cv2.getOptimalDFTSize(int(w * 1.5))
+    if mv is not None:
+        keep = mv > 0.5
+        tv = (tv - tv[keep].mean(0)) * keep[..., None]
     tvz = tv - tv.reshape(-1, c).mean(0)
+    src_valid = np.ones((h, w), np.float32) if mi is None else (mi > 0.5).astype(np.float32)
     fv_spec = []
     for k in range(c):
         pad = np.zeros((ph, pw), np.float32)
         pad[:h, :w] = tvz[..., k]
         fv_spec.append(cv2.dft(pad, flags=cv2.DFT_COMPLEX_OUTPUT))
     ev = float(np.sqrt((tvz**2).sum()))
-    ones = np.ones((h, w), np.float32)
     scored: list[tuple[float, np.ndarray]] = []
     for a in angles:
         ta = _rotate_orientation(ti, float(a)) if a != 0 else ti
         for s in scales:
             m = _similarity_about(center, float(a), float(s))
             warped = cv2.warpAffine(ta, m[:2], (w, h), flags=cv2.INTER_LINEAR)
-            valid = cv2.warpAffine(ones, m[:2], (w, h), flags=cv2.INTER_NEAREST) > 0
+            valid = cv2.warpAffine(src_valid, m[:2], (w, h), flags=cv2.INTER_NEAREST) > 0
             if valid.sum() < 0.1 * h * w:
                 continue
             warped = (warped - warped[valid].mean(0)) * valid[..., None]
@@ -517,6 +597,8 @@ def register(
     search: str = "xcorr",
     fine_iter_ratio: float = 0.5,
     return_warped: bool = True,
+    ir_mask: np.ndarray | None = None,
+    vi_mask: np.ndarray | None = None,
 ) -> Registration:
     """Register infrared image ``ir`` onto visible image ``vi``.
 
@@ -530,6 +612,8 @@ def register(
     less). ``refine``: ``structure`` (default: Gauss-Newton on gradient magnitude + edge orientation
     maps) or ``ecc`` (cv2.findTransformECC on the gradient magnitude map only). ``iterations``: at most
     that many on the coarsest level, ``fine_iter_ratio`` times as many (at least 15) on finer ones.
+    ``ir_mask`` / ``vi_mask``: optional arrays of each image's size, nonzero where its content may
+    be matched (exclude a burnt-in overlay, a vignetted border, a region with no real content).
     Returns a :class:`Registration`; ``warped`` is the infrared image on the visible grid.
     """
     if model not in MODELS:
@@ -542,6 +626,14 @@ def register(
     gv = _gray_float(vi, "visible image")
     ir_size = (gi.shape[1], gi.shape[0])
     vi_size = (gv.shape[1], gv.shape[0])
+    masks = []
+    for mk, shape, name in ((ir_mask, gi.shape, "ir_mask"), (vi_mask, gv.shape, "vi_mask")):
+        if mk is not None:
+            mk = np.asarray(mk)
+            if mk.shape[:2] != shape:
+                raise InputError(f"{name} must have its image's size {shape[1]}x{shape[0]}")
+            mk = (mk.reshape(shape[0], shape[1], -1).max(-1) > 0).astype(np.float32)
+        masks.append(mk)
     # IR~ : the infrared image resampled to the visible size; s0 maps IR pixels to IR~ pixels
     s0 = _scale_matrix(vi_size[0] / ir_size[0], vi_size[1] / ir_size[1])
     motion = _ECC_MOTION[model]
@@ -560,6 +652,16 @@ def register(
         li_img = cv2.resize(gi, size, interpolation=cv2.INTER_AREA if size[0] < ir_size[0] else interp)
         fv = structure_map(lv, sigma)
         fi = structure_map(li_img, sigma)
+        # level masks; eroded, as the structure maps near a mask's border see the excluded content
+        mi, mv = (
+            None
+            if mk is None
+            else cv2.erode(
+                (cv2.resize(mk, size, interpolation=cv2.INTER_AREA) > 0.99).astype(np.uint8),
+                np.ones((9, 9), np.uint8),
+            ).astype(np.float32)
+            for mk in masks
+        )
         # coarse levels: affine for the homography model (fewer unknowns, wider basin)
         lvl_motion = cv2.MOTION_AFFINE if (motion == cv2.MOTION_HOMOGRAPHY and li == 0) else motion
         iters = iterations if li == 0 else max(15, int(iterations * fine_iter_ratio))
@@ -573,13 +675,17 @@ def register(
                     model,
                     max_rotation,
                     scale_range,
+                    mv,
+                    mi,
                 )
             cands = cands[: max(1, candidates)]
             best: tuple[float, np.ndarray] | None = None
+            tv0, ti0 = orientation_features(lv, sigma), orientation_features(li_img, sigma)
             for hc in cands:
-                w, r = _ecc(fv, fi, np.linalg.inv(hc), lvl_motion, iters, 1e-5)
+                w, r = _ecc(fv, fi, np.linalg.inv(hc), lvl_motion, iters, 1e-5, mv)
                 hl = _project(np.linalg.inv(w), model, size) if r is not None else hc
-                score = r if r is not None else -1.0
+                # ranked by all structure channels (orientation included), not only the magnitude ECC
+                score = _feature_score(tv0, _rotate_orientation(ti0, _rotation_deg(hl)), hl, mv, mi)
                 if best is None or score > best[0]:
                     best = (score, hl)
             assert best is not None
@@ -587,20 +693,22 @@ def register(
             continue
         hl = d @ h_full @ np.linalg.inv(d)
         if refine == "ecc":
-            w, r = _ecc(fv, fi, np.linalg.inv(hl), lvl_motion, iters, 1e-6)
+            w, r = _ecc(fv, fi, np.linalg.inv(hl), lvl_motion, iters, 1e-6, mv)
             if r is not None:
                 hl = _project(np.linalg.inv(w), model, size)
                 h_full = np.linalg.inv(d) @ hl @ d
             continue
-        lvl_model = "affine" if (model == "homography" and li == 0) else model
-        new = _gauss_newton(
-            orientation_features(lv, sigma), orientation_features(li_img, sigma), hl, lvl_model, iters
-        )
-        if new is not None:
+        lvl_model = _level_model(model, li, len(factors))
+        tv = orientation_features(lv, sigma)
+        # the doubled-angle orientation turns with the image: express the infrared orientations in
+        # the visible frame (the current estimate's rotation), or Gauss-Newton is pulled off by it
+        ti = _rotate_orientation(orientation_features(li_img, sigma), _rotation_deg(hl))
+        new = _gauss_newton(tv, ti, hl, lvl_model, iters, mv=mv, mi=mi)
+        if new is not None and _accept(tv, ti, hl, new, mv, mi):
             h_full = np.linalg.inv(d) @ new @ d
     assert h_full is not None and fv is not None and fi is not None
     h_full = _project(h_full, model, vi_size) if model != "homography" else h_full / h_full[2, 2]
-    conf, overlap = _correlation(fv, fi, d @ h_full @ np.linalg.inv(d))
+    conf, overlap = _correlation(fv, fi, d @ h_full @ np.linalg.inv(d), mv, mi)
     matrix = h_full @ s0
     matrix = matrix / matrix[2, 2]
     warped = warp_image(np.asarray(ir), matrix, vi_size) if return_warped else None
