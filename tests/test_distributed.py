@@ -173,6 +173,11 @@ def test_fuse_on_ray_equals_local_with_bad_pairs_and_resume(tmp_path, cluster):
     r = run("fuse", "--pairs", d, "-o", ray_out, "-m", "lp", "--resume", "--overwrite")
     assert summary(r.output) == "0 fused, 9 skipped, 1 failed"
 
+    # a method the workers cannot build: the local engine's message and exit code
+    r = run("fuse", "--pairs", d, "-o", tmp_path / "o2", "-m", "lp", "-p", "levels=abc", "--engine", "ray")
+    assert r.exit_code == 2 and "parameter levels must be an integer" in r.output, r.output
+    assert not list((tmp_path / "o2").glob("*.png"))
+
 
 @pytest.mark.slow
 def test_eval_and_bench_on_ray_give_the_local_numbers(tmp_path, cluster):

@@ -98,7 +98,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         help="local (this process), or ray: a Ray Data actor pool on the cluster of --address (a "
-        'one-machine cluster without it); pip install "ivfuse[distributed]". Same outputs either way.',
+        'one-machine cluster without it); pip install "ivfuse\\[distributed]". Same outputs either way.',
     ),
 ]
 AddressOpt = Annotated[
