@@ -252,6 +252,22 @@ def test_cli_refuses_low_confidence_and_writes_nothing(tmp_path, pair_files):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_cli_masks(tmp_path, pair_files):
+    ip, vp = pair_files
+    good, bad = tmp_path / "m.png", tmp_path / "bad.png"
+    mask = np.full((300, 400), 255, np.uint8)
+    mask[:40, :120] = 0  # e.g. a burnt-in overlay in a corner
+    io.write_image(good, mask)
+    io.write_image(bad, mask[:-1])
+    out = tmp_path / "w.png"
+    res = runner.invoke(app, ["register", str(ip), str(vp), "-o", str(out), "--ir-mask", str(good)])
+    assert res.exit_code == 0, res.output
+    other = tmp_path / "x.png"
+    res = runner.invoke(app, ["register", str(ip), str(vp), "-o", str(other), "--ir-mask", str(bad)])
+    assert res.exit_code == 2 and "ir_mask must have" in res.output
+    assert not other.exists()
+
+
 def test_cli_refuses_to_overwrite_input(tmp_path, pair_files):
     ip, vp = pair_files
     before = ip.read_bytes(), vp.read_bytes()

@@ -41,6 +41,17 @@ def register_command(
             help="Refuse (exit 2, write nothing) below this structural correlation (0-1).",
         ),
     ] = DEFAULT_MIN_CONFIDENCE,
+    ir_mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--ir-mask",
+            help="Image of the infrared size: match only where it is nonzero (e.g. hide a burnt-in overlay).",
+        ),
+    ] = None,
+    vi_mask: Annotated[
+        Path | None,
+        typer.Option("--vi-mask", help="Image of the visible size: match only where it is nonzero."),
+    ] = None,
 ) -> None:
     """Register IR onto VI (structure-based, robust to inverted contrast) and write the warped IR."""
     from .. import io
@@ -61,7 +72,11 @@ def register_command(
         raise InputError(f"{output}: unsupported output format {ext!r}")
     ir_img = io.read_image(ir)
     vi_img = io.read_image(vi)
-    reg = register(ir_img, vi_img, model)
+    masks = {}
+    for key, path in (("ir_mask", ir_mask), ("vi_mask", vi_mask)):
+        if path is not None:
+            masks[key] = io.read_image(path)
+    reg = register(ir_img, vi_img, model, **masks)
     if reg.confidence < min_confidence:
         raise RegistrationError(
             f"registration confidence {reg.confidence:.3f} is below --min-confidence {min_confidence:g}; "
