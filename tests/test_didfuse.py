@@ -250,3 +250,71 @@ def test_bf16_warns_on_cpus_without_native_bfloat16(net, monkeypatch):
         warnings.simplefilter("error")
         DIDFuse(net, precision="bf16")
         DIDFuse(net)
+
+
+def test_training_step_updates_batchnorm_twice_per_modality():
+    """One training step = the official protocol: the encoder runs on the visible batch, then on
+    the infrared batch, each normalised by its own batch statistics, and every BN layer's running
+    statistics take two momentum-0.1 updates (visible first), with unbiased variances."""
+    from ivfuse.methods.didfuse import training_spec
+
+    torch.manual_seed(3)
+    n = DIDFuseNet().train()
+    vi, ir = torch.rand(4, 1, 12, 12), torch.rand(4, 1, 12, 12) * 0.5 + 0.3
+    with torch.no_grad():
+        zv, zi = n.encoder.conv1.conv(vi), n.encoder.conv1.conv(ir)  # pre-step weights
+    mean, var = torch.zeros(64), torch.ones(64)
+    for z in (zv, zi):  # by hand: r <- 0.9 r + 0.1 batch statistic
+        mean = 0.9 * mean + 0.1 * z.mean(dim=(0, 2, 3))
+        var = 0.9 * var + 0.1 * z.var(dim=(0, 2, 3), unbiased=True)
+    joint = torch.cat([zv, zi])  # what one pass over a concatenated batch would record instead
+    mean_joint = 0.1 * joint.mean(dim=(0, 2, 3))
+
+    stage = training_spec(Config()).stages[0]
+    opt = stage.optimizer(n.parameters())
+    terms = stage.loss(n, {"vi": vi, "ir": ir})
+    opt.zero_grad()
+    terms["total"].backward()
+    opt.step()
+
+    bn = n.encoder.conv1.bn
+    torch.testing.assert_close(bn.running_mean, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, var, rtol=1e-5, atol=1e-6)
+    assert float((bn.running_mean - mean_joint).abs().max()) > 1e-3  # the test tells them apart
+    for m in n.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert int(m.num_batches_tracked) == 2
+            assert m.momentum == 0.1 and m.eps == 1e-5
+
+
+def test_official_imagefolder_batch_order(tmp_path):
+    """The official loader sorts IR1.jpg ... IR180.jpg as strings (torchvision ImageFolder)."""
+    from PIL import Image
+
+    from ivfuse.data.training import CenterCropPairs
+    from ivfuse.methods.didfuse import imagefolder_key, order_pairs, training_spec
+
+    stems = [f"{i:03d}" for i in range(1, 181)]
+    order = sorted(stems, key=imagefolder_key)
+    official = sorted(f"IR{i}.jpg" for i in range(1, 181))  # what ImageFolder lists
+    assert order == [f"{int(name[2:-4]):03d}" for name in official]
+    tens = [f"{i}" for i in range(100, 120)]
+    assert order[:24] == ["001", "010", *tens[:10], "011", *tens[10:], "012"]
+    assert order[168:] == ["089", "009", *(f"0{i}" for i in range(90, 100))]  # the short batch
+
+    for mod in ("ir", "vi"):
+        (tmp_path / mod).mkdir()
+    for i in range(1, 13):  # pair i: infrared filled with i, visible with 100 + i
+        Image.fromarray(np.full((10, 11), i, np.uint8)).save(tmp_path / "ir" / f"{i:03d}.png")
+        Image.fromarray(np.full((10, 11), 100 + i, np.uint8)).save(tmp_path / "vi" / f"{i:03d}.png")
+    ds = training_spec(Config(crop=8)).dataset(tmp_path)  # default: the official order
+    got = [round(float(x.mean()) * 255) for x in ds.ir]
+    assert got == [1, 10, 11, 12, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [round(float(x.mean()) * 255) - 100 for x in ds.vi] == got  # pairs stay together
+    assert [p.stem for p in ds.pairs] == [f"{i:03d}" for i in got]
+    plain = training_spec(Config(crop=8, order="stem")).dataset(tmp_path)
+    assert [round(float(x.mean()) * 255) for x in plain.ir] == list(range(1, 13))
+    with pytest.raises(ValueError, match="order"):
+        Config(order="random")
+    with pytest.raises(ValueError, match="order"):
+        order_pairs(CenterCropPairs(tmp_path, crop=8), "numeric")

@@ -39,6 +39,7 @@ PAPER = (
     "for Infrared and Visible Image Fusion, IJCAI 2020"
 )
 WEIGHTS_FILE = "didfuse.safetensors"
+ORDERS = ("imagefolder", "stem")
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,6 +75,21 @@ class Config(MethodConfig):
     Training recipe (paper Sec. 4 "Hyperparameters setting" and the code): Adam (lr 1e-3,
     betas 0.9/0.999, no weight decay), lr x0.1 after epochs 40 and 80, 120 epochs, batch 24,
     128 x 128 centre crops (no resize) of 180 FLIR pairs in gray, loader not shuffled.
+
+    * ``order`` - which pairs form each of the 8 unshuffled batches. The official code reads
+      ``IR1.jpg ... IR180.jpg`` with torchvision's ``ImageFolder``, which sorts file names as
+      strings: 1, 10, 100-109, 11, 110-119, 12, ... so the first batch is pairs
+      {1, 10, 100-109, 11, 110-119, 12} and the last (short) batch {89, 9, 90-99}
+      (``"imagefolder"``, default: stems are compared with leading zeros stripped, so the
+      zero-padded ``001 ... 180`` give the official order). ``"stem"`` keeps plain stem order
+      (1-24, 25-48, ..., 169-180), which the shipped weights were trained with. The order decides
+      the batch compositions (BatchNorm normalises by batch statistics in training) and which
+      batches leave the final BN running statistics used at test time.
+
+    BatchNorm protocol (official code): the encoder runs on the visible batch, then on the
+    infrared batch, then the decoder on each, all in train mode, so every BN layer normalises
+    each modality by its own batch statistics and updates its running statistics twice per
+    iteration (momentum 0.1, unbiased variance): 120 x 8 x 2 = 1920 updates in a full run.
     """
 
     channels: int = 64
@@ -94,6 +110,7 @@ class Config(MethodConfig):
     lr_gamma: float = 0.1
     crop: int = 128
     shuffle: bool = False  # official loader order: the same 8 batches every epoch
+    order: str = "imagefolder"  # "imagefolder" (official file-name sort) | "stem"
     # inference
     rule: str = "sum"  # fusion strategy of Sec. 3.4: "sum" (code default) | "average" | "l1"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +123,8 @@ class Config(MethodConfig):
             raise ValueError(f"pixel_term must be 'mse' or 'sq_l2', got {self.pixel_term!r}")
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {sorted(RULES)}, got {self.rule!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,6 +283,30 @@ def didfuse_loss(
 # --------------------------------------------------------------------------------------------
 
 
+def imagefolder_key(stem: str) -> str:
+    """Sort key reproducing torchvision ``ImageFolder``'s order of the official file names.
+
+    The official files are ``IR<n>.jpg`` / ``VIS<n>.jpg`` (n unpadded) and ImageFolder sorts
+    names as strings; ivfuse's copies are named ``<n>`` zero-padded to 3 digits. Stripping the
+    leading zeros gives back ``<n>``, and sorting ``<n>`` as a string orders the names exactly as
+    ``IR<n>.jpg`` sort (``"."`` sorts before every digit, as a shorter prefix does).
+    """
+    return (stem.lstrip("0") or "0") if stem.isdigit() else stem
+
+
+def order_pairs(dataset, order: str):
+    """Put ``dataset`` (a :class:`ivfuse.data.training.CenterCropPairs`) in the batch order
+    ``order`` (``"imagefolder"`` or ``"stem"``, see :class:`Config`); returns it."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if order == "imagefolder":
+        perm = sorted(range(len(dataset.pairs)), key=lambda i: imagefolder_key(dataset.pairs[i].stem))
+        dataset.pairs = [dataset.pairs[i] for i in perm]
+        dataset.ir = dataset.ir[perm]
+        dataset.vi = dataset.vi[perm]
+    return dataset
+
+
 def training_spec(config: Config | None = None):
     """The official training recipe as a :class:`ivfuse.train.spec.TrainSpec`."""
     from ..data.training import CenterCropPairs
@@ -288,7 +331,7 @@ def training_spec(config: Config | None = None):
         config=cfg,
         default_config=Config(),
         build_model=lambda: DIDFuseNet(cfg.channels),
-        dataset=lambda root: CenterCropPairs(root, crop=cfg.crop),
+        dataset=lambda root: order_pairs(CenterCropPairs(root, crop=cfg.crop), cfg.order),
         stages=[stage],
         batch_size=cfg.batch_size,
         shuffle=cfg.shuffle,
