@@ -318,3 +318,19 @@ def test_official_imagefolder_batch_order(tmp_path):
         Config(order="random")
     with pytest.raises(ValueError, match="order"):
         order_pairs(CenterCropPairs(tmp_path, crop=8), "numeric")
+
+
+def test_bn_init_option():
+    """bn_init="uniform" draws every BN scale from U(0, 1) (PyTorch <= 1.1); default: ones."""
+    from ivfuse.methods.didfuse import training_spec
+
+    torch.manual_seed(0)
+    bns = [m for m in training_spec(Config()).build_model().modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 7 and all(bool((m.weight == 1).all()) for m in bns)
+    torch.manual_seed(0)
+    net = training_spec(Config(bn_init="uniform")).build_model()
+    gammas = torch.cat([m.weight.detach() for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert gammas.numel() == 6 * 64 + 1
+    assert float(gammas.min()) >= 0 and float(gammas.max()) < 1 and 0.4 < float(gammas.mean()) < 0.6
+    with pytest.raises(ValueError, match="bn_init"):
+        Config(bn_init="zeros")

@@ -86,6 +86,11 @@ class Config(MethodConfig):
       the batch compositions (BatchNorm normalises by batch statistics in training) and which
       batches leave the final BN running statistics used at test time.
 
+    * ``bn_init`` - initial BatchNorm scale gamma: ``"ones"`` (PyTorch >= 1.2, default) or
+      ``"uniform"``, U(0, 1) as PyTorch <= 1.1 initialised it (pytorch/pytorch#12259). The
+      official repository pins no PyTorch version; kornia 0.1.x, whose SSIM padded with zeros,
+      ran on PyTorch 1.0/1.1, so a 2019 run may have had both (``ssim_padding="zeros"``).
+
     BatchNorm protocol (official code): the encoder runs on the visible batch, then on the
     infrared batch, then the decoder on each, all in train mode, so every BN layer normalises
     each modality by its own batch statistics and updates its running statistics twice per
@@ -111,6 +116,7 @@ class Config(MethodConfig):
     crop: int = 128
     shuffle: bool = False  # official loader order: the same 8 batches every epoch
     order: str = "imagefolder"  # "imagefolder" (official file-name sort) | "stem"
+    bn_init: str = "ones"  # BN gamma init: "ones" (PyTorch >= 1.2) | "uniform" (U(0,1), <= 1.1)
     # inference
     rule: str = "sum"  # fusion strategy of Sec. 3.4: "sum" (code default) | "average" | "l1"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +131,8 @@ class Config(MethodConfig):
             raise ValueError(f"rule must be one of {sorted(RULES)}, got {self.rule!r}")
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+        if self.bn_init not in ("ones", "uniform"):
+            raise ValueError(f"bn_init must be 'ones' or 'uniform', got {self.bn_init!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,6 +315,16 @@ def order_pairs(dataset, order: str):
     return dataset
 
 
+def build_training_net(cfg: Config) -> DIDFuseNet:
+    """A fresh network for training, with the BatchNorm scale initialisation ``cfg.bn_init``."""
+    net = DIDFuseNet(cfg.channels)
+    if cfg.bn_init == "uniform":
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                nn.init.uniform_(m.weight)
+    return net
+
+
 def training_spec(config: Config | None = None):
     """The official training recipe as a :class:`ivfuse.train.spec.TrainSpec`."""
     from ..data.training import CenterCropPairs
@@ -330,7 +348,7 @@ def training_spec(config: Config | None = None):
         method="didfuse",
         config=cfg,
         default_config=Config(),
-        build_model=lambda: DIDFuseNet(cfg.channels),
+        build_model=lambda: build_training_net(cfg),
         dataset=lambda root: order_pairs(CenterCropPairs(root, crop=cfg.crop), cfg.order),
         stages=[stage],
         batch_size=cfg.batch_size,
