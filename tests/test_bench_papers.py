@@ -351,3 +351,26 @@ def test_no_offset_without_a_same_method_row():
     assert doc["tables"][0]["rows"][0]["gap_net"] is None
     assert doc["summary"]["median_abs_gap"] == pytest.approx(0.2) and doc["summary"]["cells_with_offset"] == 0
     assert "– (no same-method row)" in paper_tables.markdown(display)
+
+
+def test_ablation_table_borrows_the_offset_of_the_same_evaluation():
+    """A table without same-method rows takes the offset of a table of the same paper on the same
+    data with the same column definition (IFESNet's ablations of Tables I and II), marked 'from'."""
+    col = {"name": "CC", "metric": "CC", "higher_is_better": True}
+    main = {"table": "Table I", "dataset": "tno", "profile": "vifb", "paper_dataset": "INFV-41",
+            "columns": [col], "rows": [{"name": "GTF", "ivfuse": "gtf", "values": {"CC": 0.5}},
+                                        {"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}]}
+    ablation = {**main, "table": "Table III", "rows": main["rows"][1:]}
+    other_data = {**ablation, "table": "Table IV", "paper_dataset": "INFV-20"}
+    paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [main, ablation, other_data]}
+    results = _toy_results({"gtf": {"CC": 0.4}, "didfuse": {"CC": 0.45}})
+    doc, display = paper_tables.tables(paper, results)
+    t1, t3, t4 = doc["tables"]
+    assert t1["offsets"]["CC"]["offset"] == pytest.approx(-0.2) and "from" not in t1["offsets"]["CC"]
+    assert t3["offsets"]["CC"] == {**t1["offsets"]["CC"], "from": "Table I"}
+    assert t4["offsets"] == {}  # another paper data set: nothing to borrow
+    net = {t["table"]: r["gap_net"] for t in doc["tables"] for r in t["rows"] if r["method"] == "didfuse"}
+    assert net["Table I"] == pytest.approx(0.125) and net["Table III"] == pytest.approx(0.125)
+    assert net["Table IV"] is None
+    assert doc["summary"]["cells"] == 3 and doc["summary"]["cells_with_offset"] == 2
+    assert "convention offset (median over gtf of Table I)" in paper_tables.markdown(display)

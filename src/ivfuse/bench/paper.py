@@ -178,8 +178,75 @@ def _is_anchor(row: dict[str, Any] | None) -> bool:
     return registry.info(row["ivfuse"]).family == "classical"
 
 
+def _anchor_names(anchors: list[str], offsets: dict[str, dict[str, Any]]) -> str:
+    """The same-method rows of a table, or those of the tables its offsets come from."""
+    if anchors:
+        return ", ".join(anchors)
+    src = {o["from"] for o in offsets.values() if o.get("from")}
+    names = ", ".join(dict.fromkeys(k for o in offsets.values() for k in o["anchors"]))
+    return f"{names} of {', '.join(sorted(src))}" if names else "none"
+
+
 def _median_abs(xs: list[float]) -> float | None:
     return statistics.median(abs(x) for x in xs) if xs else None
+
+
+def _cells_of(
+    t: dict[str, Any],
+    d: dict[str, Any],
+    own_name: str | None,
+    per_image: dict[tuple[str, str, str, str], dict[str, float]],
+) -> tuple[list[str], dict[str, dict[str, Any]], str | None, dict[str, dict[str, tuple[Any, Any]]], dict]:
+    """One table on its data set's results: the rows that ran (in order), the paper's rows by
+    method key, the own method's key, ``values[key][column] = (ours, paper's)`` and the best marks."""
+    cells = {(c["method"], c["profile"], c["metric"]): c for c in d["cells"]}
+    status = {m["method"]: m for m in d["methods"]}
+    paper_rows = {MethodSpec.make(r["ivfuse"], r.get("options")).key: r for r in t["rows"] if r.get("ivfuse")}
+    order = list(dict.fromkeys([*paper_rows, *(m["method"] for m in d["methods"])]))
+    ran = [k for k in order if k in status and status[k]["status"] == "ok" and status[k]["fused"]]
+    own = [r for r in t["rows"] if r.get("ivfuse") == own_name]
+    own_key = MethodSpec.make(own[0]["ivfuse"], own[0].get("options")).key if own else None
+    values: dict[str, dict[str, tuple[Any, Any]]] = {}
+    marks: dict[tuple[str, str], str] = {}
+    for key in ran:
+        prow = paper_rows.get(key)
+        for col in t["columns"]:
+            ref = (prow or {}).get("values", {}).get(col["name"])
+            ref = float(ref) if isinstance(ref, (int, float)) else ref
+            ours = None
+            if col.get("metric"):
+                c = cells.get((key, _profile_of(t, col), col["metric"]))
+                if c is not None and c["mean"] is not None:
+                    ours = c["mean"] * float(col.get("scale", 1.0))
+                    best = " **best**" if c["best"] else (" †" if c["tied_with_best"] else "")
+                    marks[(key, col["name"])] = best
+            elif col.get("kind") == "significance" and own_key in ran and key != own_key:
+                ours = _significance(t, col, key, own_key, per_image, d["name"])
+            values.setdefault(key, {})[col["name"]] = (ours, ref)
+    return ran, paper_rows, own_key, values, marks
+
+
+def _column_id(t: dict[str, Any], col: dict[str, Any]) -> tuple:
+    """What makes two tables' columns the same evaluation: the paper's data set and ours, the
+    column, its ivfuse metric, profile and scale."""
+    return (t.get("paper_dataset"), t["dataset"], col["name"], col.get("metric"), _profile_of(t, col),
+            float(col.get("scale", 1.0)))  # fmt: skip
+
+
+def _borrow_offsets(tables: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]) -> None:
+    """A table without same-method rows (an ablation table) takes a column's offset from a table of
+    the same paper that evaluates the same column on the same data (same paper data set, bench data
+    set, metric, profile and scale), marked ``"from"`` that table."""
+    measured: dict[tuple, tuple[str, dict[str, Any]]] = {}
+    for t, offsets in tables:
+        for col in t["columns"]:
+            if col["name"] in offsets:
+                measured.setdefault(_column_id(t, col), (t["table"], offsets[col["name"]]))
+    for t, offsets in tables:
+        for col in t["columns"]:
+            if col.get("metric") and col["name"] not in offsets and _column_id(t, col) in measured:
+                src, o = measured[_column_id(t, col)]
+                offsets[col["name"]] = {**o, "from": src}
 
 
 def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -207,43 +274,20 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
     gap_rows: list[list[str]] = []
     own_cells: list[dict[str, Any]] = []
     lines: list[str] = []
+    prepared = []
     for t in paper["tables"]:
         d = by_ds.get(t["dataset"])
         if d is None:
             continue
-        cells = {(c["method"], c["profile"], c["metric"]): c for c in d["cells"]}
-        status = {m["method"]: m for m in d["methods"]}
-        paper_rows = {
-            MethodSpec.make(r["ivfuse"], r.get("options")).key: r for r in t["rows"] if r.get("ivfuse")
-        }
-        order = list(dict.fromkeys([*paper_rows, *(m["method"] for m in d["methods"])]))
-        ran = [k for k in order if k in status and status[k]["status"] == "ok" and status[k]["fused"]]
-        own = [r for r in t["rows"] if r.get("ivfuse") == own_name]
-        own_key = MethodSpec.make(own[0]["ivfuse"], own[0].get("options")).key if own else None
-        # every cell first (ours, paper's, best mark), then the offsets, then the rows
-        values: dict[str, dict[str, tuple[float | None, Any]]] = {}
-        marks: dict[tuple[str, str], str] = {}
-        for key in ran:
-            prow = paper_rows.get(key)
-            for col in t["columns"]:
-                ref = (prow or {}).get("values", {}).get(col["name"])
-                ref = float(ref) if isinstance(ref, (int, float)) else ref
-                ours = None
-                if col.get("metric"):
-                    c = cells.get((key, _profile_of(t, col), col["metric"]))
-                    if c is not None and c["mean"] is not None:
-                        ours = c["mean"] * float(col.get("scale", 1.0))
-                        marks[(key, col["name"])] = (
-                            " **best**" if c["best"] else (" †" if c["tied_with_best"] else "")
-                        )
-                elif col.get("kind") == "significance" and own_key in ran and key != own_key:
-                    ours = _significance(t, col, key, own_key, per_image, d["name"])
-                values.setdefault(key, {})[col["name"]] = (ours, ref)
+        ran, paper_rows, own_key, values, marks = _cells_of(t, d, own_name, per_image)
         anchors = [k for k in ran if _is_anchor(paper_rows.get(k))]
         metric_cols = [c["name"] for c in t["columns"] if c.get("metric")]
         offsets = convention_offsets(
             {k: {c: v for c, v in values[k].items() if c in metric_cols} for k in anchors}, anchors
         )
+        prepared.append((t, d, ran, paper_rows, own_key, values, marks, anchors, metric_cols, offsets))
+    _borrow_offsets([(x[0], x[9]) for x in prepared])
+    for t, d, ran, paper_rows, own_key, values, marks, anchors, metric_cols, offsets in prepared:
         rows_json = []
         header = ["method"] + [c["name"] for c in t["columns"]]
         rows_md: list[list[str]] = []
@@ -278,8 +322,7 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 line.append(shown + marks.get((key, col["name"]), ""))
             rows_md.append(line)
         if offsets:
-            names = ", ".join(anchors)
-            line = [f"convention offset (median over {names})"]
+            line = [f"convention offset (median over {_anchor_names(anchors, offsets)})"]
             for col in t["columns"]:
                 o = offsets.get(col["name"])
                 if o is None:
@@ -289,7 +332,8 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 if o["n"] > 1:
                     g = sorted(o["anchors"].values())
                     spread = f", {_pct(g[0])} … {_pct(g[-1])}"
-                line.append(f"{_pct(o['offset'])} (n={o['n']}{spread})")
+                src = f", from {o['from']}" if o.get("from") else ""
+                line.append(f"{_pct(o['offset'])} (n={o['n']}{spread}{src})")
             rows_md.append(line)
         for r in t["rows"]:
             if r.get("ivfuse") and MethodSpec.make(r["ivfuse"], r.get("options")).key in ran:
@@ -312,14 +356,15 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
             net = net_gap(ours, ref, o["offset"]) if o else None
             if gap is None and o is None:
                 continue
-            gap_rows.append([t["table"], t["dataset"], name,
-                             f"{_pct(o['offset'])} (n={o['n']})" if o else "– (no same-method row)",
-                             _pct(gap) or "–", _pct(net) or "–"])  # fmt: skip
+            src = f", from {o['from']}" if o and o.get("from") else ""
+            shown = f"{_pct(o['offset'])} (n={o['n']}{src})" if o else "– (no same-method row)"
+            gap_rows.append([t["table"], t["dataset"], name, shown, _pct(gap) or "–", _pct(net) or "–"])
             bits.append(f"{name} {_pct(gap) or '–'} / {_pct(o['offset']) if o else '–'} / {_pct(net) or '–'}")
         if bits and own_key:
             lines.append(
                 f"paper {paper['paper']} {t['table']} on {t['dataset']}: {own_key} gap / convention offset "
-                f"(same-method rows: {', '.join(anchors) or 'none'}) / gap net of offset: " + "; ".join(bits)
+                f"(same-method rows: {_anchor_names(anchors, offsets)}) / gap net of offset: "
+                + "; ".join(bits)
             )
         notes = []
         if t.get("dataset_note"):
