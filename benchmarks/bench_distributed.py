@@ -1,13 +1,13 @@
 """Throughput of ``ivfuse fuse`` on a folder: the local engine against the Ray engine, 1 and 2 workers.
 
-    python -m benchmarks.bench_distributed [--pairs 500] [--size 360x480] [--method lp]
+    python -m benchmarks.bench_distributed [--pairs 500] [--size 240x320] [--method lp]
         [--rounds 3] [--batch-size 8] [--variants local-1t,local,local-io,ray-1,ray-2] [--json out.json]
 
 Run from the repository root with Ray installed (``pip install -e ".[distributed]"``). The script
-generates ``--pairs`` synthetic night scenes (:func:`ivfuse.data.synthetic.night_scene`, a new seed
-per pair; gray infrared, colour visible, PNG) into a temporary folder, then times, ``--rounds``
-times, each variant ALONE in a fresh interpreter (the previous one has exited, its Ray cluster
-stopped), fusing the whole folder into an empty output folder with
+generates ``--pairs`` pairs from 20 synthetic night scenes (:func:`ivfuse.data.synthetic.night_scene`,
+shifted by one pixel more per pair; gray infrared, colour visible, PNG) into a temporary folder,
+then times, ``--rounds`` times, each variant ALONE in a fresh interpreter (the previous one has
+exited, its Ray cluster stopped), fusing the whole folder into an empty output folder with
 :func:`ivfuse.distributed.fuse_folder` (what ``ivfuse fuse --pairs`` runs):
 
 * ``local-1t``: the local engine, one pair after the other, every thread pool at one thread (what
@@ -70,15 +70,20 @@ def _busy_jiffies() -> int:
     return sum(v[:8]) - v[3] - (v[4] if len(v) > 4 else 0) - (v[7] if len(v) > 7 else 0)
 
 
-def generate(folder: Path, n: int, h: int, w: int) -> None:
-    """``n`` pairs into ``folder/ir`` and ``folder/vi``."""
+def generate(folder: Path, n: int, h: int, w: int, scenes: int = 20) -> None:
+    """``n`` pairs into ``folder/ir`` and ``folder/vi``: ``scenes`` night scenes (a scene takes
+    about 0.2 s to make at 360x480), pair ``i`` scene ``i % scenes`` shifted by ``i`` pixels, so
+    that every file differs."""
+    import numpy as np
+
     from ivfuse import io
     from ivfuse.data.synthetic import night_scene
 
+    made = [night_scene(h, w, seed=k) for k in range(min(n, scenes))]
     for i in range(n):
-        s = night_scene(h, w, seed=i)
-        io.write_image(folder / "ir" / f"{i:05d}.png", s.ir)
-        io.write_image(folder / "vi" / f"{i:05d}.png", s.vi)
+        s = made[i % len(made)]
+        io.write_image(folder / "ir" / f"{i:05d}.png", np.roll(s.ir, i, axis=1))
+        io.write_image(folder / "vi" / f"{i:05d}.png", np.roll(s.vi, i, axis=1))
 
 
 def _child(variant: str, data: str, out: str, method: str, batch_size: int) -> dict:
@@ -205,7 +210,7 @@ def report(rows: dict[str, list[dict]], args: argparse.Namespace, h: int, w: int
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=500)
-    ap.add_argument("--size", default="360x480", help="HxW of the generated pairs")
+    ap.add_argument("--size", default="240x320", help="HxW of the generated pairs")
     ap.add_argument("--method", default="lp")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=8)
