@@ -1,18 +1,19 @@
 """The Ray engine: map a function over many items on a pool of actors, with Ray Data.
 
 :meth:`RayEngine.map` is the one place that talks to Ray. It puts the items (pickled, one row
-each) in a Ray Data dataset of ``ceil(n / batch_size)`` blocks and runs ``map_batches`` on an actor
-pool (:class:`ray.data.ActorPoolStrategy`): each actor runs ``setup()`` once (loads the method: the
-weights once per worker), then ``work(state, items)`` on one batch per call; the items are file
-paths, so images are read, fused and written *inside* the actor and only small results travel
-through the object store. Results stream back to the driver as they finish, in no fixed order.
+each) in a Ray Data dataset of ``ceil(n / batch_size)`` blocks (at most :data:`MAX_BLOCKS`) and
+runs ``map_batches`` on an actor pool (:class:`ray.data.ActorPoolStrategy`): each actor runs
+``setup()`` once (loads the method: the weights once per worker), then ``work(state, items)`` on
+one batch per call; the items are file paths, so images are read, fused and written *inside* the
+actor and only small results travel through the object store. Results stream back to the driver
+as they finish, in no fixed order.
 An actor works in the driver's current folder where its node has it (a shared file system mounted
 at the same path), so relative paths mean the same there; on a cluster prefer absolute ones.
 
-Faults: Ray Data restarts a dead actor and runs its unfinished batch again on a live one
-(``max_restarts=-1``, ``max_task_retries=-1``, its defaults for actor pools), and a batch's results
+Faults: Ray Data restarts a dead actor and runs its unfinished block again on a live one
+(``max_restarts=-1``, ``max_task_retries=-1``, its defaults for actor pools), and a block's results
 reach the driver once, from the run that finished it. A worker killed half-way may so have
-written some of a batch's outputs before its batch is run again: the writes are atomic
+written some of a block's outputs before the block is run again: the writes are atomic
 (temporary file + rename), so an output is whole or absent, and a second run of a pair writes the
 same bytes again. An error a user can cause in ``setup`` (weights not installed, an unknown
 option) comes back to the driver as that :class:`~ivfuse.errors.IvfuseError` (same exit code as
@@ -35,6 +36,9 @@ from ..errors import IvfuseError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: most blocks of one :meth:`RayEngine.map` (the driver keeps a reference per block)
+MAX_BLOCKS = 10_000
 
 #: the one-line refusal when --engine ray is asked for and Ray is not installed
 RAY_MISSING = 'the Ray engine needs Ray: pip install "ivfuse[distributed]" (or: pip install "ray[data]")'
@@ -122,7 +126,7 @@ class RayEngine:
         return "ray"
 
     def pool_size(self, ray: Any, batches: int) -> int:
-        """Actors to start for ``batches`` batches (:attr:`workers`, else what the cluster holds);
+        """Actors to start for ``batches`` blocks (:attr:`workers`, else what the cluster holds);
         :class:`EngineError` when the cluster has none of the GPUs asked for."""
         res = ray.cluster_resources()
         if self.gpus_per_worker > 0 and res.get("GPU", 0) < self.gpus_per_worker:
@@ -151,10 +155,12 @@ class RayEngine:
         if not items:
             return
         ray = connect(self.address)  # with ray.data imported
-        batches = math.ceil(len(items) / self.batch_size)
-        size = self.pool_size(ray, batches)
+        # one block (one task, what a dead worker's replacement runs again) per batch, at most
+        # MAX_BLOCKS: 1.5 million pairs in batches of 8 are blocks of 150 pairs
+        blocks = min(math.ceil(len(items) / self.batch_size), MAX_BLOCKS)
+        size = self.pool_size(ray, blocks)
         rows = [{"item": pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)} for x in items]
-        ds = ray.data.from_items(rows, override_num_blocks=batches)
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
         gpus = self.gpus_per_worker or None
         # the actor class carries setup and work itself (pickled by value with the class, not kept
         # in the object store as constructor arguments that a restart would need)
