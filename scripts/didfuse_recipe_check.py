@@ -2,7 +2,7 @@
 
     python scripts/didfuse_recipe_check.py step  [--data DIR]           # one batch, step by step
     python scripts/didfuse_recipe_check.py bn    [--data DIR] [--out D]  # BN statistics per order
-    python scripts/didfuse_recipe_check.py eval  W.safetensors ... [--tno DIR] [--limit N]
+    python scripts/didfuse_recipe_check.py eval  W.safetensors ... [--tno DIR] [--limit N] [--device D]
 
 ``step`` builds the official first batch, computes every loss term with ivfuse's
 :func:`ivfuse.methods.didfuse.didfuse_loss` and with a separate re-statement of the official
@@ -223,11 +223,11 @@ def cmd_bn(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def tno_metrics(weights: str, tno: Path, limit: int | None = None) -> dict[str, float]:
+def tno_metrics(weights: str, tno: Path, limit: int | None = None, device: str = "cpu") -> dict[str, float]:
     from ivfuse.metrics import evaluate
 
-    net, _ = load_weights(weights)
-    fuser = DIDFuse(net, rule="sum")
+    net, _ = load_weights(weights, device=device)
+    fuser = DIDFuse(net, rule="sum", device=device)
     stems = sorted(p.stem for p in (tno / "ir").glob("*.png"))[:limit]
     vals = []
     for s in stems:
@@ -242,7 +242,7 @@ def tno_metrics(weights: str, tno: Path, limit: int | None = None) -> dict[str, 
 def cmd_eval(args: argparse.Namespace) -> None:
     for w in args.weights:
         t = time.perf_counter()
-        m = tno_metrics(w, Path(args.tno), args.limit)
+        m = tno_metrics(w, Path(args.tno), args.limit, args.device)
         cells = " ".join(f"{k} {m[k]:.4g} ({100 * (m[k] / PAPER_TNO[k] - 1):+.1f} %)" for k in PAPER_TNO)
         print(f"{w}: {cells}  [{time.perf_counter() - t:.0f} s]", flush=True)
 
@@ -260,6 +260,7 @@ def main() -> None:
     a.add_argument("weights", nargs="+")
     a.add_argument("--tno", default="../shared/data/tno")
     a.add_argument("--limit", type=int, default=None, help="first N pairs only (default: all 40)")
+    a.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the fusion (metrics on the CPU)")
     args = ap.parse_args()
     {"step": cmd_step, "bn": cmd_bn, "eval": cmd_eval}[args.cmd](args)
 
