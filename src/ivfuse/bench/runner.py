@@ -293,10 +293,11 @@ def fuse_phase(
                 times = {}
         changed = False
         jobs = []
+        fused: dict[str, Path] = {}
         for pair in task.data.pairs:
             target = folder / f"{pair.stem}.png"
             if target.is_file() and not overwrite:
-                run.fused[pair.stem] = target
+                fused[pair.stem] = target
                 progress(f"{ds.name}: {spec.key}", 1)
                 continue
             jobs.append(FuseJob(ds.name, spec.key, pair.stem, pair.ir, pair.vi, target))
@@ -308,7 +309,7 @@ def fuse_phase(
         for res in results:
             done[res.job.stem] = res
             progress(f"{ds.name}: {spec.key}", 1)
-        for job in jobs:  # in pair order, whatever order the engine finished them in
+        for job in jobs:
             res = done[job.stem]
             if res.ms is None:
                 run.failed[job.stem] = res.error
@@ -318,7 +319,9 @@ def fuse_phase(
             timing.fused_now += 1
             times[job.stem] = res.ms
             changed = True
-            run.fused[job.stem] = job.target
+            fused[job.stem] = job.target
+        # in pair order, cached or not, whatever order the engine finished them in
+        run.fused = {p.stem: fused[p.stem] for p in task.data.pairs if p.stem in fused}
         if changed:
             io.atomic_write_text(timing_file, json.dumps(times, indent=0, sort_keys=True) + "\n")
         run.ms = [times[s] for s in run.fused if s in times]
