@@ -98,3 +98,23 @@ def test_only_the_cli_imports_the_cli():
 def test_nothing_imports_the_package_root():
     bad = [mod for mod, targets in GRAPH.items() if mod != "ivfuse" and "ivfuse" in targets]
     assert not bad, bad
+
+
+def test_a_classical_method_runs_without_importing_torch():
+    """The registry imports only what registers the asked method, and a classical method's device
+    needs no GPU look-up: a process (e.g. a Ray worker) fusing with lp never pays torch's import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, ivfuse\n"
+        "p = ivfuse.load('lp')\n"
+        "p.fuse(np.zeros((16, 16), np.uint8), np.full((16, 16), 9, np.uint8))\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "from ivfuse.methods import registry\n"
+        "registry.info('jcae')\n"
+        "assert 'ivfuse.methods.didfuse' not in sys.modules\n"
+        "assert len(registry.available()) > 10\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

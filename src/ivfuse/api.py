@@ -116,8 +116,10 @@ class Pipeline:
         asked = str(device).strip().lower() if device is not None else "auto"
         if "device" in options:  # -p device=...: the same parser
             asked = str(options.pop("device")).strip().lower()
-        dev = parse_device(asked)
-        if self.info.family == "classical":
+        classical = self.info.family == "classical"
+        # a classical method runs on the CPU: "auto" needs no look for a GPU (and no torch import)
+        dev = "cpu" if classical and asked == "auto" else parse_device(asked)
+        if classical:
             if is_cuda(dev) and asked != "auto":
                 warnings.warn(
                     f"{self.info.name} runs in NumPy on the CPU (classical method), not on {dev}",
