@@ -324,9 +324,13 @@ def _ifc_pair(t: Triple, s: Plane, m: int = 3) -> float:
     return total / t.fused.x.size
 
 
-def _ifc(t: Triple) -> float:
+_IFC_COMBINE = ("sum", "mean")
+
+
+def _ifc(t: Triple, combine: str = "sum") -> float:
     a, b = t.sources("IFC")
-    return _ifc_pair(t, a) + _ifc_pair(t, b)
+    total = _ifc_pair(t, a) + _ifc_pair(t, b)
+    return total / 2.0 if combine == "mean" else total
 
 
 # ---------------------------------------------------------------------------- public API
@@ -361,10 +365,11 @@ def vif(fused: Any, ir: Any, vi: Any, *, sigma_nsq: float = 2.0) -> float:
     return channel_mean([_vif(t, sigma_nsq) for t in prep.triples])
 
 
-def ifc(fused: Any, ir: Any, vi: Any) -> float:
+def ifc(fused: Any, ir: Any, vi: Any, *, combine: str = "sum") -> float:
     """Information fidelity criterion (Sheikh, Bovik & de Veciana, IEEE TIP 14(12), 2005;
-    the LIVE ``ifcvec.m``), summed over the two sources: ``IFC(VI, F) + IFC(IR, F)``; used by
-    SSL-WAEIE.
+    the LIVE ``ifcvec.m``), summed over the two sources: ``IFC(VI, F) + IFC(IR, F)``.
+    ``combine='mean'`` averages them instead (metric ``IFC_MEAN``: the reading that fits the
+    tables of SSL-WAEIE, which uses IFC; docs/metrics.md).
 
     Gaussian scale mixture model on a 4-level, 6-orientation steerable pyramid (the 0 and pi/2
     bands of every level, as ``ifcvec``'s subbands 4, 7, ..., 25); 3 x 3 coefficient vectors;
@@ -375,8 +380,10 @@ def ifc(fused: Any, ir: Any, vi: Any) -> float:
     ``sp5Filters`` pyramid of ``ifcvec.m``, so values differ slightly from MATLAB.
     Mean over RGB channels. Range [0, inf); **higher is better**.
     """
+    if combine not in _IFC_COMBINE:
+        raise InputError(f"combine must be one of {', '.join(_IFC_COMBINE)}, got {combine!r}")
     prep = prepare(fused, ir, vi, need_sources=True, metric="IFC")
-    return channel_mean([_ifc(t) for t in prep.triples])
+    return channel_mean([_ifc(t, combine) for t in prep.triples])
 
 
 # ---------------------------------------------------------------------------- registry entries
@@ -394,19 +401,28 @@ _VIFF_DEF = Metric(
     cost=10.0,
 )
 
+_IFC_DEF = Metric(
+    name="IFC",
+    fn=per_triple(_ifc),
+    family="visual",
+    higher_is_better=True,
+    range=(0.0, math.inf),
+    needs="sources",
+    meaning="information fidelity criterion IFC(VI,F)+IFC(IR,F)",
+    source="Sheikh, Bovik & de Veciana, IEEE TIP 14(12), 2005; ifcvec.m with a "
+    "frequency-domain steerable pyramid, per pixel (SSL-WAEIE)",
+    profiles=("vifb", "ma2019"),
+    cost=30.0,
+)
+
 METRICS = (
-    Metric(
-        name="IFC",
-        fn=per_triple(_ifc),
-        family="visual",
-        higher_is_better=True,
-        range=(0.0, math.inf),
-        needs="sources",
-        meaning="information fidelity criterion IFC(VI,F)+IFC(IR,F)",
-        source="Sheikh, Bovik & de Veciana, IEEE TIP 14(12), 2005; ifcvec.m with a "
-        "frequency-domain steerable pyramid, per pixel (SSL-WAEIE)",
-        profiles=("vifb", "ma2019"),
-        cost=30.0,
+    _IFC_DEF,
+    _IFC_DEF.variant(
+        name="IFC_MEAN",
+        fn=per_triple(_ifc, combine="mean"),
+        meaning="IFC averaged over the two sources, (IFC(VI,F)+IFC(IR,F))/2",
+        source="IFC as above; the mean over the sources is the reading that fits SSL-WAEIE's "
+        "tables (its DenseFuse and DIDFuse rows; docs/metrics.md)",
     ),
     Metric(
         name="VIFP",
