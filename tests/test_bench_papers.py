@@ -94,6 +94,7 @@ def test_paper_schema(name):
             assert isinstance(r["name"], str) and r["name"]
             assert r["ivfuse"] is None or r["ivfuse"] in METHODS, r["ivfuse"]
             assert isinstance(r.get("options", {}), dict)
+            assert isinstance(r.get("same_method", False), bool)  # an offset row (docs/benchmark.md)
             assert r["values"], f"{t['table']} {r['name']}: no values"
             for k, v in r["values"].items():
                 assert k in names, f"{t['table']} {r['name']}: value for unknown column {k!r}"
