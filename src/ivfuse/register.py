@@ -412,7 +412,8 @@ def _gauss_newton(
         if m.all():
             hess = hess_all
         else:
-            hess = sum(sd[k][m].T @ sd[k][m] for k in range(c))
+            out = ~m  # usually a thin band: subtract it rather than rebuild the sum
+            hess = hess_all - sum(sd[k][out].T @ sd[k][out] for k in range(c))
         b = sum(sd[k].T @ err[:, k] for k in range(c))
         try:
             dp = np.linalg.solve(hess + 1e-9 * np.eye(kdim) * np.trace(hess), b)
