@@ -2,7 +2,7 @@
 # A training job that fits a GPU loan: pack it into one small folder, copy that folder to any CUDA
 # machine, run it there within a time budget; the weights and the card come back in one folder.
 #
-#   scripts/gpu_job.sh METHOD BUDGET [--data ROOT] [--dir DIR] [--subset N] [--run] [-- TRAIN OPTIONS...]
+#   scripts/gpu_job.sh METHOD BUDGET [--data ROOT] [--dir DIR] [--subset N] [--scratch] [--run] [-- TRAIN OPTIONS...]
 #
 #   METHOD   didfuse | jcae | sslwaeie | ifesnet | defusion
 #   BUDGET   seconds the whole job may take on the GPU machine (start-up and writing included: the
@@ -16,6 +16,8 @@
 #              run.sh     what runs on the GPU machine
 #              out/       after the run: weights.safetensors, card.json, checkpoint.pt, losses.csv, train.log
 #   --subset N  only the first N training pairs/images (default: all; tens of MB)
+#   --scratch   start from a random initialisation (the paper's recipe from the start) instead of the
+#               shipped weights; no init.safetensors is packed
 #   --run    run the job here right after packing (this machine has the GPU)
 #   after -- : more `ivfuse train` options (e.g. --batch-size 32 --precision bf16 --fast)
 #
@@ -24,7 +26,7 @@
 #   bash DIR/run.sh            # again on the next loan: resumes DIR/out/checkpoint.pt
 # Copy DIR/out/ back; DIR/out/weights.safetensors loads with ivfuse.load(METHOD, weights=...).
 set -euo pipefail
-usage() { sed -n '2,26p' "$0" >&2; exit 2; }
+usage() { sed -n '2,27p' "$0" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
 method=${1:-}; budget=${2:-}
 [[ -n $method && -n $budget ]] || usage
@@ -33,6 +35,7 @@ data=$repo/../shared/data
 dir=gpu_job_$method
 subset=0
 run_here=0
+scratch=0
 extra=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -40,6 +43,7 @@ while [[ $# -gt 0 ]]; do
         --dir) dir=$2; shift 2 ;;
         --subset) subset=$2; shift 2 ;;
         --run) run_here=1; shift ;;
+        --scratch) scratch=1; shift ;;
         --) shift; extra=("$@"); break ;;
         *) usage ;;
     esac
@@ -48,7 +52,7 @@ case $method in didfuse|jcae|sslwaeie|ifesnet|defusion) ;; *) echo "unknown meth
 [[ $budget =~ ^[0-9]+$ && $budget -ge 60 ]] || { echo "BUDGET: whole seconds, at least 60" >&2; exit 2; }
 [[ -d $data ]] || { echo "no data root at $data (--data ROOT)" >&2; exit 2; }
 weights=$repo/src/ivfuse/weights/$method.safetensors
-[[ -f $weights ]] || { echo "no shipped weights $weights to start from" >&2; exit 2; }
+(( scratch )) || [[ -f $weights ]] || { echo "no shipped weights $weights to start from (--scratch?)" >&2; exit 2; }
 
 rm -rf "$dir"
 mkdir -p "$dir/code/src" "$dir/data"
@@ -56,7 +60,7 @@ mkdir -p "$dir/code/src" "$dir/data"
 tar -C "$repo/src" --exclude='__pycache__' --exclude='*.pyc' --exclude='weights/*.safetensors' -cf - ivfuse \
     | tar -C "$dir/code/src" -xf -
 cp "$repo/pyproject.toml" "$dir/code/"
-cp "$weights" "$dir/init.safetensors"
+(( scratch )) || cp "$weights" "$dir/init.safetensors"
 
 take() {  # take N: the first N lines of stdin (all when N is 0)
     if [[ $1 -gt 0 ]]; then head -n "$1"; else cat; fi
@@ -105,7 +109,7 @@ loop=$(( budget - 60 ))
     echo 'print("torch", torch.__version__, "cuda", torch.version.cuda, "GPU:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")'
     echo 'CHECK'
     echo 'mkdir -p out'
-    echo 'if [[ -f out/checkpoint.pt ]]; then start=(--resume); else start=(--init init.safetensors); fi'
+    echo 'if [[ -f out/checkpoint.pt ]]; then start=(--resume); elif [[ -f init.safetensors ]]; then start=(--init init.safetensors); else start=(); fi'
     printf '$PY -m ivfuse train %q --data %q --out out --device "${DEVICE:-cuda}" --time-budget %q --no-progress "${start[@]}"' \
         "$method" "$train_data" "$loop"
     for a in "${extra[@]}"; do printf ' %q' "$a"; done
@@ -113,7 +117,8 @@ loop=$(( budget - 60 ))
     echo 'ls -l out'
 } > "$dir/run.sh"
 chmod +x "$dir/run.sh"
-echo "packed $dir: $(du -sh "$dir" | cut -f1) (code, $(find "$dir/data" -type f | wc -l) data files, init weights)"
+init_note="init weights"; (( scratch )) && init_note="from scratch"
+echo "packed $dir: $(du -sh "$dir" | cut -f1) (code, $(find "$dir/data" -type f | wc -l) data files, $init_note)"
 echo "on a CUDA machine: bash $dir/run.sh   (DEVICE=cuda:N to pick a GPU; PYTHON=... for another interpreter)"
 if (( run_here )); then
     bash "$dir/run.sh"
