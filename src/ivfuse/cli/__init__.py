@@ -22,6 +22,7 @@ from rich.table import Table
 from .. import api, io
 from ..api import parse_params
 from ..errors import InputError, IvfuseError
+from .register import DEFAULT_MIN_CONFIDENCE
 
 app = typer.Typer(
     name="ivfuse",
@@ -163,7 +164,10 @@ def fuse_command(
     ] = None,
     min_confidence: Annotated[
         float | None,
-        typer.Option("--min-confidence", help="--register: refuse below this structural correlation (0.1)."),
+        typer.Option(
+            "--min-confidence",
+            help=f"--register: refuse below this structural correlation ({DEFAULT_MIN_CONFIDENCE:g}).",
+        ),
     ] = None,
     transform: Annotated[
         Path | None,

@@ -23,8 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import InputError
-
-DEFAULT_MIN_CONFIDENCE = 0.1  # as ``ivfuse register``
+from .register import DEFAULT_MIN_CONFIDENCE
 
 
 def make_alignment(
