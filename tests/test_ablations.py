@@ -135,3 +135,39 @@ def test_train_ablations_script_plans_resumable_runs(tmp_path):
     assert cmds[0][:8] == ["ivfuse", "train", "jcae", "--ablation", "mse-only", "--data", "D", "--out"]
     with pytest.raises(SystemExit, match="no ablation 'x'"):
         mod.commands("jcae", Path("D"), runs, {"x"}, [])
+
+
+def test_paper_ablation_rows_name_declared_variants():
+    from ivfuse.bench.papers import PAPERS, load_paper
+
+    seen = set()
+    for name in PAPERS:
+        for t in load_paper(name)["tables"]:
+            for r in t["rows"]:
+                if r.get("ablation"):
+                    a = registry.info(r["ivfuse"]).ablation(r["ablation"])  # MethodError if not declared
+                    assert a.row == r["name"] or r["name"].startswith(a.row), (a.row, r["name"])
+                    seen.add((r["ivfuse"], a.name))
+    declared = {(i.name, a.name) for i in registry.available() for a in i.ablations if i.paper_tables}
+    # every SSL-WAEIE and IFESNet variant is a row of its paper's tables (JCAE's are figures)
+    assert {x for x in declared if x[0] in ("sslwaeie", "ifesnet")} <= seen
+
+
+def test_resolve_ablations_binds_trained_variants(tmp_path):
+    from ivfuse.bench.paper import resolve_ablations
+    from ivfuse.bench.papers import load_paper
+
+    paper = load_paper("sslwaeie")
+    w = tmp_path / "sslwaeie" / "mu-9" / "weights.safetensors"
+    w.parent.mkdir(parents=True)
+    w.write_bytes(b"weights")
+    messages: list[str] = []
+    got = resolve_ablations(paper, tmp_path, messages)
+    rows = {r["name"]: r for t in got["tables"] for r in t["rows"]}
+    assert rows["µ = 9"]["ivfuse"] == "sslwaeie" and rows["µ = 9"]["options"] == {"weights": str(w.resolve())}
+    assert rows["µ = 11"]["ivfuse"] is None  # not trained: paper-only, with the command in a message
+    assert any("'µ = 11'" in m and "--only mu-11" in m for m in messages)
+    assert rows["µ = 10 (Ours)"]["ivfuse"] == "sslwaeie" and "options" not in rows["µ = 10 (Ours)"]
+    # the input is left as it was
+    before = next(r for t in paper["tables"] for r in t["rows"] if r["name"] == "µ = 11")
+    assert before["ivfuse"] == "sslwaeie"

@@ -231,16 +231,21 @@ def bench(
 
 
 def plan_paper(
-    name: str, *, data_root: str | os.PathLike | None = None, extra_methods: list[str] | None = None
+    name: str,
+    *,
+    data_root: str | os.PathLike | None = None,
+    extra_methods: list[str] | None = None,
+    ablations: str | os.PathLike | None = None,
 ) -> BenchPlan:
     """The plan of paper ``name``: its tasks, the paper's tables, and messages about tables left out
-    (a data set not available); :class:`InputError` when none of its data sets is."""
-    from .paper import load_paper, plan
+    (a data set not available); :class:`InputError` when none of its data sets is. Ablation rows run
+    from the variants' weights under ``ablations`` (:func:`ivfuse.bench.paper.resolve_ablations`)."""
+    from .paper import load_paper, plan, resolve_ablations
 
-    paper = load_paper(name)
+    messages: list[str] = []
+    paper = resolve_ablations(load_paper(name), ablations, messages)
     for m in extra_methods or []:
         registry.info(parse_method(m).name)
-    messages: list[str] = []
     tasks = plan(paper, data_root=data_root, extra_methods=extra_methods, messages=messages)
     if not tasks:
         raise InputError(f"paper {name!r}: none of its data sets is available ({'; '.join(messages)})")

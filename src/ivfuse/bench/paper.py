@@ -50,6 +50,40 @@ def _spec(m: str | MethodSpec) -> MethodSpec:
     return parse_method(m)
 
 
+#: where ``scripts/train_ablations.py`` writes the variants' runs (``METHOD/NAME/weights.safetensors``)
+ABLATIONS_ROOT = Path("runs/ablations")
+
+
+def resolve_ablations(
+    paper: dict[str, Any], root: str | os.PathLike | None = None, messages: list[str] | None = None
+) -> dict[str, Any]:
+    """``paper`` with its ablation rows (``"ablation": NAME`` beside ``"ivfuse": METHOD``) bound to
+    the variants' trained weights under ``root`` (default :data:`ABLATIONS_ROOT`): a row whose
+    ``root/METHOD/NAME/weights.safetensors`` exists runs as ``METHOD@weights=...``; one without stays
+    paper-only, with a message naming the command that trains it. The input is not changed."""
+    import copy
+
+    root = Path(root) if root is not None else ABLATIONS_ROOT
+    messages = messages if messages is not None else []
+    out = copy.deepcopy(paper)
+    for t in out["tables"]:
+        for r in t["rows"]:
+            name, method = r.get("ablation"), r.get("ivfuse")
+            if not name or not method:
+                continue
+            registry.info(method).ablation(name)  # a declared variant (MethodError otherwise)
+            weights = root / method / name / "weights.safetensors"
+            if weights.is_file():
+                r["options"] = {**(r.get("options") or {}), "weights": str(weights.resolve())}
+            else:
+                r["ivfuse"] = None
+                messages.append(
+                    f"{paper['paper']} {t['table']} '{r['name']}': the {method} variant {name!r} is not "
+                    f"trained ({weights} missing; scripts/train_ablations.py {method} --only {name})"
+                )
+    return out
+
+
 def _profile_of(table: dict[str, Any], col: dict[str, Any]) -> str:
     return col.get("profile") or table["profile"]
 
@@ -204,7 +238,7 @@ def _cells_of(
     paper_rows = {MethodSpec.make(r["ivfuse"], r.get("options")).key: r for r in t["rows"] if r.get("ivfuse")}
     order = list(dict.fromkeys([*paper_rows, *(m["method"] for m in d["methods"])]))
     ran = [k for k in order if k in status and status[k]["status"] == "ok" and status[k]["fused"]]
-    own = [r for r in t["rows"] if r.get("ivfuse") == own_name]
+    own = [r for r in t["rows"] if r.get("ivfuse") == own_name and not r.get("ablation")]
     own_key = MethodSpec.make(own[0]["ivfuse"], own[0].get("options")).key if own else None
     values: dict[str, dict[str, tuple[Any, Any]]] = {}
     marks: dict[tuple[str, str], str] = {}

@@ -56,6 +56,14 @@ def bench_command(
             "--paper", help=f"Rebuild the results tables of a method's paper: {', '.join(module_methods())}."
         ),
     ] = None,
+    ablations: Annotated[
+        Path | None,
+        typer.Option(
+            "--ablations",
+            help="--paper: folder of the trained ablation variants, METHOD/NAME/weights.safetensors "
+            "(default runs/ablations, where scripts/train_ablations.py writes).",
+        ),
+    ] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", help="Metric profile (default: vifb; mefb for MEF sets).")
     ] = None,
@@ -127,6 +135,7 @@ def bench_command(
         ("--data-root", data_root), ("--out", out), ("--workers", workers if workers != 1 else None),
         ("--test", test if test != "wilcoxon" else None), ("--alpha", alpha if alpha != 0.05 else None),
         ("--engine", engine if engine != "local" else None), ("--address", address),
+        ("--ablations", ablations),
     ]  # fmt: skip
     command = " ".join(["ivfuse bench", *(f"{k} {shlex.quote(str(v))}" for k, v in given if v is not None)])
     if paper is not None:
@@ -135,7 +144,7 @@ def bench_command(
                 "--paper chooses its own data sets and metrics; drop --datasets/--profile/--metrics"
             )
         extra = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        plan = b.plan_paper(paper, data_root=data_root, extra_methods=extra)
+        plan = b.plan_paper(paper, data_root=data_root, extra_methods=extra, ablations=ablations)
     else:
         names = [s for s in (datasets or "").split(",") if s.strip()] + [str(p) for p in dataset or []]
         plan = b.plan_bench(methods or "", names, profile=profile, metrics=metrics, data_root=data_root)
