@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -57,21 +56,11 @@ from ivfuse.data.synthetic import night_scene
 from ivfuse.methods import registry
 
 from . import official
+from ._machine import HZ, cpu_jiffies, cpu_name
 
 #: the repository root: ``--alone`` children run ``python -m benchmarks.bench_deep`` from there
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _rss() -> int:
@@ -230,25 +219,13 @@ def _say(tag: str, obj) -> None:
     print(f"@@{tag} {json.dumps(obj)}", flush=True)
 
 
-HZ = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy, steal) jiffies of the whole machine since boot, from the first line of /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    steal = v[7] if len(v) > 7 else 0
-    return sum(v[:8]) - idle - steal, steal
-
-
 def _time_watched(b: dict, ir: np.ndarray, vi: np.ndarray) -> dict:
     """One timed call, plus what the rest of the machine did meanwhile: ``others`` = CPU cores used
     by every other process (machine busy time minus this process's CPU time, over the wall time),
     ``steal`` = cores the hypervisor took. Both near 0 mean the variant ran alone."""
-    busy0, steal0 = _cpu_jiffies()
+    busy0, steal0 = cpu_jiffies()
     _time_once(b, ir, vi)
-    busy1, steal1 = _cpu_jiffies()
+    busy1, steal1 = cpu_jiffies()
     wall, cpu = b["wall"][-1], b["cpu"][-1]
     return {
         "wall": wall,
@@ -403,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         else "interleaved in this process"
     )
     print(
-        f"# {_cpu()}, torch {torch.__version__}, threads {args.threads}, "
+        f"# {cpu_name()}, torch {torch.__version__}, threads {args.threads}, "
         f"{h}x{w} pair, median of {args.runs}, {mode}; load average {os.getloadavg()[0]:.2f}"
     )
     gflops = conv_limit(args.threads)

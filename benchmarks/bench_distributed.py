@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -45,29 +44,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ._machine import HZ, cpu_jiffies, cpu_name
+
 #: the repository root: children run ``python -m benchmarks.bench_distributed`` from there
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("local-1t", "local", "local-io", "ray-1", "ray-2")
-HZ = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _busy_jiffies() -> int:
-    """Busy jiffies of the whole machine since boot (first line of /proc/stat; idle, iowait and
-    steal left out)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v[:8]) - v[3] - (v[4] if len(v) > 4 else 0) - (v[7] if len(v) > 7 else 0)
 
 
 def generate(folder: Path, n: int, h: int, w: int, scenes: int = 20) -> None:
@@ -109,7 +92,7 @@ def _child(variant: str, data: str, out: str, method: str, batch_size: int) -> d
         kw = {"engine": RayEngine(workers=int(variant.split("-")[1]), batch_size=batch_size)}
     if not variant.startswith("ray"):
         kw["pipeline"] = spec.load()  # the local engine loads the method before the run, as the CLI
-    busy0 = _busy_jiffies()
+    busy0 = cpu_jiffies()[0]
     t0 = time.perf_counter()
     arrivals = []
     fused = 0
@@ -117,7 +100,7 @@ def _child(variant: str, data: str, out: str, method: str, batch_size: int) -> d
         arrivals.append(time.perf_counter() - t0)
         fused += res.status == "fused"
     run_s = time.perf_counter() - t0
-    cores = (_busy_jiffies() - busy0) / HZ / run_s
+    cores = (cpu_jiffies()[0] - busy0) / HZ / run_s
     if fused != len(scan.pairs):
         raise SystemExit(f"{variant}: {fused} of {len(scan.pairs)} pairs fused")
     k = len(arrivals) // 10  # steady state: after the pool's start and the first batches
@@ -161,7 +144,7 @@ def report(rows: dict[str, list[dict]], args: argparse.Namespace, h: int, w: int
     steady = {v: [x["steady"] for x in rs] for v, rs in rows.items()}
     print(
         f"\n{args.method}, {n} pairs {h}x{w}, batch {args.batch_size}, {args.rounds} rounds, each variant "
-        f"alone in a fresh process; {os.cpu_count()} CPUs ({_cpu()}); "
+        f"alone in a fresh process; {os.cpu_count()} CPUs ({cpu_name()}); "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     )
     print(
@@ -180,7 +163,7 @@ def report(rows: dict[str, list[dict]], args: argparse.Namespace, h: int, w: int
             f"{first:7.2f} {min(loads):4.2f}-{max(loads):<4.2f} {cores:5.2f}"
         )
     summary: dict = {"pairs": n, "size": [h, w], "method": args.method, "batch_size": args.batch_size,
-                     "rounds": rows, "cpu": _cpu(), "cpus": os.cpu_count(),
+                     "rounds": rows, "cpu": cpu_name(), "cpus": os.cpu_count(),
                      "date": datetime.now(timezone.utc).isoformat(timespec="minutes")}  # fmt: skip
     paired = list(zip(rows.get("ray-1", []), rows.get("local-1t", []), strict=False))
     if paired:
