@@ -93,6 +93,9 @@ def test_train_an_ablation_and_set_a_field(tmp_path):
     assert card["ablation"] == {"name": "mse-only", "row": "MSE loss only", "table": "Fig. 4",
                                 "overrides": {"ssim_loss": False}}  # fmt: skip
     assert card["config"]["ssim_loss"] is False and card["config"]["lam"] == 100.0
+    # the variant's field is not a reduction of the recipe; one epoch of 30 is
+    assert "ssim_loss" not in card["deviations_from_recipe"] and "epochs" in card["deviations_from_recipe"]
+    assert card["reduced_scale"] is True
     # the SSIM terms are logged, not trained: the total is the pixel terms alone
     fl = card["final_losses"]
     assert fl["ssim_ir"] > 0 and fl["total"] == pytest.approx(fl["pixel_ir"] + fl["pixel_vi"], rel=1e-5)

@@ -88,6 +88,13 @@ def _record_ablation(out: Path, variant) -> None:
     data["ablation"] = {
         "name": variant.name, "row": variant.row, "table": variant.table, "overrides": dict(variant.overrides)
     }
+    # the variant's own fields are the point of the run, not a reduction of the paper's recipe
+    dev = data.get("deviations_from_recipe") or {}
+    rest = {k: v for k, v in dev.items() if k not in variant.overrides}
+    data["deviations_from_recipe"] = rest
+    budget = data.get("time_budget") or {}
+    short = int(data.get("epochs") or 0) < int(data.get("epochs_planned") or 0)
+    data["reduced_scale"] = bool(rest) or short or bool(budget.get("stopped_by_budget"))
     atomic_write_text(card, json.dumps(data, indent=2) + "\n")
 
 
