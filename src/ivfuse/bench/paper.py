@@ -328,7 +328,10 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         for key in ran:
             prow = paper_rows.get(key)
             is_anchor = key in anchors
-            label = key if prow is None else f"{key} ({prow['name']})"
+            if prow is not None and prow.get("ablation"):  # the variant's name, not its weights path
+                label = f"{prow['ivfuse']} ablation {prow['ablation']} ({prow['name']})"
+            else:
+                label = key if prow is None else f"{key} ({prow['name']})"
             line = [label + (" [same method]" if is_anchor else "")]
             for col in t["columns"]:
                 ours, ref = values[key][col["name"]]
