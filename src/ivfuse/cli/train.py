@@ -15,10 +15,12 @@ from ..methods.registry import module_methods
 _OVERRIDES = ("epochs", "batch_size", "lr", "crop")
 
 
-def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
-    """The method's TrainSpec with ``overrides`` applied (on resume, on top of the checkpoint)."""
+def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool, ablation: Any = None):
+    """The method's TrainSpec with ``overrides`` applied (on resume, on top of the checkpoint); with
+    ``ablation`` (one of the method's :class:`~ivfuse.methods._config.Ablation`), that variant's run."""
     from ..methods import registry
     from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from ..train.spec import for_ablation
 
     info = registry.info(method)
     config_cls, training_spec = registry.training(info.name)
@@ -41,20 +43,8 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool):
         cfg = config_cls.from_dict({**base, **overrides})
     else:
         cfg = config_cls(**overrides)
-    return training_spec(cfg), seed
-
-
-def _ablation(method: str, name: str | None):
-    """The method's :class:`~ivfuse.methods._config.Ablation` called ``name`` (None: no variant)."""
-    if name is None:
-        return None
-    from ..errors import MethodError
-    from ..methods import registry
-
-    try:
-        return registry.info(method).ablation(name)
-    except MethodError as e:
-        raise TrainingError(str(e).strip("'\"")) from None
+    spec = training_spec(cfg)
+    return (for_ablation(spec, ablation) if ablation is not None else spec), seed
 
 
 def _settings(items: list[str] | None) -> dict[str, Any]:
@@ -71,31 +61,6 @@ def _settings(items: list[str] | None) -> dict[str, Any]:
         except ValueError:
             out[key.strip()] = value
     return out
-
-
-def _record_ablation(out: Path, variant) -> None:
-    """Name the paper's row this run is the variant of, in the run's card (atomic rewrite)."""
-    import json
-    import os
-
-    from ..io import atomic_write_text
-    from ..train.trainer import CARD_NAME
-
-    card = out / CARD_NAME
-    if int(os.environ.get("RANK", "0")) != 0 or not card.is_file():
-        return
-    data = json.loads(card.read_text())
-    data["ablation"] = {
-        "name": variant.name, "row": variant.row, "table": variant.table, "overrides": dict(variant.overrides)
-    }
-    # the variant's own fields are the point of the run, not a reduction of the paper's recipe
-    dev = data.get("deviations_from_recipe") or {}
-    rest = {k: v for k, v in dev.items() if k not in variant.overrides}
-    data["deviations_from_recipe"] = rest
-    budget = data.get("time_budget") or {}
-    short = int(data.get("epochs") or 0) < int(data.get("epochs_planned") or 0)
-    data["reduced_scale"] = bool(rest) or short or bool(budget.get("stopped_by_budget"))
-    atomic_write_text(card, json.dumps(data, indent=2) + "\n")
 
 
 def train_command(
@@ -182,7 +147,9 @@ def train_command(
     from ..train.trainer import RunOptions, train
 
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop": crop}
-    variant = _ablation(method, ablation)
+    from ..methods import registry
+
+    variant = registry.info(method).ablation(ablation) if ablation is not None else None
     overrides: dict[str, Any] = {**(dict(variant.overrides) if variant else {}), **_settings(set_)}
     overrides.update({k: v for k, v in given.items() if v is not None})
     if log_every < 0:
@@ -198,7 +165,7 @@ def train_command(
         overrides["augment"] = "device"
     if vgg19 is not None:  # a field of the method's Config (jcae); refused by methods without it
         overrides["vgg19"] = str(vgg19)
-    spec, ck_seed = build_spec(method, overrides, out, resume)
+    spec, ck_seed = build_spec(method, overrides, out, resume, variant)
     if ck_seed is not None and seed not in (0, ck_seed):
         raise TrainingError(f"--seed {seed} differs from the checkpoint's seed {ck_seed}")
     opts = RunOptions(
@@ -220,8 +187,6 @@ def train_command(
         init=init,
     )
     result = train(spec, opts)
-    if variant is not None:
-        _record_ablation(out, variant)
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

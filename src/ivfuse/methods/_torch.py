@@ -21,6 +21,7 @@ A deep method file keeps its paper (network, losses, fusion rule); the plumbing 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,8 +168,6 @@ class TorchFuser(Fuser):
         if self.step_precision != "fp32":
             raise InputError(f"{self._label()}: the step already runs in {self.step_precision}")
         if precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
-            import warnings
-
             warnings.warn(
                 "precision='bf16': this CPU has no native bfloat16 (AVX512-BF16/AMX), so bf16 "
                 "is emulated and slower than fp32",

@@ -7,6 +7,7 @@ checkpoints, logging and export.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,3 +79,18 @@ def stage_at(stages: list[Stage], epoch: int) -> tuple[int, int]:
 def to_numpy_image(t: torch.Tensor) -> np.ndarray:
     """(1, 1, H, W) or (H, W) tensor -> float32 (H, W) array."""
     return t.detach().reshape(t.shape[-2], t.shape[-1]).float().cpu().numpy()
+
+
+def for_ablation(spec: TrainSpec, ablation: Any) -> TrainSpec:
+    """``spec`` as the run of one of the paper's ablation rows (an
+    :class:`ivfuse.methods._config.Ablation`): the variant's own fields are part of its recipe, so
+    the card does not list them as reductions of the paper's, and the card names the row."""
+    spec.default_config = dataclasses.replace(spec.default_config, **ablation.overrides)
+    spec.extra_card = {
+        **spec.extra_card,
+        "ablation": {
+            "name": ablation.name, "row": ablation.row, "table": ablation.table,
+            "overrides": dict(ablation.overrides),
+        },
+    }  # fmt: skip
+    return spec
