@@ -80,13 +80,13 @@ def test_paper_schema(name):
                               "tried"}
             assert all(isinstance(x, str) and x for x in c.get("tried", []))
             assert c["metric"] is None or isinstance(c["metric"], str)
-            if c.get("kind") == "significance":
+            if c.get("kind") in ("significance", "std"):  # a printed '± x' of column "of"
                 assert c["metric"] is None and c["of"] in names
             else:
                 assert isinstance(c["higher_is_better"], bool), c["name"]
             if "scale" in c:
                 assert _is_number(c["scale"]) and c["scale"] > 0
-            if c["metric"] is None and c.get("kind") != "significance":
+            if c["metric"] is None and c.get("kind") not in ("significance", "std"):
                 assert c.get("note"), f"{t['table']} {c['name']}: say why it is not computed"
         sig = {c["name"] for c in cols if c.get("kind") == "significance"}
         assert t["rows"]
@@ -375,3 +375,29 @@ def test_ablation_table_borrows_the_offset_of_the_same_evaluation():
     assert net["Table IV"] is None
     assert doc["summary"]["cells"] == 3 and doc["summary"]["cells_with_offset"] == 2
     assert "convention offset (median over gtf of Table I)" in paper_tables.markdown(display)
+
+
+def test_std_column_is_the_spread_over_the_images():
+    """A 'mean ± std' cell: the '<metric> std' column (kind "std", of the metric's column) gets the
+    sample standard deviation (n - 1) of the row's per-image values, on the column's scale; it has
+    no gap and does not enter the summary."""
+    paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [{
+        "table": "Table 3", "dataset": "tno", "profile": "vifb",
+        "columns": [{"name": "SD", "metric": "SD", "higher_is_better": True, "scale": 2.0},
+                    {"name": "SD std", "metric": None, "kind": "std", "of": "SD"}],
+        "rows": [{"name": "Sum", "ivfuse": "didfuse", "values": {"SD": 20.0, "SD std": 1.5}}]}]}  # fmt: skip
+    results = _toy_results({"didfuse": {"SD": 10.0}, "gff": {"SD": 9.0}})
+    results["values"] = [
+        {"dataset": "tno", "method": m, "profile": "vifb", "metric": "SD", "image": f"{i}", "value": v}
+        for m, vals in {"didfuse": (8.0, 10.0, 12.0), "gff": (9.0, 9.0, float("nan"))}.items()
+        for i, v in enumerate(vals)
+    ]
+    doc, display = paper_tables.tables(paper, results)
+    rows = {(r["method"], r["metric"]): r for r in doc["tables"][0]["rows"]}
+    # values 8, 10, 12: sample std 2, times the column's scale 2
+    assert rows[("didfuse", "SD std")]["ours"] == pytest.approx(4.0)
+    assert rows[("didfuse", "SD std")]["paper"] == 1.5 and rows[("didfuse", "SD std")]["gap"] is None
+    assert rows[("gff", "SD std")]["ours"] == pytest.approx(0.0)  # the NaN is left out: 9, 9
+    assert doc["summary"]["cells"] == 1  # SD only
+    md = paper_tables.markdown(display)
+    assert "4.000 (1.500)" in md and "SD std: sample standard deviation over the pairs of SD" in md

@@ -152,6 +152,24 @@ def _significance(
     return None if not math.isfinite(p) else p
 
 
+def _spread(
+    table: dict[str, Any],
+    col: dict[str, Any],
+    key: str,
+    per_image: dict[tuple[str, str, str, str], dict[str, float]],
+    dataset: str,
+) -> float | None:
+    """The value of a paper's ``"kind": "std"`` column (a 'mean ± std' cell): the sample standard
+    deviation (n - 1) over the images of method ``key``'s values of the column named by
+    ``col["of"]``, on that column's scale; ``None`` with fewer than two finite values."""
+    target = next((c for c in table["columns"] if c["name"] == col.get("of") and c.get("metric")), None)
+    if target is None:
+        return None
+    vals = per_image.get((dataset, key, _profile_of(table, target), target["metric"]), {}).values()
+    vals = [v for v in vals if math.isfinite(v)]
+    return statistics.stdev(vals) * float(target.get("scale", 1.0)) if len(vals) > 1 else None
+
+
 def rel_gap(ours: float | None, ref: Any) -> float | None:
     """``(ours - ref) / |ref|``; ``None`` where either value is missing or not finite, or ``ref`` is 0."""
     if ours is None or not isinstance(ref, (int, float)) or isinstance(ref, bool):
@@ -256,6 +274,8 @@ def _cells_of(
                     marks[(key, col["name"])] = best
             elif col.get("kind") == "significance" and own_key in ran and key != own_key:
                 ours = _significance(t, col, key, own_key, per_image, d["name"])
+            elif col.get("kind") == "std":
+                ours = _spread(t, col, key, per_image, d["name"])
             values.setdefault(key, {})[col["name"]] = (ours, ref)
     return ran, paper_rows, own_key, values, marks
 
@@ -412,6 +432,8 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 bits.append(f"ivfuse {col['metric']} ({_profile_of(t, col)})")
                 if float(col.get("scale", 1.0)) != 1.0:
                     bits.append(f"x {col['scale']:g}")
+            elif col.get("kind") == "std":
+                bits.append(f"sample standard deviation over the pairs of {col['of']}")
             else:
                 bits.append("not computed")
             if col.get("note"):
