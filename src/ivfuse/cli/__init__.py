@@ -119,20 +119,29 @@ CpusOpt = Annotated[
 @command("fuse")
 def fuse_command(
     ir: Annotated[
-        Path | None, typer.Argument(help="Infrared image (single-pair mode; --task mef|mff: source A).")
+        str | None, typer.Argument(help="Infrared image (single-pair mode; --task mef|mff: source A).")
     ] = None,
     vi: Annotated[
-        Path | None, typer.Argument(help="Visible image (single-pair mode; --task mef|mff: source B).")
+        str | None, typer.Argument(help="Visible image (single-pair mode; --task mef|mff: source B).")
     ] = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output file (one pair) or folder (folders).")
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (one pair) or folder (folders; a URL: s3://, gs://, file://...).",
+        ),
     ] = ...,
     method: MethodOpt = api.DEFAULT_METHOD,
-    ir_dir: Annotated[Path | None, typer.Option("--ir", help="Folder of infrared images.")] = None,
-    vi_dir: Annotated[Path | None, typer.Option("--vi", help="Folder of visible images.")] = None,
+    ir_dir: Annotated[str | None, typer.Option("--ir", help="Folder (or URL) of infrared images.")] = None,
+    vi_dir: Annotated[str | None, typer.Option("--vi", help="Folder (or URL) of visible images.")] = None,
     pairs_dir: Annotated[
-        Path | None,
-        typer.Option("--pairs", help="Folder holding ir/ + vi/ (--task mef: under/ + over/, mff: a/ + b/)."),
+        str | None,
+        typer.Option(
+            "--pairs",
+            help="Folder (or URL: s3://, gs://, hdfs://, file://, through pyarrow) holding ir/ + vi/ "
+            "(--task mef: under/ + over/, mff: a/ + b/).",
+        ),
     ] = None,
     task: Annotated[
         str, typer.Option("--task", help="ivif (infrared-visible), mef (multi-exposure), mff (multi-focus).")
@@ -260,6 +269,17 @@ def fuse_command(
     folder_mode = ir_dir is not None or vi_dir is not None or pairs_dir is not None
     if (ray_engine is not None or resume) and (video or not folder_mode):
         raise InputError("--engine ray and --resume fuse folders (--pairs DIR, or --ir DIR --vi DIR)")
+    from ..distributed import fs as _fs
+
+    urls = _fs.any_url(ir_dir, vi_dir, pairs_dir, output)
+    if _fs.any_url(ir, vi) or (urls and (video or not folder_mode)):
+        raise InputError(
+            "URLs name folders: --pairs, --ir/--vi and -o of folder mode (one pair, --video: paths)"
+        )
+    if urls:
+        _fs.require_pyarrow()
+    ir, vi = (None if x is None else Path(x) for x in (ir, vi))
+    target: Any = output if urls else Path(output)  # a URL stays a string (a Path mangles s3://)
     from .video import make_alignment, registration_note, run_video
 
     align = make_alignment(register, transform, model, min_confidence, task)
@@ -270,19 +290,23 @@ def fuse_command(
     if video:
         from ..video import refuse_video_output
 
-        refuse_video_output(output, ir, vi)
+        refuse_video_output(target, ir, vi)
     elif not folder_mode:
         if ir is None or vi is None:
             raise InputError("single-pair mode needs both IR and VI files")
-        api.refuse_input_as_output(output, (ir, vi))
-        if output.exists() and not overwrite:
-            raise InputError(f"{output} exists; pass --overwrite to replace it")
+        api.refuse_input_as_output(target, (ir, vi))
+        if target.exists() and not overwrite:
+            raise InputError(f"{target} exists; pass --overwrite to replace it")
+    elif urls:  # listed, read and written through pyarrow's file systems
+        scan = _fs.discover(ir_dir, vi_dir, pairs_dir, task=task)
+        target = _fs.Location.of(target)
+        _fs.refuse_output_folder_in_inputs(target, scan.folders)
     else:
         from ..data.pairs import discover
 
         scan = discover(ir_dir, vi_dir, pairs_dir, task=task)
         if scan.folders is not None:
-            api.refuse_output_folder_in_inputs(output, scan.folders)
+            api.refuse_output_folder_in_inputs(target, scan.folders)
     options = parse_params(param)
     if rule is not None:
         options["rule"] = rule
@@ -298,7 +322,7 @@ def fuse_command(
 
             registry.check_task(method, task)
             _fuse_folders(
-                spec, None, output, scan, overwrite, bit_depth, ext, resume=resume, engine=ray_engine
+                spec, None, target, scan, overwrite, bit_depth, ext, resume=resume, engine=ray_engine
             )
             return
     pipeline = api.load(
@@ -306,13 +330,13 @@ def fuse_command(
     )
     if video:
         run_video(
-            pipeline, ir, vi, output, align=align, batch_size=batch_size, codec=codec, fps=fps, ext=ext,
+            pipeline, ir, vi, target, align=align, batch_size=batch_size, codec=codec, fps=fps, ext=ext,
             overwrite=overwrite, max_frames=max_frames, out=out, err=err,
         )  # fmt: skip
         return
     pipeline.align = align
     if not folder_mode:
-        path = pipeline.fuse_files(ir, vi, output, bit_depth=bit_depth)
+        path = pipeline.fuse_files(ir, vi, target, bit_depth=bit_depth)
         how = f" ({pipeline.backend})" if pipeline.info.family != "classical" else ""
         how += registration_note(pipeline.last_registration)
         out.print(
@@ -320,9 +344,7 @@ def fuse_command(
             highlight=False,
         )
         return
-    _fuse_folders(
-        spec, pipeline, output, scan, overwrite, bit_depth, ext, batch_size, workers, resume=resume
-    )
+    _fuse_folders(spec, pipeline, target, scan, overwrite, bit_depth, ext, batch_size, workers, resume=resume)
 
 
 def _fuse_folders(

@@ -50,4 +50,3 @@ def _bench_pipeline(name: str, task: str, device: str, options: tuple[tuple[str,
     opts = dict(options)
     opts.setdefault("device", device)
     return Pipeline(name, task=task, **opts)
-

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..data.pairs import Pair
 from .engine import RayEngine
-from .manifest import Fingerprint, Manifest
+from .manifest import Fingerprint, Manifest, UrlManifest
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,17 @@ def fuse_folder(
     before anything runs.
     """
     from .. import api
+    from . import fs
 
     pairs = list(pairs)
-    api.refuse_output_folder_in_inputs(out_dir, [p.parent for pair in pairs for p in (pair.ir, pair.vi)])
     ext = ext if ext.startswith(".") else "." + ext
+    if isinstance(out_dir, fs.Location) or fs.is_url(out_dir) or any(_located(p) for p in pairs):
+        yield from _fuse_folder_at(
+            spec, pairs, fs.Location.of(out_dir), ext=ext, bit_depth=bit_depth, overwrite=overwrite,
+            resume=resume, engine=engine, pipeline=pipeline,
+        )  # fmt: skip
+        return
+    api.refuse_output_folder_in_inputs(out_dir, [p.parent for pair in pairs for p in (pair.ir, pair.vi)])
     out = Path(out_dir)
     if engine is None and not resume:  # the local engine as it always was
         yield from api.fuse_pairs(
@@ -134,6 +141,149 @@ def fuse_folder(
     finally:
         manifest.close()
         remove_orphans(out, {f"{p.stem}{ext}" for p in todo})
+
+
+def _located(pair: Pair) -> bool:
+    from .fs import Location
+
+    return isinstance(pair.ir, Location) or isinstance(pair.vi, Location)
+
+
+#: pairs per call of :func:`fuse_batch_at` when the local engine works on URLs
+LOCAL_URL_BATCH = 8
+
+
+def _fuse_folder_at(
+    spec: FuseSpec,
+    pairs: list[Pair],
+    out: Any,
+    *,
+    ext: str,
+    bit_depth: int,
+    overwrite: bool,
+    resume: bool,
+    engine: RayEngine | None,
+    pipeline: Any,
+) -> Iterator[Any]:
+    """:func:`fuse_folder` where the pairs or the output folder are URLs
+    (:class:`~ivfuse.distributed.fs.Location`): the same rules, with the listing of ``out`` in place
+    of file checks, :class:`~.manifest.UrlManifest` (kept by both engines), and
+    :func:`fuse_batch_at` as the unit (the local engine runs it here, :data:`LOCAL_URL_BATCH` pairs
+    at a time)."""
+    from .. import api
+    from . import fs
+
+    pairs = [_as_located(p) for p in pairs]
+    fs.refuse_output_folder_in_inputs(
+        out, {str(f): f for p in pairs for f in (p.ir.parent, p.vi.parent)}.values()
+    )
+    manifest = UrlManifest(out)
+    fingerprint = spec.fingerprint(bit_depth=bit_depth, ext=ext)
+    entries = out.entries()
+    done = manifest.done(fingerprint, entries) if resume else {}
+    todo: list[Pair] = []
+    for pair in pairs:
+        name = f"{pair.stem}{ext}"
+        rec = done.get(pair.stem)
+        if rec is not None and rec.file == name:
+            yield api.PairResult(pair.stem, "skipped", out.child(name), "done (manifest)")
+        elif not resume and not overwrite and entries.get(name, ("", 0))[0] == "file":
+            yield api.PairResult(pair.stem, "skipped", out.child(name), "output exists (use --overwrite)")
+        else:
+            todo.append(pair)
+    if not todo:
+        return
+    manifest.start(fingerprint, engine.name if engine is not None else "local")
+    try:
+        work = functools.partial(fuse_batch_at, out, ext, bit_depth)
+        if engine is None:
+            here = pipeline if pipeline is not None else spec.load()
+            step = LOCAL_URL_BATCH
+            results: Iterable[Any] = (
+                r for i in range(0, len(todo), step) for r in work(here, todo[i : i + step])
+            )
+        else:
+            results = engine.map(todo, work, setup=spec.load)
+        for res, nbytes in results:
+            if res.status == "fused" and res.output is not None:
+                manifest.record(res.stem, res.output.name, nbytes)
+            yield res
+    finally:
+        manifest.close()
+        fs.remove_orphans(out, {f"{p.stem}{ext}" for p in todo})
+
+
+def _as_located(pair: Pair) -> Pair:
+    from .fs import Location
+
+    return Pair(pair.stem, Location.of(pair.ir), Location.of(pair.vi))  # type: ignore[arg-type]
+
+
+def fuse_batch_at(
+    out: Any, ext: str, bit_depth: int, pipeline: Any, pairs: list[Pair]
+) -> list[tuple[Any, int]]:
+    """The unit of a run on URLs (in a Ray actor, or here): :func:`fuse_batch` on local copies.
+
+    The sources of the batch are read into a temporary local folder, :func:`fuse_batch` fuses them
+    into another (so the bytes are the local engine's), and each output is written to ``out`` whole
+    or not at all (:func:`ivfuse.distributed.fs.put`). Returns (:class:`ivfuse.api.PairResult`,
+    bytes written) per pair, in batch order; messages name the URLs, not the local copies. A source
+    that cannot be read, or an output that cannot be written, fails its pair (the others go on).
+    """
+    import tempfile
+
+    from .. import api
+    from .fs import put
+
+    results: dict[str, tuple[Any, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="ivfuse-") as tmp:
+        root = Path(tmp)
+        names: dict[str, str] = {}  # local copy -> URL, for the messages
+        staged: list[Pair] = []
+        for pair in pairs:
+            local: list[Path] = []
+            for role, src in (("a", pair.ir), ("b", pair.vi)):
+                dst = root / role / src.name
+                dst.parent.mkdir(exist_ok=True)
+                try:
+                    dst.write_bytes(src.read_bytes())
+                except OSError as exc:
+                    reason = f"{src}: cannot read ({_first_line(exc)})"
+                    results[pair.stem] = (api.PairResult(pair.stem, "failed", None, reason), 0)
+                    break
+                names[str(dst)] = str(src)
+                local.append(dst)
+            else:
+                staged.append(Pair(pair.stem, local[0], local[1]))
+        out_local = root / "out"
+        names[str(out_local)] = str(out)
+        fused = fuse_batch(str(out_local), ext, bit_depth, pipeline, staged) if staged else []
+
+        def named(text: str) -> str:
+            for local_name, url in names.items():
+                text = text.replace(local_name, url)
+            return text
+
+        for res in fused:
+            msgs = tuple(named(w) for w in res.warnings)
+            if res.status != "fused" or res.output is None:
+                results[res.stem] = (api.PairResult(res.stem, res.status, None, named(res.reason), msgs), 0)
+                continue
+            target = out.child(Path(res.output).name)
+            data = Path(res.output).read_bytes()
+            try:
+                put(target, data)
+            except OSError as exc:
+                reason = f"{target}: cannot write ({_first_line(exc)})"
+                results[res.stem] = (api.PairResult(res.stem, "failed", None, reason, msgs), 0)
+                continue
+            results[res.stem] = (api.PairResult(res.stem, "fused", target, "", msgs), len(data))
+    return [results[p.stem] for p in pairs]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def fuse_batch(out_dir: str, ext: str, bit_depth: int, pipeline: Any, pairs: list[Pair]) -> list[Any]:
