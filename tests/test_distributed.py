@@ -337,6 +337,15 @@ def test_fuse_urls_on_ray_equal_local(tmp_path, cluster):
         "fuse", "--pairs", url(d), "-o", url(remote), "-m", "lp", "--engine", "ray", "--resume", "--overwrite"
     )
     assert summary(r.output) == "0 fused, 7 skipped, 1 failed"  # nothing redone, no worker started
+    r_eval = {}
+    for engine, where in (("local", local), ("ray", url(remote))):
+        j = tmp_path / f"{engine}.json"
+        r = run(
+            "eval", "--pairs", url(d), "--fused", where, "-m", "EN,SD,QABF", "--json", j, "--engine", engine
+        )
+        assert r.exit_code == 0 and summary(r.output) == "6 evaluated, 0 failed or unmatched", r.output
+        r_eval[engine] = j.read_bytes()
+    assert r_eval["local"] == r_eval["ray"]  # the same numbers, to the last bit
 
     store = pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem("dir", path=str(tmp_path / "store"))))
     assert not dfs.renames(store)  # written as an object store is: one upload per file

@@ -254,3 +254,49 @@ def test_urls_refused_where_they_cannot_go(tmp_path):
     assert r.exit_code == 2 and "cannot open nosuchscheme://x/y" in r.output and "Traceback" not in r.output
     r = run("fuse", "--pairs", url(tmp_path / "missing"), "-o", tmp_path / "o")
     assert r.exit_code == 2 and "folder not found" in r.output
+
+
+def test_eval_on_urls_gives_the_local_numbers(tmp_path, memory):
+    d = pairs_folder(tmp_path / "d", 4, size=(64, 80))  # IFC needs 64 pixels a side
+    fused = tmp_path / "fused"
+    assert run("fuse", "--pairs", d, "-o", fused, "-m", "gff").exit_code == 0
+    (fused / "p02.png").write_bytes(b"broken")  # one fused image that cannot be read
+    upload(memory, d, "/bucket/d")
+    upload(memory, fused, "/bucket/fused")
+    r_local = run(
+        "eval", "--pairs", d, "--fused", fused, "--json", tmp_path / "l.json", "--csv", tmp_path / "l.csv"
+    )
+    r_mem = run(
+        "eval", "--pairs", "memory://bucket/d", "--fused", "memory://bucket/fused",
+        "--json", "memory://bucket/scores/u.json", "--csv", "memory://bucket/scores/u.csv",
+    )  # fmt: skip
+    assert r_local.exit_code == r_mem.exit_code == 1, r_mem.output  # the broken image: exit 1
+    assert summary(r_mem.output) == summary(r_local.output) == "3 evaluated, 1 failed or unmatched"
+    assert "memory://bucket/fused/p02.png: " in r_mem.output and "cannot decode image" in r_mem.output
+    # the same values to the last bit (the same files, the same code): the files are byte-equal
+    assert memory.cat("/bucket/scores/u.json") == (tmp_path / "l.json").read_bytes()
+    assert memory.cat("/bucket/scores/u.csv") == (tmp_path / "l.csv").read_bytes()
+    doc = json.loads((tmp_path / "l.json").read_text())
+    assert [i["name"] for i in doc["images"]] == ["p00", "p01", "p03"] and len(doc["metrics"]) > 10
+    r = run(
+        "eval",
+        "--ir",
+        url(d / "ir"),
+        "--vi",
+        url(d / "vi"),
+        "--fused",
+        url(fused),
+        "--json",
+        tmp_path / "f.json",
+    )
+    assert r.exit_code == 1 and (tmp_path / "f.json").read_bytes() == (tmp_path / "l.json").read_bytes()
+
+
+def test_bench_refuses_urls_with_one_line(tmp_path):
+    r = run("bench", "--methods", "lp", "--dataset", "s3://bucket/d", "--out", tmp_path / "r")
+    assert r.exit_code == 2 and "--dataset s3://bucket/d: ivfuse bench reads and writes folders" in " ".join(
+        r.output.split()
+    )
+    r = run("bench", "--methods", "lp", "--dataset", tmp_path, "--out", "gs://bucket/results")
+    assert r.exit_code == 2 and "--out gs://bucket/results" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r").exists()

@@ -42,13 +42,13 @@ def bench_command(
         str | None, typer.Option("--datasets", help="Comma-separated data set names (see --list).")
     ] = None,
     dataset: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option(
             "--dataset", help="Your own folder with ir/ + vi/ (or under/ + over/, a/ + b/); repeatable."
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Results folder (cache, tables, report).")
+        str | None, typer.Option("--out", "-o", help="Results folder (cache, tables, report).")
     ] = None,
     paper: Annotated[
         str | None,
@@ -72,7 +72,7 @@ def bench_command(
         typer.Option("--metrics", "-m", help="Comma-separated metrics, or 'all' (default: the profile's)."),
     ] = None,
     data_root: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--data-root",
             help="Folder of the named data sets; default: the IVFUSE_DATA environment variable.",
@@ -115,6 +115,10 @@ def bench_command(
         return
     if out is None:
         raise InputError("--out RESULTS folder is required")
+    _refuse_urls(dataset, out, data_root)
+    out_dir = Path(out)  # strings so far: a URL stays whole for its refusal (a Path mangles s3://)
+    root = None if data_root is None else Path(data_root)
+    paths = [Path(d) for d in dataset or []]
     if test not in ("wilcoxon", "t"):
         raise InputError(f"--test must be wilcoxon or t, got {test!r}")
     if not 0 < alpha < 1:
@@ -131,8 +135,8 @@ def bench_command(
         parse_device(device)  # a CUDA device where there is none: one line, exit 2, before anything runs
     given = [
         ("--paper", paper), ("--methods", methods), ("--datasets", datasets),
-        *(("--dataset", str(p)) for p in dataset or []), ("--profile", profile), ("--metrics", metrics),
-        ("--data-root", data_root), ("--out", out), ("--workers", workers if workers != 1 else None),
+        *(("--dataset", str(p)) for p in paths), ("--profile", profile), ("--metrics", metrics),
+        ("--data-root", root), ("--out", out_dir), ("--workers", workers if workers != 1 else None),
         ("--test", test if test != "wilcoxon" else None), ("--alpha", alpha if alpha != 0.05 else None),
         ("--engine", engine if engine != "local" else None), ("--address", address),
         ("--ablations", ablations),
@@ -144,10 +148,10 @@ def bench_command(
                 "--paper chooses its own data sets and metrics; drop --datasets/--profile/--metrics"
             )
         extra = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        plan = b.plan_paper(paper, data_root=data_root, extra_methods=extra, ablations=ablations)
+        plan = b.plan_paper(paper, data_root=root, extra_methods=extra, ablations=ablations)
     else:
-        names = [s for s in (datasets or "").split(",") if s.strip()] + [str(p) for p in dataset or []]
-        plan = b.plan_bench(methods or "", names, profile=profile, metrics=metrics, data_root=data_root)
+        names = [s for s in (datasets or "").split(",") if s.strip()] + [str(p) for p in paths]
+        plan = b.plan_bench(methods or "", names, profile=profile, metrics=metrics, data_root=root)
     bench_engine = None
     if ray_engine is not None:
         from ..distributed.bench import RayBenchEngine
@@ -161,7 +165,7 @@ def bench_command(
             bar.update(job, advance=n, description=desc)
 
         done = b.run_plan(
-            plan, out, overwrite=overwrite, workers=workers, test=test, alpha=alpha, figures=figures,
+            plan, out_dir, overwrite=overwrite, workers=workers, test=test, alpha=alpha, figures=figures,
             html=html, command=command, progress=progress, device=device, engine=bench_engine,
         )  # fmt: skip
     results = done.results
@@ -169,10 +173,10 @@ def bench_command(
         _err.print(f"[yellow]note:[/yellow] {msg}", highlight=False, soft_wrap=True)
     _summary(results)
     t = results["timing"]
-    wrote = [p.name for p in done.written if p.parent == out]
+    wrote = [p.name for p in done.written if p.parent == out_dir]
     _out.print(
         f"{t['total_s']:.1f} s: fusion {t['fusion_s']:.1f} s, metrics {t['metrics_s']:.1f} s, "
-        f"other {t['overhead_s']:.1f} s; wrote {', '.join(wrote)} to {out}",
+        f"other {t['overhead_s']:.1f} s; wrote {', '.join(wrote)} to {out_dir}",
         highlight=False,
     )
 
@@ -208,3 +212,20 @@ def _summary(results: dict) -> None:
         table.add_row("ms/pair", *(fmt(m["ms_median"]) for m in methods), end_section=False)
         table.add_row("avg rank", *(fmt(m["avg_rank"]) for m in methods))
         _out.print(table)
+
+
+def _refuse_urls(dataset: list[str] | None, out: str, data_root: str | None) -> None:
+    """One line, exit 2, for a URL where bench takes folders: it caches, reports and plots into
+    local folders (a shared file system on a cluster); URLs go to ivfuse fuse and ivfuse eval."""
+    from ..distributed.fs import is_url
+
+    for flag, value in (
+        *(("--dataset", d) for d in dataset or []),
+        ("--out", out),
+        ("--data-root", data_root),
+    ):
+        if is_url(value):
+            raise InputError(
+                f"{flag} {value}: ivfuse bench reads and writes folders of a (shared) file system, not "
+                "URLs; mount the bucket, or fuse and score it with ivfuse fuse/eval, which take URLs"
+            )

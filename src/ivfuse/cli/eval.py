@@ -63,9 +63,27 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # sources without a fused image
 
 
+def _locations(*given: str | None) -> list[Any]:
+    """The folder and file options as :class:`~pathlib.Path` objects, or all as
+    :class:`~ivfuse.distributed.fs.Location` objects when one of them is a URL (a plain path among
+    them: the local file system); one line, exit 2, for a URL without pyarrow."""
+    from ..distributed import fs
+
+    if not fs.any_url(*given):
+        return [None if x is None else Path(x) for x in given]
+    fs.require_pyarrow()
+    return [None if x is None else fs.Location.of(x) for x in given]
+
+
+def _list_images(folder: Any, option: str) -> list[Any]:
+    from ..distributed import fs
+
+    return fs.list_images(folder, option) if isinstance(folder, fs.Location) else list_images(folder, option)
+
+
 def _by_stem(folder: Path, option: str) -> tuple[dict[str, Path], set[str]]:
     """(stem -> file, ambiguous stems) of one folder (:mod:`ivfuse.data.pairs`)."""
-    unique, ambiguous = by_stem(list_images(folder, option))
+    unique, ambiguous = by_stem(_list_images(folder, option))
     return unique, {f.stem for f in ambiguous}
 
 
@@ -83,10 +101,11 @@ def plan_jobs(
     vi_label = "--vi" if roles[1] == "visible" else "source folder"
     ir, amb_ir = _by_stem(ir_dir, ir_label)
     vi, amb_vi = _by_stem(vi_dir, vi_label)
-    if same_file(ir_dir, vi_dir):
+    same = ir_dir.same_place(vi_dir) if hasattr(ir_dir, "same_place") else same_file(ir_dir, vi_dir)
+    if same:
         raise InputError(f"{ir_label} {ir_dir} and {vi_label} {vi_dir} are the same folder")
     gt, amb_gt = _by_stem(gt_dir, "--gt") if gt_dir is not None else ({}, set())
-    fused_files = list_images(fused_dir, "--fused")
+    fused_files = _list_images(fused_dir, "--fused")
     plan = Plan()
     used: set[str] = set()
     stems_seen: dict[str, Path] = {}
@@ -123,11 +142,44 @@ def plan_jobs(
 
 def _run_job(job: Job, metrics: list[str], profile: str) -> tuple[str, dict[str, float] | None, str | None]:
     """Evaluate one job; errors a user can cause come back as a message, not an exception."""
+    from ..distributed.fs import Location
+
+    if isinstance(job.fused, Location):
+        return _run_job_at(job, metrics, profile)
     try:
         vals = evaluate(job.fused, job.ir, job.vi, metrics=metrics, profile=profile, reference=job.gt)
         return job.name, vals, None
     except IvfuseError as exc:
         return job.name, None, f"{job.fused}: {exc}"
+
+
+def _run_job_at(
+    job: Job, metrics: list[str], profile: str
+) -> tuple[str, dict[str, float] | None, str | None]:
+    """:func:`_run_job` of a job whose files are URLs: on local copies in a temporary folder (the
+    same values), with messages that name the URLs."""
+    import tempfile
+
+    names: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="ivfuse-") as tmp:
+        local: dict[str, Path | None] = {}
+        for role in ("fused", "ir", "vi", "gt"):
+            src = getattr(job, role)
+            if src is None:
+                local[role] = None
+                continue
+            dst = Path(tmp) / role / src.name
+            dst.parent.mkdir()
+            try:
+                dst.write_bytes(src.read_bytes())
+            except OSError as exc:
+                return job.name, None, f"{src}: cannot read ({str(exc).strip().splitlines()[0]})"
+            names[str(dst)] = str(src)
+            local[role] = dst
+        name, vals, msg = _run_job(Job(job.name, **local), metrics, profile)  # type: ignore[arg-type]
+    for copy, url in names.items():
+        msg = msg.replace(copy, url) if msg else msg
+    return name, vals, msg
 
 
 def _summary(rows: list[tuple[str, dict[str, float]]], names: list[str]) -> tuple[dict, dict]:
@@ -155,6 +207,10 @@ def resolve_sources(
         if not pairs.is_dir():
             raise InputError(f"--pairs {pairs}: folder not found")
         try:
+            if not isinstance(pairs, Path):  # a URL (ivfuse.distributed.fs.Location)
+                from ..distributed import fs
+
+                return fs.source_folders(pairs)
             return source_folders(pairs)
         except InputError as exc:
             raise InputError(f"--pairs {exc}") from None
@@ -185,9 +241,12 @@ def _print_list() -> None:
 
 
 def eval_command(
-    ir: Annotated[Path | None, typer.Option("--ir", help="Folder of infrared images.")] = None,
-    vi: Annotated[Path | None, typer.Option("--vi", help="Folder of visible images.")] = None,
-    fused: Annotated[Path | None, typer.Option("--fused", help="Folder of fused images.")] = None,
+    ir: Annotated[str | None, typer.Option("--ir", help="Folder (or URL) of infrared images.")] = None,
+    vi: Annotated[str | None, typer.Option("--vi", help="Folder (or URL) of visible images.")] = None,
+    fused: Annotated[
+        str | None,
+        typer.Option("--fused", help="Folder of fused images, or a URL (s3://, gs://, file://...; pyarrow)."),
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option(
@@ -195,13 +254,13 @@ def eval_command(
         ),
     ] = None,
     a: Annotated[
-        Path | None, typer.Option("--a", help="Folder of first sources (MEF: under-exposed, MEFB's _A).")
+        str | None, typer.Option("--a", help="Folder of first sources (MEF: under-exposed, MEFB's _A).")
     ] = None,
     b: Annotated[
-        Path | None, typer.Option("--b", help="Folder of second sources (MEF: over-exposed, MEFB's _B).")
+        str | None, typer.Option("--b", help="Folder of second sources (MEF: over-exposed, MEFB's _B).")
     ] = None,
     pairs: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--pairs", help="Folder with under/ + over/ (or a/ + b/, ir/ + vi/) sub-folders."),
     ] = None,
     profile: Annotated[
@@ -209,16 +268,16 @@ def eval_command(
     ] = "vifb",
     workers: Annotated[int, typer.Option("--workers", "-j", help="Parallel worker processes.")] = 1,
     csv_path: Annotated[
-        Path | None, typer.Option("--csv", help="Write per-image values to this CSV file.")
+        str | None, typer.Option("--csv", help="Write per-image values to this CSV file.")
     ] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write values, mean and std to this JSON file.")
+        str | None, typer.Option("--json", help="Write values, mean and std to this JSON file.")
     ] = None,
     suffix: Annotated[
         str, typer.Option("--suffix", help="Suffix of fused file stems, e.g. _GTF for <stem>_GTF.jpg.")
     ] = "",
     gt: Annotated[
-        Path | None, typer.Option("--gt", help="Folder of ground-truth images (PSNR_REF, SSIM_REF).")
+        str | None, typer.Option("--gt", help="Folder of ground-truth images (PSNR_REF, SSIM_REF).")
     ] = None,
     list_only: Annotated[
         bool, typer.Option("--list", help="List every metric of every profile with its definition and exit.")
@@ -269,9 +328,13 @@ def eval_command(
             if any(x is not None for x in (ir, vi, fused, a, b, pairs, csv_path)):
                 raise InputError("--video FUSED IR VI takes no --ir/--vi/--fused/--a/--b/--pairs/--csv")
             eval_video(
-                *video, transform=transform, flow=flow, max_frames=max_frames, json_path=json_path, out=_out
-            )
+                *video, transform=transform, flow=flow, max_frames=max_frames,
+                json_path=None if json_path is None else Path(json_path), out=_out,
+            )  # fmt: skip
             return
+        ir, vi, fused, a, b, pairs, gt, csv_path, json_path = _locations(
+            ir, vi, fused, a, b, pairs, gt, csv_path, json_path
+        )
         if not list_only:
             ir, vi = resolve_sources(ir, vi, a, b, pairs)
         _eval(
@@ -350,12 +413,25 @@ def _eval(
 
 def _write_outputs(rows, names, mean, std, profile, plan, csv_path, json_path) -> None:
     fused_of = {j.name: j.fused.name for j in plan.jobs}
-    if csv_path is not None:
+
+    def write_csv(fh: Any) -> None:
+        w = csv.writer(fh)
+        w.writerow(["name", "fused", *names])
+        for name, vals in rows:
+            w.writerow([name, fused_of[name], *(repr(vals[n]) for n in names)])
+
+    if csv_path is not None and not isinstance(csv_path, Path):  # a URL: one whole upload
+        import io
+
+        from ..distributed.fs import put
+
+        buf = io.StringIO(newline="")
+        write_csv(buf)
+        csv_path.parent.mkdir()
+        put(csv_path, buf.getvalue().encode("utf-8"))
+    elif csv_path is not None:
         with atomic_write(csv_path) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["name", "fused", *names])
-            for name, vals in rows:
-                w.writerow([name, fused_of[name], *(repr(vals[n]) for n in names)])
+            write_csv(fh)
     if json_path is not None:
         doc: dict[str, Any] = {
             "profile": profile,
@@ -367,7 +443,13 @@ def _write_outputs(rows, names, mean, std, profile, plan, csv_path, json_path) -
             "mean": {n: _json_num(v) for n, v in mean.items()},
             "std": {n: _json_num(v) for n, v in std.items()},
         }
-        atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
+        if isinstance(json_path, Path):
+            atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
+        else:  # a URL: one whole upload
+            from ..distributed.fs import put
+
+            json_path.parent.mkdir()
+            put(json_path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
 
 
 def _print_table(rows, infos, mean, std, profile) -> None:

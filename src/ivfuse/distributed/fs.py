@@ -322,11 +322,20 @@ def find_pairs(ir_dir: Location, vi_dir: Location, labels: tuple[str, str] = (""
     )
 
 
-def source_folders(root: Location, names: tuple[str, str]) -> tuple[Location, Location]:
-    """The two source sub-folders ``names`` of a pairs folder, any letter case."""
+def source_folders(root: Location, names: tuple[str, str] | None = None) -> tuple[Location, Location]:
+    """The two source sub-folders ``names`` of a pairs folder, any letter case; ``None``: the first
+    layout of :data:`ivfuse.data.pairs.TASK_FOLDERS` the folder has (as
+    :func:`~ivfuse.data.pairs.detect_task` finds it)."""
+    from ..data.pairs import TASK_FOLDERS
+
     if not root.is_dir():
         raise InputError(f"{root}: folder not found")
     dirs = sorted(n for n, (kind, _) in root.entries().items() if kind == "dir")
+    if names is None:
+        lower = {d.lower() for d in dirs}
+        names = next((pair for pair in TASK_FOLDERS.values() if set(pair) <= lower), None)
+        if names is None:
+            raise InputError(f"{root}: expected sub-folders ir/ + vi/ (or under/ + over/, or a/ + b/)")
     found = [next((root.child(d) for d in dirs if d.lower() == n), None) for n in names]
     missing = [n for n, f in zip(names, found, strict=True) if f is None]
     if missing:
