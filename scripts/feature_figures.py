@@ -2,7 +2,7 @@
 
     python scripts/feature_figures.py                                  # synthetic night scene
     python scripts/feature_figures.py --ir IR.png --vi VI.png -o features.png
-    python scripts/feature_figures.py --methods jcae,defusion,sslwaeie,ifesnet
+    python scripts/feature_figures.py --methods jcae,defusion,sslwaeie,ifesnet,didfuse
 
 One row per method: the two sources, the fused image, then the method's internal maps as its
 paper shows them (each map's own panel title says what it is):
@@ -12,6 +12,8 @@ paper shows them (each map's own panel title says what it is):
 * DeFusion, Fig. 7-8: the common and the two unique projections (``-p parts=DIR``);
 * SSL-WAEIE: the contribution map tau_i of Eq. (7) (``-p contributions=PATH``);
 * IFESNet: the two weight maps of its fusion (side maps ``w_ir``, ``w_vi``);
+* DIDFuse, Fig. 3: the first channel of the background (conv3) and detail (conv4) maps of each
+  source, then of their fusion by the rule of Eq. (5) (``-p parts=DIR``; zero is mid-gray);
 * any method with side maps (``Fuser.side_maps()``) the same way.
 
 Without ``--ir/--vi`` the figure is made from the synthetic night scene of ``ivfuse demo`` (no data
@@ -30,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 #: method options that make a fuser keep its internal maps (the others keep theirs always)
-KEEP_MAPS = {"jcae": "parts", "defusion": "parts"}
+KEEP_MAPS = {"jcae": "parts", "defusion": "parts", "didfuse": "parts"}
 
 
 def sources(ir: Path | None, vi: Path | None, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ir", type=Path, default=None)
     ap.add_argument("--vi", type=Path, default=None)
-    ap.add_argument("--methods", default="jcae,defusion,sslwaeie,ifesnet")
+    ap.add_argument("--methods", default="jcae,defusion,sslwaeie,ifesnet,didfuse")
     ap.add_argument("--size", default="192x256", help="HxW of the synthetic scene")
     ap.add_argument("-o", "--out", type=Path, default=Path("docs/img/feature_maps.png"))
     args = ap.parse_args(argv)

@@ -13,10 +13,12 @@ import torch
 from ivfuse.errors import InputError, WeightsError
 from ivfuse.methods import registry
 from ivfuse.methods.didfuse import (
+    PARTS,
     Config,
     DIDFuse,
     DIDFuseNet,
     didfuse_loss,
+    display_parts,
     load_weights,
     parameter_count,
 )
@@ -196,8 +198,6 @@ def test_weights_round_trip_through_safetensors(net, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
-
-
 def test_registered_with_metadata():
     info = registry.info("didfuse")
     assert info.family == "self-supervised" and info.trainable
@@ -334,3 +334,135 @@ def test_bn_init_option():
     assert float(gammas.min()) >= 0 and float(gammas.max()) < 1 and 0.4 < float(gammas.mean()) < 0.6
     with pytest.raises(ValueError, match="bn_init"):
         Config(bn_init="zeros")
+
+
+# ---------------------------------------------------------------------------- Fig. 3: parts=DIR
+
+
+def _planes(h: int = 29, w: int = 37) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:h, :w]
+    ir = np.clip(0.5 + 0.35 * np.sin(xx / 4.0) + 0.05 * rng.random((h, w)), 0, 1).astype(np.float32)
+    vi = np.clip(0.4 + 0.3 * np.cos(yy / 3.0) + 0.05 * rng.random((h, w)), 0, 1).astype(np.float32)
+    return ir, vi
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_parts_fused_maps_are_the_rule_applied_to_the_encoder_maps(net, rule):
+    """Fig. 3 / Eq. (5): B_F = Fusion(B_I, B_V) and D_F = Fusion(D_I, D_V), recomputed here from the
+    (unfolded, eval-mode) encoder; the rule fuses all channels before one is taken (L1 weights sum
+    the activity over channels), so channel 5 of the fusion is not the fusion of channel 5 alone."""
+    ir, vi = _planes()
+    f = DIDFuse(net, rule=rule, parts_channel=5)
+    got = f.parts(ir, vi)
+    assert set(got) == set(PARTS) and all(m.shape == ir.shape and m.dtype == np.float32 for m in got.values())
+    with torch.no_grad():
+        *_, b_i, d_i = net.encoder(torch.from_numpy(ir)[None, None])
+        *_, b_v, d_v = net.encoder(torch.from_numpy(vi)[None, None])
+    want = {"base_ir": b_i, "detail_ir": d_i, "base_vi": b_v, "detail_vi": d_v,
+            "base_fused": RULES[rule](b_i, b_v), "detail_fused": RULES[rule](d_i, d_v)}  # fmt: skip
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v[0, 5].numpy(), atol=2e-5, err_msg=k)  # folded BN: same function
+    assert np.abs(got["base_ir"] - got["base_vi"]).max() > 0.01  # two different sources, not one map twice
+    if rule == "l1":  # per-channel fusion would differ: the weights come from all 64 channels
+        alone = fuse_l1(b_i[:, 5:6], b_v[:, 5:6])[0, 0].numpy()
+        assert np.abs(alone - got["base_fused"]).max() > 1e-3
+
+
+def test_parts_of_identical_sources(net):
+    """With one image as both sources, rule "sum" gives fused maps twice the source's (exactly: a + a),
+    "average" the source's own; the images of the side maps keep the ratio (zero is mid-gray)."""
+    ir, _ = _planes()
+    f = DIDFuse(net, rule="sum", parts="unused")  # parts= makes fuse() keep the side maps
+    got = f.parts(ir, ir)
+    for kind in ("base", "detail"):
+        np.testing.assert_array_equal(got[f"{kind}_ir"], got[f"{kind}_vi"])
+        np.testing.assert_array_equal(got[f"{kind}_fused"], 2 * got[f"{kind}_ir"])
+        assert np.abs(got[f"{kind}_ir"]).max() > 0.05  # a real map, not zeros
+    f.fuse(ir, ir)
+    img = {k: v.image for k, v in f.side_maps().items()}
+    assert set(img) == set(PARTS)
+    for kind in ("base", "detail"):
+        src, fused = img[f"{kind}_ir"] - 0.5, img[f"{kind}_fused"] - 0.5
+        np.testing.assert_allclose(fused, 2 * src, atol=1e-6)
+        assert np.abs(fused).max() == pytest.approx(0.5)  # the triple's largest |value| spans the range
+        assert 0.0 <= img[f"{kind}_fused"].min() and img[f"{kind}_fused"].max() <= 1.0
+    avg = DIDFuse(net, rule="average").parts(ir, ir)
+    np.testing.assert_allclose(avg["base_fused"], avg["base_ir"], atol=1e-7)
+
+
+def test_display_parts_known_answer():
+    zero = np.zeros((1, 2), np.float32)
+    maps = {
+        "base_ir": np.array([[0.5, -0.25]], np.float32),
+        "base_vi": np.array([[0.0, 0.25]], np.float32),
+        "base_fused": np.array([[1.0, 0.0]], np.float32),
+        "detail_ir": zero,
+        "detail_vi": zero,
+        "detail_fused": zero,
+    }
+    out = display_parts(maps)
+    np.testing.assert_allclose(out["base_ir"], [[0.75, 0.375]])  # v / (2 * 1.0) + 0.5
+    np.testing.assert_allclose(out["base_fused"], [[1.0, 0.5]])
+    np.testing.assert_allclose(out["detail_fused"], [[0.5, 0.5]])  # an all-zero triple is mid-gray
+
+
+def test_parts_channel_is_checked(net):
+    for bad in (64, -1, True, 1.5):
+        with pytest.raises(InputError, match="parts_channel"):
+            DIDFuse(net, parts_channel=bad)
+
+
+PARTS_IVF = ("ir", "vi", "fused")
+
+
+def test_cli_parts_writes_the_maps_of_fig3(tmp_path):
+    """``ivfuse fuse -m didfuse -p parts=DIR``: the fused image and the six maps of PARTS, at the
+    image's size (odd on purpose), equal to the fuser's side maps within 8-bit rounding."""
+    if not registry.info("didfuse").weights_shipped:
+        pytest.skip("no shipped DIDFuse weights")
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from ivfuse.cli import app
+
+    ir, vi = _planes()
+    Image.fromarray((ir * 255).round().astype(np.uint8)).save(tmp_path / "ir.png")
+    Image.fromarray((vi * 255).round().astype(np.uint8)).save(tmp_path / "vi.png")
+    parts = tmp_path / "parts"
+    r = CliRunner().invoke(app, ["fuse", "-m", "didfuse", str(tmp_path / "ir.png"), str(tmp_path / "vi.png"),
+                                 "-o", str(tmp_path / "scene.png"), "-p", f"parts={parts}"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "scene.png").is_file()
+    assert {p.name for p in parts.iterdir()} == {f"scene_{n}.png" for n in PARTS}
+    f = registry.create("didfuse", parts=parts)
+    f.fuse(np.asarray(Image.open(tmp_path / "ir.png"), np.float32) / 255,
+           np.asarray(Image.open(tmp_path / "vi.png"), np.float32) / 255)  # fmt: skip
+    for n in PARTS:
+        written = np.asarray(Image.open(parts / f"scene_{n}.png"), dtype=np.float32) / 255
+        assert written.shape == ir.shape, n
+        np.testing.assert_allclose(written, f.side_maps()[n].image, atol=0.5 / 255 + 1e-6, err_msg=n)
+    # the written sum-rule maps keep the relation: fused - gray ~ (ir - gray) + (vi - gray)
+    b = {t: np.asarray(Image.open(parts / f"scene_base_{t}.png"), np.float32) / 255 for t in PARTS_IVF}
+    np.testing.assert_allclose(b["fused"] - 0.5, b["ir"] + b["vi"] - 1.0, atol=1.5 / 255)
+
+
+def test_feature_figure_script_has_a_didfuse_row(tmp_path):
+    if not registry.info("didfuse").weights_shipped:
+        pytest.skip("no shipped DIDFuse weights")
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "feature_figures.py"
+    spec = importlib.util.spec_from_file_location("feature_figures", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.KEEP_MAPS["didfuse"] == "parts"
+    fused, maps = mod.maps_of("didfuse", *_planes())
+    assert list(maps) == list(PARTS) and fused.shape == (29, 37)
+    out = mod.main(["--methods", "didfuse", "--size", "48x64", "-o", str(tmp_path / "f.png")])
+    img = np.asarray(Image.open(out))
+    assert img.ndim == 3 and img.shape[1] > 3 * img.shape[0]  # one row: 3 + 6 panels side by side
+    assert img[..., :3].std() > 10  # drawn, not blank

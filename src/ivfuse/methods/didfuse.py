@@ -386,6 +386,13 @@ class DIDFuse(_torch.TorchFuser):
     Large images are fused in overlapping tiles: every tile is extended by a margin larger than
     the network's receptive-field radius, so the cropped tile centres equal the untiled result
     (no seams) while memory stays bounded by the tile size.
+
+    ``parts=DIR`` (``-p parts=DIR``): the decomposition of Fig. 3 of the paper, written by
+    :meth:`ivfuse.api.Pipeline.fuse_files` beside each fused image as ``DIR/{stem}_NAME.png`` for
+    the names of :data:`PARTS`: channel ``parts_channel`` (default 0, the first channel, which
+    Fig. 3 shows) of the background (conv3) and detail (conv4) maps of each source and of their
+    fusion by the rule (Eq. 5). :meth:`parts` returns the raw values, ``side_maps()`` the images
+    (:func:`display_parts`). The maps are computed on the whole image, not in tiles.
     """
 
     label = "DIDFuse"
@@ -400,9 +407,18 @@ class DIDFuse(_torch.TorchFuser):
         margin: int = 16,
         precision: str = "fp32",
         compile: bool = False,
+        parts: str | Path | None = None,
+        parts_channel: int = 0,
     ):
         if rule not in RULES:
             raise InputError(f"unknown DIDFuse fusion rule {rule!r}; choose one of {sorted(RULES)}")
+        channels = net.encoder.conv3.conv.out_channels
+        if (
+            not isinstance(parts_channel, int)
+            or isinstance(parts_channel, bool)
+            or not 0 <= parts_channel < channels
+        ):
+            raise InputError(f"parts_channel must be an integer in [0, {channels}), got {parts_channel!r}")
         if precision not in ("fp32", "bf16"):
             raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         if margin < HALO:
@@ -422,6 +438,9 @@ class DIDFuse(_torch.TorchFuser):
             )
         self._infer = fold_batchnorm(self.net).to(memory_format=torch.channels_last)
         self._init_step(torch.compile(self._fuse_folded, dynamic=False) if compile else self._fuse_folded)
+        self.parts_channel = parts_channel
+        if parts is not None:  # Fig. 3: written by ivfuse.api.Pipeline beside each fused image
+            self._write_maps({n: str(Path(parts) / f"{{stem}}_{n}.png") for n in PARTS})
 
     def modules(self) -> tuple[nn.Module, ...]:
         """The trained network (inference runs its BatchNorm-folded copy)."""
@@ -436,16 +455,18 @@ class DIDFuse(_torch.TorchFuser):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """conv1-conv4 of the folded network on one source: (f1, f2, B, D), NHWC."""
+        enc = self._infer.encoder
+        f1 = enc.conv1(x.contiguous(memory_format=torch.channels_last))
+        with self._interior():
+            f2 = enc.conv2(f1)
+            return f1, f2, enc.conv3(f2), enc.conv4(f2)  # f2, b, d stay bf16 under precision="bf16"
+
     def _fuse_folded(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """Encode both sources, fuse f1, f2, B, D with the rule, decode (folded BN, NHWC)."""
-        enc, dec, fuse = self._infer.encoder, self._infer.decoder, RULES[self.rule]
-        feats = []
-        for x in (ir, vi):
-            f1 = enc.conv1(x.contiguous(memory_format=torch.channels_last))
-            with self._interior():
-                f2 = enc.conv2(f1)
-                b, d = enc.conv3(f2), enc.conv4(f2)
-            feats.append((f1, f2, b, d))  # f2, b, d stay bf16 under precision="bf16"
+        dec, fuse = self._infer.decoder, RULES[self.rule]
+        feats = [self._encode(x) for x in (ir, vi)]
         f1, f2, b, d = (fuse(a, c) for a, c in zip(*feats, strict=True))
         with self._interior():
             x = dec.conv6(torch.cat([dec.conv5(torch.cat([b, d], dim=1)), f2], dim=1))
@@ -467,10 +488,79 @@ class DIDFuse(_torch.TorchFuser):
         return _torch.tiled(self.step, ir, vi, self.tile, self.margin)
 
     def _fuse(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        if self._map_paths:
+            self._keep_maps(display_parts(self.parts(ir, vi)))
         return _torch.run_planes(self.fuse_tensor, ir, vi, self.device)
 
     def _batch_planes(self, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        if self._map_paths:  # the side maps are those of the last pair
+            self._keep_maps(display_parts(self.parts(ir[-1], vi[-1])))
         return _torch.run_batch(self.fuse_tensor, ir, vi, self.device)
+
+    def parts(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
+        """The maps of Fig. 3 for one pair of (H, W) planes in [0, 1]: :func:`feature_parts` of the
+        (BatchNorm-folded) encoder's outputs, channel :attr:`parts_channel`, raw values."""
+        with torch.inference_mode():
+            ti, tv = (
+                torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
+                for x in (ir, vi)
+            )
+            return feature_parts(self._encode(ti), self._encode(tv), self.rule, self.parts_channel)
+
+
+#: the maps of Fig. 3 (and their fusion, Eq. 5) that ``parts=DIR`` writes, one channel each
+PARTS = ("base_ir", "detail_ir", "base_vi", "detail_vi", "base_fused", "detail_fused")
+
+
+def feature_parts(
+    feats_ir: tuple[torch.Tensor, ...],
+    feats_vi: tuple[torch.Tensor, ...],
+    rule: str = "sum",
+    channel: int = 0,
+) -> dict[str, np.ndarray]:
+    """Fig. 3 of the paper and the fusion layer of Eq. (5), for the first sample of a batch.
+
+    ``feats_*`` are the encoder's outputs ``(f1, f2, B, D)`` of each source (B = conv3, the
+    background map; D = conv4, the detail map). Returns float32 (H, W) maps, raw values (the
+    sources' in tanh's (-1, 1)): ``base_ir`` = B_I, ``detail_ir`` = D_I, ``base_vi`` = B_V,
+    ``detail_vi`` = D_V, ``base_fused`` = B_F = Fusion(B_I, B_V), ``detail_fused`` = D_F, each at
+    channel ``channel``. The rule fuses the whole maps before the channel is taken (the L1-norm
+    rule's weights sum the activity over all channels, Sec. 3.4).
+
+    Which channel: Fig. 3 "displays the first channels of feature maps which are generated by conv3
+    and conv4" (Sec. 4.2), so the default is channel 0, not a mean: a mean over the 64 channels
+    mixes maps of opposite signs and would show none of them as the paper does.
+    """
+    fuse = RULES[rule]
+    b_i, d_i, b_v, d_v = feats_ir[2], feats_ir[3], feats_vi[2], feats_vi[3]
+    maps = {
+        "base_ir": b_i,
+        "detail_ir": d_i,
+        "base_vi": b_v,
+        "detail_vi": d_v,
+        "base_fused": fuse(b_i, b_v),
+        "detail_fused": fuse(d_i, d_v),
+    }
+    return {k: v[0, channel].float().cpu().numpy().astype(np.float32) for k, v in maps.items()}
+
+
+def display_parts(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`feature_parts` as images in [0, 1]: ``v / (2 m) + 1/2``, where ``m`` is the largest
+    ``|v|`` of the map's triple (``base_*`` or ``detail_*``: infrared, visible, fused).
+
+    Zero is mid-gray and a triple shares one linear scale, so signs and ratios survive (a fused
+    map that is the sum of two equal maps lies twice as far from gray as each), and the brightness
+    of the three panels compares, as in the paper's figure (whose scaling the paper does not give).
+    """
+    top: dict[str, float] = {}
+    for k, v in maps.items():
+        kind = k.split("_", 1)[0]
+        top[kind] = max(top.get(kind, 0.0), float(np.abs(v).max()))
+    out: dict[str, np.ndarray] = {}
+    for k, v in maps.items():  # in the order given (PARTS: Fig. 3's, then the fused maps)
+        m = top[k.split("_", 1)[0]]
+        out[k] = (v / (2 * m) + 0.5 if m > 0 else np.full_like(v, 0.5)).astype(np.float32)
+    return out
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[DIDFuseNet, dict]:
@@ -500,9 +590,22 @@ def create_didfuse(
     tile: int | None = 768,
     precision: str = "fp32",
     compile: bool = False,
+    parts: str | Path | None = None,
+    parts_channel: int = 0,
 ) -> DIDFuse:
-    """DIDFuse with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``."""
+    """DIDFuse with the shipped weights (or ``weights=`` a safetensors file) and fusion ``rule``;
+    ``parts=DIR`` also writes the background/detail maps of Fig. 3 and their fusion (:data:`PARTS`,
+    channel ``parts_channel``) as ``DIR/{stem}_NAME.png``."""
     if weights is None:
         weights = _torch.shipped(WEIGHTS_FILE, "didfuse", "DIDFuse")
     net, _ = load_weights(weights, device=device)
-    return DIDFuse(net, rule=rule, device=device, tile=tile, precision=precision, compile=compile)
+    return DIDFuse(
+        net,
+        rule=rule,
+        device=device,
+        tile=tile,
+        precision=precision,
+        compile=compile,
+        parts=parts,
+        parts_channel=parts_channel,
+    )
