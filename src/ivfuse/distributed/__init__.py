@@ -9,13 +9,18 @@
 
 Without ``--address`` a one-machine Ray cluster starts in the process (``ray.init()``), so a
 command that runs on a laptop runs unchanged on a cluster. Paths must be ones every worker sees
-(a shared file system mounted at the same path on every node).
+(a shared file system mounted at the same path on every node), or URLs (``s3://``, ``gs://``,
+``hdfs://``, ``file://``) that ``fuse`` and ``eval`` read and write through pyarrow's file systems,
+with either engine (:mod:`.fs`).
 
 Modules, one concern each:
 
 * :mod:`.engine` - :class:`RayEngine`: map a function over items on a Ray Data actor pool (the only
   module that imports Ray, lazily), faults and retries, :class:`EngineError`;
-* :mod:`.manifest` - the run manifest of an output folder (:class:`Manifest`, :class:`Fingerprint`);
+* :mod:`.fs` - folders given as URLs: :class:`~.fs.Location`, listing and pair discovery through
+  :mod:`pyarrow.fs`, the whole-or-nothing write of each file system (:func:`~.fs.put`);
+* :mod:`.manifest` - the run manifest of an output folder (:class:`Manifest`, :class:`Fingerprint`;
+  :class:`~.manifest.UrlManifest` on a URL);
 * :mod:`.folders` - :func:`fuse_folder`: a folder of pairs with either engine, exactly once,
   ``resume``;
 * :mod:`.bench` - :class:`RayBenchEngine`: ``ivfuse bench``'s units on the cluster.

@@ -96,8 +96,10 @@ class Location:
         url = str(target)
         try:
             fs, path = pafs.FileSystem.from_uri(url)
-        except Exception as exc:  # ArrowInvalid (unknown scheme, bad syntax), OSError (no such bucket)
-            fs, path = _fsspec(url, exc)
+        except Exception as exc:  # ArrowInvalid (unknown scheme, bad syntax), OSError (a bucket not reached)
+            if "Unrecognized filesystem type" not in str(exc):
+                raise InputError(f"cannot open {url}: {_first_line(exc)}") from None
+            fs, path = _fsspec(url, exc)  # a protocol pyarrow does not know: fsspec's, if any
         label = url.rstrip("/")
         return cls(fs, path.rstrip("/") or "/", url if label.endswith(":") else label)
 
