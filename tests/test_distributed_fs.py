@@ -103,10 +103,32 @@ class _FailingHandler(pafs.FSSpecHandler):
             return pa.PythonFile(_Broken(self.fs.open(path, mode="wb")), mode="w")
         return super().open_output_stream(path, metadata)
 
+    def get_file_info(self, paths):
+        if any("denied" in p for p in paths):
+            raise PermissionError("access denied")
+        return super().get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        if "denied" in selector.base_dir:
+            raise PermissionError("access denied")
+        return super().get_file_info_selector(selector)
+
     def move(self, src, dest):
         if self.fail_move:
             raise OSError("rename refused")
         super().move(src, dest)
+
+
+def through_failing_handler(memory, monkeypatch) -> None:
+    """memory:// URLs open fsspec's memory file system through :class:`_FailingHandler`."""
+    broken = pafs.PyFileSystem(_FailingHandler(memory))
+    real = fs.Location.of
+
+    def of(target, fs_=None):
+        loc = real(target, fs_)
+        return fs.Location(broken, loc.path, loc.label) if str(target).startswith("memory://") else loc
+
+    monkeypatch.setattr(fs.Location, "of", staticmethod(of))
 
 
 def test_a_write_that_fails_leaves_nothing(tmp_path, memory):
@@ -226,14 +248,7 @@ def test_a_failed_upload_fails_its_pair_only(tmp_path, memory, monkeypatch):
     (d / "ir" / "p01.png").rename(d / "ir" / "p01fail.png")
     (d / "vi" / "p01.png").rename(d / "vi" / "p01fail.png")
     upload(memory, d, "/bucket/d")
-    broken = pafs.PyFileSystem(_FailingHandler(memory))
-    real = fs.Location.of
-
-    def of(target, fs_=None):  # memory:// through the failing handler
-        loc = real(target, fs_)
-        return fs.Location(broken, loc.path, loc.label) if str(target).startswith("memory://") else loc
-
-    monkeypatch.setattr(fs.Location, "of", staticmethod(of))
+    through_failing_handler(memory, monkeypatch)
     r = run("fuse", "--pairs", "memory://bucket/d", "-o", "memory://bucket/out", "-m", "lp")
     assert r.exit_code == 1 and summary(r.output) == "2 fused, 0 skipped, 1 failed", r.output
     assert "memory://bucket/out/p01fail.png: cannot write (connection reset by peer)" in r.output
@@ -241,6 +256,17 @@ def test_a_failed_upload_fails_its_pair_only(tmp_path, memory, monkeypatch):
     assert names == ["p00.png", "p02.png"]  # no partial object
     lines = memory.cat(memory.find(f"/bucket/out/{MANIFEST_DIR}")[0]).decode().splitlines()
     assert sorted(json.loads(x)["stem"] for x in lines[1:]) == ["p00", "p02"]
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line_exit_2(tmp_path, memory, monkeypatch):
+    d = pairs_folder(tmp_path / "d", 1)
+    upload(memory, d, "/denied/d")
+    through_failing_handler(memory, monkeypatch)
+    r = run("fuse", "--pairs", "memory://denied/d", "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "memory://denied/d: cannot open (access denied)" in r.output, r.output
+    assert "folder not found" not in r.output and "Traceback" not in r.output
+    r = run("fuse", "--pairs", url(d), "-o", "memory://denied/out")  # the output folder
+    assert r.exit_code == 2 and "memory://denied/out: cannot list (access denied)" in r.output, r.output
 
 
 def test_urls_refused_where_they_cannot_go(tmp_path):

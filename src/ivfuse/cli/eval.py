@@ -172,7 +172,7 @@ def _run_job_at(
             dst.parent.mkdir()
             try:
                 dst.write_bytes(src.read_bytes())
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 return job.name, None, f"{src}: cannot read ({str(exc).strip().splitlines()[0]})"
             names[str(dst)] = str(src)
             local[role] = dst

@@ -247,7 +247,7 @@ def fuse_batch_at(
                 dst.parent.mkdir(exist_ok=True)
                 try:
                     dst.write_bytes(src.read_bytes())
-                except OSError as exc:
+                except (OSError, ValueError) as exc:
                     reason = f"{src}: cannot read ({_first_line(exc)})"
                     results[pair.stem] = (api.PairResult(pair.stem, "failed", None, reason), 0)
                     break
@@ -273,7 +273,7 @@ def fuse_batch_at(
             data = Path(res.output).read_bytes()
             try:
                 put(target, data)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # pyarrow's errors are OSError or ValueError
                 reason = f"{target}: cannot write ({_first_line(exc)})"
                 results[res.stem] = (api.PairResult(res.stem, "failed", None, reason, msgs), 0)
                 continue

@@ -73,6 +73,11 @@ def require_pyarrow() -> Any:
     return pafs
 
 
+class StorageError(InputError):
+    """A folder given as a URL cannot be opened, listed or written by the command (permissions,
+    network): one line, exit 2. A pair whose file a worker cannot read or write fails alone."""
+
+
 @dataclass(frozen=True)
 class Location:
     """A file or folder on a pyarrow file system: ``fs`` (picklable: a Ray worker opens the same
@@ -133,8 +138,10 @@ class Location:
         pafs = require_pyarrow()
         try:
             info = self.fs.get_file_info(self.path)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             return "missing"
+        except (OSError, ValueError) as exc:  # permissions, network: not "folder not found"
+            raise StorageError(f"{self}: cannot open ({_first_line(exc)})") from None
         return {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(info.type, "missing")
 
     def is_dir(self) -> bool:
@@ -148,6 +155,8 @@ class Location:
             infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
         except (FileNotFoundError, NotADirectoryError):
             return {}
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{self}: cannot list ({_first_line(exc)})") from None
         out = {}
         for info in infos:
             if info.type == pafs.FileType.File:
@@ -161,7 +170,10 @@ class Location:
             return f.read()
 
     def mkdir(self) -> None:
-        self.fs.create_dir(self.path, recursive=True)
+        try:
+            self.fs.create_dir(self.path, recursive=True)
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{self}: cannot create the folder ({_first_line(exc)})") from None
 
     def delete(self) -> None:
         try:

@@ -268,15 +268,14 @@ class UrlManifest:
         latest: dict[str, Record] = {}
         runs: dict[str, dict[str, Any]] = {}
         entries = self.folder.entries() if entries is None else entries
+        files = []
         if entries.get(MANIFEST_DIR, ("", 0))[0] == "dir":
             names = sorted(n for n, (kind, _) in self.chunks.entries().items() if kind == "file")
-            for name in names:
-                if name.endswith(".jsonl") and not name.startswith("."):
-                    text = self.chunks.child(name).read_bytes().decode("utf-8", errors="replace")
-                    parse_lines(text.splitlines(), latest, runs)
+            files = [self.chunks.child(n) for n in names if n.endswith(".jsonl") and not n.startswith(".")]
         if entries.get(MANIFEST_NAME, ("", 0))[0] == "file":
-            text = self.path.read_bytes().decode("utf-8", errors="replace")
-            parse_lines(text.splitlines(), latest, runs)
+            files.append(self.path)
+        for f in files:
+            parse_lines(_read_text(f).splitlines(), latest, runs)
         return latest, runs
 
     def done(
@@ -325,7 +324,7 @@ class UrlManifest:
 
     def flush(self) -> None:
         """Write the records collected since the last chunk as one chunk (object stores)."""
-        from .fs import put
+        from .fs import StorageError, put
 
         if self.append or not self._pending or self._run_line is None:
             return
@@ -334,7 +333,11 @@ class UrlManifest:
         data = "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in lines).encode("utf-8")
         if self._seq == 1:
             self.chunks.mkdir()
-        put(self.chunks.child(f"{self._prefix}-{self._seq:06d}.jsonl"), data)
+        chunk = self.chunks.child(f"{self._prefix}-{self._seq:06d}.jsonl")
+        try:
+            put(chunk, data)
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{chunk}: cannot write the manifest ({exc})") from None
         self._pending = []
         self._last = _now()
 
@@ -356,6 +359,15 @@ class UrlManifest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_text(loc: Any) -> str:
+    from .fs import StorageError
+
+    try:
+        return loc.read_bytes().decode("utf-8", errors="replace")
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{loc}: cannot read the manifest ({exc})") from None
 
 
 def _now() -> float:
