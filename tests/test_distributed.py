@@ -277,7 +277,8 @@ def _workers_of(ray) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_worker_killed_half_way_loses_nothing(tmp_path, cluster):
+@pytest.mark.parametrize("as_url", [False, True], ids=["paths", "file-urls"])
+def test_a_worker_killed_half_way_loses_nothing(tmp_path, cluster, as_url):
     if not Path("/proc").is_dir():
         pytest.skip("finds the worker processes in /proc")
     n = 12
@@ -300,7 +301,24 @@ def test_a_worker_killed_half_way_loses_nothing(tmp_path, cluster):
     killer = threading.Thread(target=kill_one_worker)
     killer.start()
     # gtf: ~0.1-0.2 s per pair at this size, so the kill lands while both workers are busy
-    r = run("fuse", "--pairs", d, "-o", out, "-m", "gtf", "--engine", "ray", "-j", "2", "--batch-size", "2")
+    if as_url:  # pyarrow's file system, the URL manifest (appended: file://)
+        pytest.importorskip("pyarrow.fs")
+    where = (url(d), url(out)) if as_url else (d, out)
+    r = run(
+        "fuse",
+        "--pairs",
+        where[0],
+        "-o",
+        where[1],
+        "-m",
+        "gtf",
+        "--engine",
+        "ray",
+        "-j",
+        "2",
+        "--batch-size",
+        "2",
+    )
     killer.join()
     assert "pid" in killed and killed["outputs_before"] < n  # killed in the middle of the run
     assert r.exit_code == 0, r.output
