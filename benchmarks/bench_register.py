@@ -75,6 +75,7 @@ SUCCESS_PX = 2.0
 MIN_CONFIDENCE = 0.1  # ivfuse register's default --min-confidence
 BAD_PX = 5.0  # a self error above this is a misregistration the confidence should refuse
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
+CONSISTENCY_PX = (1.0, 2.0, 3.0, 5.0)  # forward/backward disagreement thresholds (--option check=true)
 
 
 def list_pairs(root: Path, name: str) -> list[tuple[str, Path, Path]]:
@@ -154,8 +155,17 @@ def peer_ecc(
     return h_full @ s0, float("nan")
 
 
+OPTIONS: dict = {}  # extra keyword arguments of ivfuse.register.register (--option)
+LAST: dict = {}  # the last ivfuse registration's consistency (forward/backward, px)
+
+
 def ours(ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None, **masks) -> tuple[np.ndarray, float]:
-    r = register(ir, vi, "homography", init=init, return_warped=False, **masks)
+    opts = dict(OPTIONS)
+    if init is not None:  # the reference fit: no search, no consistency check
+        opts.pop("check", None)
+    r = register(ir, vi, "homography", init=init, return_warped=False, **masks, **opts)
+    if init is None:
+        LAST["consistency"] = r.consistency
     return r.matrix, r.confidence
 
 
@@ -163,7 +173,10 @@ def ours_ecc(
     ir: np.ndarray, vi: np.ndarray, init: np.ndarray | None = None, **masks
 ) -> tuple[np.ndarray, float]:
     """ivfuse with refine="ecc": cv2.findTransformECC on the gradient-magnitude maps at every level."""
-    r = register(ir, vi, "homography", init=init, refine="ecc", return_warped=False, **masks)
+    opts = {k: v for k, v in OPTIONS.items() if k != "check" or init is None}
+    r = register(ir, vi, "homography", init=init, refine="ecc", return_warped=False, **masks, **opts)
+    if init is None:
+        LAST["consistency"] = r.consistency
     return r.matrix, r.confidence
 
 
@@ -175,6 +188,37 @@ def parse_size(text: str) -> tuple[int, int] | None:
         return None
     w, h = text.lower().split("x")
     return int(w), int(h)
+
+
+def _auc(scores: list[float], rows: list[dict]) -> float:
+    """Area under the ROC curve of ``scores`` for telling good (self error <= 2 px) from bad (> 5 px)
+    registrations: the chance that a good pair scores above a bad one (ties count half)."""
+    sc = np.asarray(scores, dtype=np.float64)
+    err = np.array([r["self"] for r in rows])
+    good, bad = sc[err <= SUCCESS_PX], sc[err > BAD_PX]
+    if not len(good) or not len(bad) or not np.isfinite(sc).all():
+        return float("nan")
+    diff = good[:, None] - bad[None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def _separation_consistency(rows: list[dict]) -> dict:
+    out = {}
+    cons = [r.get("consistency", float("nan")) for r in rows]
+    if not all(np.isfinite(cons)):
+        return out
+    for t in CONSISTENCY_PX:
+        for both in (False, True):
+            ok = [c <= t and (not both or r["confidence"] >= 0.2) for c, r in zip(cons, rows, strict=True)]
+            out[("conf>=0.2 & " if both else "") + f"cons<={t:g}"] = {
+                "refused_good": int(
+                    sum(not k and r["self"] <= SUCCESS_PX for k, r in zip(ok, rows, strict=True))
+                ),
+                "good": int(sum(r["self"] <= SUCCESS_PX for r in rows)),
+                "passed_bad": int(sum(k and r["self"] > BAD_PX for k, r in zip(ok, rows, strict=True))),
+                "bad": int(sum(r["self"] > BAD_PX for r in rows)),
+            }
+    return out
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -203,6 +247,10 @@ def summarise(rows: list[dict]) -> dict:
             }
             for t in THRESHOLDS
         },
+        # the forward/backward consistency check (register(check=True)), alone and with confidence >= 0.2
+        "separation_consistency": _separation_consistency(rows),
+        "auc_confidence": _auc([r["confidence"] for r in rows], rows),
+        "auc_consistency": _auc([-r.get("consistency", float("nan")) for r in rows], rows),
         "inverted_pairs": len(inv),
         "inverted_success": float(np.mean([r["error"] <= SUCCESS_PX for r in inv])) if inv else float("nan"),
         "ms_per_pair": float(np.mean([r["ms"] for r in rows])),
@@ -237,7 +285,20 @@ def main(argv: list[str] | None = None) -> int:
         help="use the visible image (gray) as the infrared image too: a check of the benchmark's "
         "geometry conventions (every method should recover the known transform to ~0.1 px)",
     )
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra keyword argument of ivfuse.register.register for the ivfuse methods, VALUE as JSON "
+        "(e.g. --option hypotheses=4 --option check=true); repeatable",
+    )
+    ap.add_argument("--only", default="", help="comma-separated SET/STEM pairs to run (default: all)")
     args = ap.parse_args(argv)
+    for item in args.option:
+        key, _, value = item.partition("=")
+        OPTIONS[key] = json.loads(value)
+    only = set(filter(None, args.only.split(",")))
     vi_size, ir_size = parse_size(args.vi_size), parse_size(args.ir_size)
     assert ir_size is not None
     methods = args.methods.split(",")
@@ -249,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             pairs = pairs[: args.limit]
         rows: dict[str, list[dict]] = {m: [] for m in methods}
         for pi, (stem, ip, vp) in enumerate(pairs):
+            if only and f"{name}/{stem}" not in only:
+                continue
             rng = np.random.default_rng([args.seed, zlib.crc32(name.encode()), pi])
             ir0, vi0 = read_image(ip), read_image(vp)
             ir0 = gray(vi0) if args.identity else gray(ir0)
@@ -256,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             vs = (vi.shape[1], vi.shape[0])
             for m in methods:
                 masks = {"ir_mask": ir_valid} if args.mask_fill else {}
+                LAST.clear()
                 t0 = time.perf_counter()
                 est, conf = METHODS[m](ir, vi, **masks)
                 ms = 1000 * (time.perf_counter() - t0)
@@ -277,13 +341,14 @@ def main(argv: list[str] | None = None) -> int:
                     "confidence": conf,
                     "ms": ms,
                     "inverted": inverted,
+                    "consistency": LAST.get("consistency", float("nan")),
                 }
                 rows[m].append(row)
                 per_pair.append(row)
                 if args.verbose:
                     print(
                         f"{name}/{stem} {m:11s} err {e:9.3f} grid {g:8.3f} self {c:8.3f} px "
-                        f"{ms:7.1f} ms inv={inverted}",
+                        f"{ms:7.1f} ms inv={inverted} conf {conf:.3f} cons {row['consistency']:.2f}",
                         flush=True,
                     )
         results[name] = {m: summarise(r) for m, r in rows.items() if r}
@@ -330,6 +395,17 @@ def main(argv: list[str] | None = None) -> int:
                 c = s["separation"][f"{t:g}"]
                 cells.append(f"{c['refused_good']}/{c['good']} {c['passed_bad']}/{c['bad']}")
             print(f"{name:10s} {m:11s} " + " ".join(f"{x:>14s}" for x in cells))
+    for name, by in results.items():
+        for m, s in by.items():
+            sep = s["separation_consistency"]
+            if not sep:
+                continue
+            print(
+                f"{name:10s} {m:11s} AUC confidence {s['auc_confidence']:.3f}, "
+                f"-consistency {s['auc_consistency']:.3f}"
+            )
+            for key, c in sep.items():
+                print(f"{'':22s} {key:26s} {c['refused_good']}/{c['good']} {c['passed_bad']}/{c['bad']}")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -167,6 +167,40 @@ def test_unknown_model(synthetic):
         register(ir, vi, "rigid-body")
 
 
+def test_more_hypotheses_never_end_at_a_worse_structural_optimum(synthetic):
+    """hypotheses=K refines the K best search candidates through the whole pyramid and keeps the one
+    whose structure maps correlate best at the finest level: never worse than refining only the
+    best one (whose refinement is among the K), and it still recovers the known transform."""
+    from ivfuse.register import _feature_score, _gray_float, _level_data, _levels
+
+    ir, vi, truth = synthetic
+    gi, gv = _gray_float(ir, "ir"), _gray_float(vi, "vi")
+    top = _level_data(gv, gi, _levels((320, 240), 240, 1400)[-1], 1.0, [None, None])
+    s0 = _scale_matrix(320 / 400, 240 / 300)
+
+    def final_score(m: np.ndarray) -> float:
+        hl = top.d @ m @ np.linalg.inv(s0) @ np.linalg.inv(top.d)
+        return _feature_score(top.tv, _rotate_orientation(top.ti, _rotation_deg(hl)), hl)
+
+    one = register(ir, vi, "homography", return_warped=False)
+    four = register(ir, vi, "homography", hypotheses=4, return_warped=False)
+    assert final_score(four.matrix) >= final_score(one.matrix) - 1e-9
+    assert corner_error(four.matrix, truth, (320, 240)) < 1.0
+
+
+def test_consistency_check_small_when_right_large_when_unrelated(synthetic):
+    """check=True refines visible -> infrared from the inverse of the result: a right registration
+    comes back to itself (well under a pixel), registrations of unrelated images do not."""
+    ir, vi, truth = synthetic
+    reg = register(ir, vi, "homography", check=True, return_warped=False)
+    assert corner_error(reg.matrix, truth, (320, 240)) < 1.0
+    assert reg.consistency < 0.5
+    assert reg.as_dict()["consistency_px"] == pytest.approx(reg.consistency)
+    assert "consistency_px" not in register(ir, vi, "homography", return_warped=False).as_dict()
+    far = [register(scene(seed=k)[0], vi, check=True, return_warped=False).consistency for k in (7, 8, 9)]
+    assert min(far) > 1.0 and max(far) > 5.0
+
+
 def test_benchmark_truth_conventions():
     """The benchmark's known transform (composition order, pixel-centre conventions of the resampling
     to 640x512) is right: with the visible image as the infrared image too (one modality), plain ECC
@@ -250,6 +284,37 @@ def test_cli_refuses_low_confidence_and_writes_nothing(tmp_path, pair_files):
     res2 = runner.invoke(app, ["register", str(ip), str(vp), "-o", str(out), "--min-confidence", "0.999"])
     assert res2.exit_code == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_cli_max_inconsistency(tmp_path, pair_files):
+    """--max-inconsistency: the transform file records the forward/backward disagreement; an
+    unreachable limit refuses with exit 2 and writes nothing."""
+    ip, vp = pair_files
+    out, tj = tmp_path / "w.png", tmp_path / "t.json"
+    res = runner.invoke(
+        app,
+        [
+            "register",
+            str(ip),
+            str(vp),
+            "-o",
+            str(out),
+            "--save-transform",
+            str(tj),
+            "--max-inconsistency",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "consistency" in res.output
+    assert 0 <= json.loads(tj.read_text())["consistency_px"] < 0.5
+    other = tmp_path / "x.png"
+    res = runner.invoke(
+        app, ["register", str(ip), str(vp), "-o", str(other), "--max-inconsistency", "0.0001"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "--max-inconsistency" in res.output and "nothing written" in res.output
+    assert not other.exists()
 
 
 def test_cli_masks(tmp_path, pair_files):

@@ -79,6 +79,8 @@ class Registration:
     ir_size: tuple[int, int]  # (width, height)
     vi_size: tuple[int, int]
     overlap: float = 0.0  # fraction of the visible grid covered by the warped infrared image
+    # forward/backward disagreement (visible pixels at the corners; NaN when not checked)
+    consistency: float = float("nan")
     warped: np.ndarray | None = field(default=None, repr=False)
 
     def warp(self, ir: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
@@ -95,7 +97,7 @@ class Registration:
             "vi_size": list(self.vi_size),
             "confidence": float(self.confidence),
             "overlap": float(self.overlap),
-        }
+        } | ({"consistency_px": float(self.consistency)} if np.isfinite(self.consistency) else {})
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,6 +584,112 @@ def _search_xcorr(
     return [m for _, m in scored]
 
 
+@dataclass
+class _Level:
+    """One pyramid level: visible and infrared (resampled to the level's grid) images, their
+    :func:`orientation_features` (``ti`` not yet turned by any rotation), eroded masks, and ``d``:
+    visible pixel -> level pixel."""
+
+    size: tuple[int, int]
+    d: np.ndarray
+    gv: np.ndarray
+    gi: np.ndarray
+    tv: np.ndarray
+    ti: np.ndarray
+    mv: np.ndarray | None
+    mi: np.ndarray | None
+
+
+def _level_data(gv: np.ndarray, gi: np.ndarray, f: float, sigma: float, masks: list) -> _Level:
+    vi_size = (gv.shape[1], gv.shape[0])
+    size = (max(8, round(vi_size[0] * f)), max(8, round(vi_size[1] * f)))
+    d = _scale_matrix(size[0] / vi_size[0], size[1] / vi_size[1])
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    lv = cv2.resize(gv, size, interpolation=interp)
+    li = cv2.resize(gi, size, interpolation=cv2.INTER_AREA if size[0] < gi.shape[1] else interp)
+    # level masks; eroded, as the structure maps near a mask's border see the excluded content
+    mi, mv = (
+        None
+        if mk is None
+        else cv2.erode(
+            (cv2.resize(mk, size, interpolation=cv2.INTER_AREA) > 0.99).astype(np.uint8),
+            np.ones((9, 9), np.uint8),
+        ).astype(np.float32)
+        for mk in masks
+    )
+    return _Level(size, d, lv, li, orientation_features(lv, sigma), orientation_features(li, sigma), mv, mi)
+
+
+def _coarse_candidates(
+    lvl: _Level,
+    model: str,
+    motion: int,
+    max_rotation: float,
+    scale_range: tuple[float, float],
+    candidates: int,
+    iterations: int,
+    search: str,
+) -> list[tuple[float, np.ndarray]]:
+    """The global search on the coarsest level: its best ``candidates`` results, each refined by ECC on
+    the magnitude maps, as (structural correlation of all channels, IR~ -> VI level matrix), best first;
+    near-duplicates (corners within 2 % of the level size of a better one) are dropped."""
+    fv, fi = lvl.tv[..., 0].copy(), lvl.ti[..., 0].copy()
+    if search == "phase":
+        cands = _search(fv, fi, model, max_rotation, scale_range)
+    else:
+        cands = _search_xcorr(lvl.tv, lvl.ti, model, max_rotation, scale_range, lvl.mv, lvl.mi)
+    # coarse level: affine for the homography model (fewer unknowns, wider basin)
+    lvl_motion = cv2.MOTION_AFFINE if motion == cv2.MOTION_HOMOGRAPHY else motion
+    scored: list[tuple[float, np.ndarray]] = []
+    for hc in cands[: max(1, candidates)]:
+        w, r = _ecc(fv, fi, np.linalg.inv(hc), lvl_motion, iterations, 1e-5, lvl.mv)
+        hl = _project(np.linalg.inv(w), model, lvl.size) if r is not None else hc
+        # ranked by all structure channels (orientation included), not only the magnitude ECC
+        score = _feature_score(lvl.tv, _rotate_orientation(lvl.ti, _rotation_deg(hl)), hl, lvl.mv, lvl.mi)
+        scored.append((score, hl))
+    scored.sort(key=lambda p: -p[0])
+    kept: list[tuple[float, np.ndarray]] = []
+    for sc, hl in scored:
+        if all(corner_error(hl, k, lvl.size) > 0.02 * max(lvl.size) for _, k in kept):
+            kept.append((sc, hl))
+    return kept
+
+
+def _refine_levels(
+    h_full: np.ndarray,
+    levels: list[_Level],
+    first: int,
+    model: str,
+    motion: int,
+    iterations: int,
+    fine_iter_ratio: float,
+    refine: str,
+) -> np.ndarray:
+    """Coarse-to-fine refinement of one IR~ -> VI estimate (full visible resolution) from pyramid
+    level ``first`` on."""
+    for li in range(first, len(levels)):
+        lvl = levels[li]
+        d = lvl.d
+        iters = iterations if li == 0 else max(15, int(iterations * fine_iter_ratio))
+        hl = d @ h_full @ np.linalg.inv(d)
+        if refine == "ecc":
+            lvl_motion = cv2.MOTION_AFFINE if (motion == cv2.MOTION_HOMOGRAPHY and li == 0) else motion
+            fv, fi = lvl.tv[..., 0].copy(), lvl.ti[..., 0].copy()
+            w, r = _ecc(fv, fi, np.linalg.inv(hl), lvl_motion, iters, 1e-6, lvl.mv)
+            if r is not None:
+                hl = _project(np.linalg.inv(w), model, lvl.size)
+                h_full = np.linalg.inv(d) @ hl @ d
+            continue
+        lvl_model = _level_model(model, li, len(levels))
+        # the doubled-angle orientation turns with the image: express the infrared orientations in
+        # the visible frame (the current estimate's rotation), or Gauss-Newton is pulled off by it
+        ti = _rotate_orientation(lvl.ti, _rotation_deg(hl))
+        new = _gauss_newton(lvl.tv, ti, hl, lvl_model, iters, mv=lvl.mv, mi=lvl.mi)
+        if new is not None and _accept(lvl.tv, ti, hl, new, lvl.mv, lvl.mi):
+            h_full = np.linalg.inv(d) @ new @ d
+    return h_full
+
+
 def register(
     ir: np.ndarray,
     vi: np.ndarray,
@@ -590,6 +698,8 @@ def register(
     max_rotation: float = 12.0,
     scale_range: tuple[float, float] = (0.75, 1.35),
     candidates: int = 4,
+    hypotheses: int = 1,
+    check: bool = False,
     coarse: int = 240,
     finest: int = 1400,
     iterations: int = 60,
@@ -641,78 +751,50 @@ def register(
     motion = _ECC_MOTION[model]
 
     factors = _levels(vi_size, coarse, finest)
-    h_full: np.ndarray | None = None  # IR~ -> VI, full visible resolution
+    levels = [_level_data(gv, gi, f, sigma, masks) for f in factors]
     if init is not None:
-        h_full = np.asarray(init, dtype=np.float64) @ np.linalg.inv(s0)
-    fv = fi = None
-    d = np.eye(3)
-    for li, f in enumerate(factors):
-        size = (max(8, round(vi_size[0] * f)), max(8, round(vi_size[1] * f)))
-        d = _scale_matrix(size[0] / vi_size[0], size[1] / vi_size[1])
-        interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-        lv = cv2.resize(gv, size, interpolation=interp)
-        li_img = cv2.resize(gi, size, interpolation=cv2.INTER_AREA if size[0] < ir_size[0] else interp)
-        fv = structure_map(lv, sigma)
-        fi = structure_map(li_img, sigma)
-        # level masks; eroded, as the structure maps near a mask's border see the excluded content
-        mi, mv = (
-            None
-            if mk is None
-            else cv2.erode(
-                (cv2.resize(mk, size, interpolation=cv2.INTER_AREA) > 0.99).astype(np.uint8),
-                np.ones((9, 9), np.uint8),
-            ).astype(np.float32)
-            for mk in masks
+        # (IR~ -> VI at full resolution, first pyramid level to refine on)
+        starts = [(np.asarray(init, dtype=np.float64) @ np.linalg.inv(s0), 0)]
+    else:
+        lv0 = levels[0]
+        scored = _coarse_candidates(
+            lv0, model, motion, max_rotation, scale_range, candidates, iterations, search
         )
-        # coarse levels: affine for the homography model (fewer unknowns, wider basin)
-        lvl_motion = cv2.MOTION_AFFINE if (motion == cv2.MOTION_HOMOGRAPHY and li == 0) else motion
-        iters = iterations if li == 0 else max(15, int(iterations * fine_iter_ratio))
-        if h_full is None:
-            if search == "phase":
-                cands = _search(fv, fi, model, max_rotation, scale_range)
-            else:
-                cands = _search_xcorr(
-                    orientation_features(lv, sigma),
-                    orientation_features(li_img, sigma),
-                    model,
-                    max_rotation,
-                    scale_range,
-                    mv,
-                    mi,
-                )
-            cands = cands[: max(1, candidates)]
-            best: tuple[float, np.ndarray] | None = None
-            tv0, ti0 = orientation_features(lv, sigma), orientation_features(li_img, sigma)
-            for hc in cands:
-                w, r = _ecc(fv, fi, np.linalg.inv(hc), lvl_motion, iters, 1e-5, mv)
-                hl = _project(np.linalg.inv(w), model, size) if r is not None else hc
-                # ranked by all structure channels (orientation included), not only the magnitude ECC
-                score = _feature_score(tv0, _rotate_orientation(ti0, _rotation_deg(hl)), hl, mv, mi)
-                if best is None or score > best[0]:
-                    best = (score, hl)
-            assert best is not None
-            h_full = np.linalg.inv(d) @ best[1] @ d
-            continue
-        hl = d @ h_full @ np.linalg.inv(d)
-        if refine == "ecc":
-            w, r = _ecc(fv, fi, np.linalg.inv(hl), lvl_motion, iters, 1e-6, mv)
-            if r is not None:
-                hl = _project(np.linalg.inv(w), model, size)
-                h_full = np.linalg.inv(d) @ hl @ d
-            continue
-        lvl_model = _level_model(model, li, len(factors))
-        tv = orientation_features(lv, sigma)
-        # the doubled-angle orientation turns with the image: express the infrared orientations in
-        # the visible frame (the current estimate's rotation), or Gauss-Newton is pulled off by it
-        ti = _rotate_orientation(orientation_features(li_img, sigma), _rotation_deg(hl))
-        new = _gauss_newton(tv, ti, hl, lvl_model, iters, mv=mv, mi=mi)
-        if new is not None and _accept(tv, ti, hl, new, mv, mi):
-            h_full = np.linalg.inv(d) @ new @ d
-    assert h_full is not None and fv is not None and fi is not None
+        starts = [(np.linalg.inv(lv0.d) @ hl @ lv0.d, 1) for _, hl in scored[: max(1, hypotheses)]]
+    finals: list[tuple[float, np.ndarray]] = []
+    for h_start, first in starts:
+        h_full = _refine_levels(h_start, levels, first, model, motion, iterations, fine_iter_ratio, refine)
+        top = levels[-1]
+        hl = top.d @ h_full @ np.linalg.inv(top.d)
+        score = _feature_score(top.tv, _rotate_orientation(top.ti, _rotation_deg(hl)), hl, top.mv, top.mi)
+        finals.append((score, h_full))
+    # the hypothesis whose structure maps correlate best at the finest level
+    h_full = max(finals, key=lambda p: p[0])[1]
+    top = levels[-1]
+    d, fv, fi, mv, mi = top.d, top.tv[..., 0].copy(), top.ti[..., 0].copy(), top.mv, top.mi
     h_full = _project(h_full, model, vi_size) if model != "homography" else h_full / h_full[2, 2]
     conf, overlap = _correlation(fv, fi, d @ h_full @ np.linalg.inv(d), mv, mi)
     matrix = h_full @ s0
     matrix = matrix / matrix[2, 2]
+    consistency = float("nan")
+    if check:
+        # the same refinement with the roles swapped (visible onto infrared), started at the inverse
+        back = register(
+            gv,
+            gi,
+            model,
+            init=np.linalg.inv(matrix),
+            coarse=coarse,
+            finest=finest,
+            iterations=iterations,
+            sigma=sigma,
+            refine=refine,
+            fine_iter_ratio=fine_iter_ratio,
+            return_warped=False,
+            ir_mask=masks[1],
+            vi_mask=masks[0],
+        )
+        consistency = corner_error(np.linalg.inv(back.matrix), matrix, vi_size)
     warped = warp_image(np.asarray(ir), matrix, vi_size) if return_warped else None
     return Registration(
         matrix=matrix,
@@ -722,6 +804,7 @@ def register(
         vi_size=vi_size,
         overlap=overlap,
         warped=warped,
+        consistency=consistency,
     )
 
 

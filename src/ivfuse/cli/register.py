@@ -45,6 +45,14 @@ def register_command(
             help="Refuse (exit 2, write nothing) below this structural correlation (0-1).",
         ),
     ] = DEFAULT_MIN_CONFIDENCE,
+    max_inconsistency: Annotated[
+        float | None,
+        typer.Option(
+            "--max-inconsistency",
+            help="Also register VI back onto IR from the result and refuse (exit 2, write nothing) when "
+            "the two disagree by more than this many visible pixels at the corners (about 1.4x the time).",
+        ),
+    ] = None,
     ir_mask: Annotated[
         Path | None,
         typer.Option(
@@ -80,11 +88,18 @@ def register_command(
     for key, path in (("ir_mask", ir_mask), ("vi_mask", vi_mask)):
         if path is not None:
             masks[key] = io.read_image(path)
-    reg = register(ir_img, vi_img, model, **masks)
+    if max_inconsistency is not None and not max_inconsistency >= 0:
+        raise InputError(f"--max-inconsistency must be >= 0, got {max_inconsistency}")
+    reg = register(ir_img, vi_img, model, check=max_inconsistency is not None, **masks)
     if reg.confidence < min_confidence:
         raise RegistrationError(
             f"registration confidence {reg.confidence:.3f} is below --min-confidence {min_confidence:g}; "
             "nothing written"
+        )
+    if max_inconsistency is not None and not reg.consistency <= max_inconsistency:
+        raise RegistrationError(
+            f"forward and backward registration disagree by {reg.consistency:.2f} px, more than "
+            f"--max-inconsistency {max_inconsistency:g}; nothing written"
         )
     warped = reg.warped
     assert warped is not None
@@ -99,7 +114,9 @@ def register_command(
         save(reg, save_transform)
     out.print(
         f"registered [bold]{ir.name}[/bold] onto [bold]{vi.name}[/bold] ({model}, confidence "
-        f"{reg.confidence:.3f}, overlap {100 * reg.overlap:.0f} %) -> {path}"
+        f"{reg.confidence:.3f}, overlap {100 * reg.overlap:.0f} %"
+        + (f", consistency {reg.consistency:.2f} px" if np.isfinite(reg.consistency) else "")
+        + f") -> {path}"
         + (f", transform -> {save_transform}" if save_transform is not None else ""),
         highlight=False,
     )
