@@ -339,6 +339,21 @@ def test_export_run_snapshot_and_finished(data, tmp_path):
         export_run(out, w, c, "jcae")
 
 
+def test_export_run_stopped_for_good_with_fewer_epochs(data, tmp_path):
+    """Paused at 2 of 3 epochs, then resumed with --epochs 2: finished (its card, not a snapshot's)."""
+    from ivfuse.train.ship import export_run
+
+    out = tmp_path / "run"
+    train(_spec(3), RunOptions(data, out, seed=0, progress=False, stop_after=2))
+    train(_spec(2), RunOptions(data, out, seed=0, progress=False, resume=True))
+    w, c = tmp_path / "didfuse.safetensors", tmp_path / "didfuse.json"
+    card = export_run(out, w, c, "didfuse", recipe_epochs=120)
+    assert card["epochs"] == 2 and card["epochs_planned"] == 2 and "note" not in card
+    assert card["reduced_scale"] is True and card["recipe_epochs"] == 120
+    _, meta = load_weights(w)
+    assert meta["epochs"] == "2" and json.loads(meta["config"])["epochs"] == 2
+
+
 def test_card_metrics_on_a_test_set(data, tmp_path):
     test_dir = _write_pairs(tmp_path / "test", 2, size=(64, 72), seed=9)
     card = train(_spec(1), RunOptions(data, tmp_path / "run", progress=False, test_data=test_dir))

@@ -34,9 +34,16 @@ def export_run(
         raise TrainingError(f"{run}: no {CHECKPOINT_NAME} to export")
     ck = load_checkpoint(ck_path, method)
     done, planned = int(ck["epoch"]), int(ck["total_epochs"])
-    finished = done >= planned and (run / CARD_NAME).is_file() and (run / WEIGHTS_NAME).is_file()
+    run_card = None
+    if (run / CARD_NAME).is_file() and (run / WEIGHTS_NAME).is_file():
+        run_card = json.loads((run / CARD_NAME).read_text())
+    # finished: the run wrote its card after its last epoch. A run resumed with a lower --epochs
+    # (stopped for good where it stands) writes a finished card while its checkpoint keeps the
+    # epochs first planned, so the card's own count decides.
+    finished = run_card is not None and int(run_card.get("epochs", -1)) == done
+    finished = finished and done >= int(run_card.get("epochs_planned", planned))
     if finished:
-        card = json.loads((run / CARD_NAME).read_text())
+        card = run_card
     else:
         history = ck["history"]
         pairs = ck.get("data_pairs")
@@ -72,7 +79,12 @@ def export_run(
     export_safetensors(
         Path(weights_out),
         ck["model"],
-        {"method": method, "config": ck["config"], "format": "ivfuse-1", "epochs": str(done)},
+        {
+            "method": method,
+            "config": card.get("config", ck["config"]),
+            "format": "ivfuse-1",
+            "epochs": str(done),
+        },
     )
     atomic_write_text(Path(card_out), json.dumps(card, indent=2) + "\n")
     return card
