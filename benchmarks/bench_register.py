@@ -36,6 +36,12 @@ Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_register.py --data DATA_ROOT [--sets tno,roadscene,flir_test]
         [--limit N] [--vi-size native|WxH] [--ir-size 640x512] [--seed 0] [--json out.json]
         [--methods ivfuse,ivfuse-ecc,opencv-ecc] [--mask-fill] [--identity] [--verbose]
+        [--option KEY=VALUE ...] [--only SET/STEM,...]
+
+``--option hypotheses=3 --option check=true``: keyword arguments of ivfuse.register.register for the
+ivfuse methods (VALUE as JSON; the reference fit gets them too, except ``check``). With
+``check=true`` a third table gives the forward/backward consistency's separation of good and bad
+registrations (alone and with confidence >= 0.2) and the areas under the ROC curve.
 
 DATA_ROOT holds ``<set>/ir`` and ``<set>/vi`` with the same stems (roadscene: only the 41 pairs of
 ``splits/roadscene_not_in_flir_train.txt``, the ones outside the FLIR training split).

@@ -728,7 +728,7 @@ def register(
     4 turned a search failure of 116 px into 3 px; 3 hypotheses also lowered the FLIR median from
     0.85 to 0.69 px, but moved the synthetic rig of the video tests off the optimum those tests
     expect, so it is an option. ``check``: also measure the forward/backward consistency
-    (``consistency``; about 1.2 times the time). ``init``: a known infrared -> visible matrix to start
+    (``consistency``; about 1.3 times the time). ``init``: a known infrared -> visible matrix to start
     from (skips the search). ``finest``: longest side of the finest pyramid level (the visible size or
     less). ``refine``: ``structure`` (default: Gauss-Newton on gradient magnitude + edge orientation
     maps) or ``ecc`` (cv2.findTransformECC on the gradient magnitude map only). ``iterations``: at most

@@ -50,7 +50,7 @@ def register_command(
         typer.Option(
             "--max-inconsistency",
             help="Also register VI back onto IR from the result and refuse (exit 2, write nothing) when "
-            "the two disagree by more than this many visible pixels at the corners (about 1.4x the time).",
+            "the two disagree by more than this many visible pixels at the corners (about 1.3x the time).",
         ),
     ] = None,
     ir_mask: Annotated[
