@@ -308,6 +308,7 @@ def test_cli_max_inconsistency(tmp_path, pair_files):
     assert res.exit_code == 0, res.output
     assert "consistency" in res.output
     assert 0 <= json.loads(tj.read_text())["consistency_px"] < 0.5
+    assert load_transform(tj).consistency == json.loads(tj.read_text())["consistency_px"]
     other = tmp_path / "x.png"
     res = runner.invoke(
         app, ["register", str(ip), str(vp), "-o", str(other), "--max-inconsistency", "0.0001"]

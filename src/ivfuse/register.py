@@ -886,6 +886,7 @@ def load_transform(path: str | os.PathLike) -> Registration:
         vi_size = (int(data["vi_size"][0]), int(data["vi_size"][1]))
         confidence = float(data.get("confidence", float("nan")))
         overlap = float(data.get("overlap", 0.0))
+        consistency = float(data.get("consistency_px", float("nan")))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise InputError(f"{p}: not an ivfuse transform ({exc!r})") from None
     if matrix.shape != (3, 3) or not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-12:
@@ -893,7 +894,13 @@ def load_transform(path: str | os.PathLike) -> Registration:
     if model not in MODELS:
         raise InputError(f"{p}: unknown model {model!r}")
     return Registration(
-        matrix=matrix, model=model, confidence=confidence, ir_size=ir_size, vi_size=vi_size, overlap=overlap
+        matrix=matrix,
+        model=model,
+        confidence=confidence,
+        ir_size=ir_size,
+        vi_size=vi_size,
+        overlap=overlap,
+        consistency=consistency,
     )
 
 
