@@ -471,6 +471,14 @@ def test_time_budget_stops_cleanly_and_resume_continues_exactly(tmp_path):
     assert card["device"].startswith("cpu") and tb["device"] == card["device"]
     assert (tmp_path / "part" / "weights.safetensors").is_file()
     assert (tmp_path / "part" / "checkpoint.pt").is_file()
+    from ivfuse.train.ship import export_run  # shipping the stopped run: its own card, said so
+
+    shipped = export_run(tmp_path / "part", tmp_path / "s.safetensors", tmp_path / "s.json", "didfuse")
+    assert shipped["time_budget"]["stopped_by_budget"] is True and shipped["reduced_scale"] is True
+    assert "stopped by the time budget" in shipped["note"] and "after 1 of 6" in shipped["note"]
+    ck = torch.load(tmp_path / "part" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    s = _weights(tmp_path / "s.safetensors")
+    assert all(torch.equal(v, s[k]) for k, v in ck["model"].items())
     again = _didfuse_run(tmp_path, "part", "--resume")
     assert again.exit_code == 0, again.output
     a, b = (

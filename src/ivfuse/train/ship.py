@@ -42,8 +42,21 @@ def export_run(
     # epochs first planned, so the card's own count decides.
     finished = run_card is not None and int(run_card.get("epochs", -1)) == done
     finished = finished and done >= int(run_card.get("epochs_planned", planned))
-    if finished:
+    # stopped by --time-budget: the run's own card (time budget, iterations) describes the weights
+    # the checkpoint holds, as long as no step ran after it was written
+    budget = (run_card or {}).get("time_budget") or {}
+    stopped = bool(budget.get("stopped_by_budget")) and run_card.get("iterations") == ck.get("iterations")
+    if finished or stopped:
         card = run_card
+        if stopped:
+            card["reduced_scale"] = True
+            card["note"] = (
+                f"stopped by the time budget of {budget.get('seconds')} s after {card.get('iterations')} "
+                f"of {card.get('iterations_planned')} planned iterations ({done} whole epochs)"
+            )
+            epochs = card.get("deviations_from_recipe", {}).get("epochs")
+            if epochs is not None:
+                epochs["used"] = done
     else:
         history = ck["history"]
         pairs = ck.get("data_pairs")
