@@ -66,6 +66,23 @@ class FuseSpec:
         )  # fmt: skip
 
 
+def _skipped(pairs, ext, done, target, exists, rewrite, todo) -> Iterator[Any]:
+    """The skip rules of both paths: a pair the manifest records as done with this file is skipped;
+    an existing output is skipped unless ``rewrite`` (--resume or --overwrite); the rest go to
+    ``todo``. ``target(name)`` names the output, ``exists(name)`` says whether it is there."""
+    from .. import api
+
+    for pair in pairs:
+        name = f"{pair.stem}{ext}"
+        rec = done.get(pair.stem)
+        if rec is not None and rec.file == name:
+            yield api.PairResult(pair.stem, "skipped", target(name), "done (manifest)")
+        elif not rewrite and exists(name):
+            yield api.PairResult(pair.stem, "skipped", target(name), "output exists (use --overwrite)")
+        else:
+            todo.append(pair)
+
+
 def fuse_folder(
     spec: FuseSpec,
     pairs: Iterable[Pair],
@@ -113,15 +130,8 @@ def fuse_folder(
     done = manifest.done(fingerprint) if resume else {}
     present = _names(out)
     todo: list[Pair] = []
-    for pair in pairs:
-        name = f"{pair.stem}{ext}"
-        rec = done.get(pair.stem)
-        if rec is not None and rec.file == name:
-            yield api.PairResult(pair.stem, "skipped", out / name, "done (manifest)")
-        elif not resume and not overwrite and name in present:
-            yield api.PairResult(pair.stem, "skipped", out / name, "output exists (use --overwrite)")
-        else:
-            todo.append(pair)
+    rewrite = resume or overwrite
+    yield from _skipped(pairs, ext, done, lambda n: out / n, lambda n: n in present, rewrite, todo)
     if not todo:
         return
     manifest.start(fingerprint, engine.name if engine is not None else "local")
@@ -170,7 +180,6 @@ def _fuse_folder_at(
     of file checks, :class:`~.manifest.UrlManifest` (kept by both engines), and
     :func:`fuse_batch_at` as the unit (the local engine runs it here, :data:`LOCAL_URL_BATCH` pairs
     at a time)."""
-    from .. import api
     from . import fs
 
     pairs = [_as_located(p) for p in pairs]
@@ -182,15 +191,8 @@ def _fuse_folder_at(
     entries = out.entries()
     done = manifest.done(fingerprint, entries) if resume else {}
     todo: list[Pair] = []
-    for pair in pairs:
-        name = f"{pair.stem}{ext}"
-        rec = done.get(pair.stem)
-        if rec is not None and rec.file == name:
-            yield api.PairResult(pair.stem, "skipped", out.child(name), "done (manifest)")
-        elif not resume and not overwrite and entries.get(name, ("", 0))[0] == "file":
-            yield api.PairResult(pair.stem, "skipped", out.child(name), "output exists (use --overwrite)")
-        else:
-            todo.append(pair)
+    exists = lambda n: entries.get(n, ("", 0))[0] == "file"  # noqa: E731
+    yield from _skipped(pairs, ext, done, out.child, exists, resume or overwrite, todo)
     if not todo:
         return
     manifest.start(fingerprint, engine.name if engine is not None else "local")
