@@ -20,6 +20,7 @@ For the ``mef``/``mff`` tasks :attr:`Pair.ir` is the first source and :attr:`Pai
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,14 +93,22 @@ def find_pairs(
     if same_file(ir_dir, vi_dir):
         a, b = (f"{lab} {d}" if lab else str(d) for lab, d in zip(labels, (ir_dir, vi_dir), strict=True))
         raise InputError(f"{a} and {b} are the same folder: the two sources must be in two folders")
+    return match_by_stem(ir_files, vi_files, (Path(ir_dir), Path(vi_dir)))
+
+
+def match_by_stem(ir_files: list, vi_files: list, folders: tuple, key: Callable | None = None) -> PairScan:
+    """The :class:`PairScan` of two listed folders: files matched by stem, pairs sorted by stem; the
+    files are paths or anything with ``.stem`` (:class:`ivfuse.distributed.fs.Location`), ``key``
+    sorts the unmatched ones where the files do not compare."""
     ir, amb_ir = by_stem(ir_files)
     vi, amb_vi = by_stem(vi_files)
     stems = sorted(ir.keys() & vi.keys())
+    unmatched = [ir[s] for s in ir.keys() - vi.keys()] + [vi[s] for s in vi.keys() - ir.keys()]
     return PairScan(
         pairs=[Pair(s, ir[s], vi[s]) for s in stems],
-        unmatched=sorted([ir[s] for s in ir.keys() - vi.keys()] + [vi[s] for s in vi.keys() - ir.keys()]),
+        unmatched=sorted(unmatched, key=key),
         ambiguous=amb_ir + amb_vi,
-        folders=(Path(ir_dir), Path(vi_dir)),
+        folders=folders,
     )
 
 

@@ -317,23 +317,14 @@ def list_images(folder: Location, label: str = "") -> list[Location]:
 def find_pairs(ir_dir: Location, vi_dir: Location, labels: tuple[str, str] = ("", "")) -> Any:
     """:func:`ivfuse.data.pairs.find_pairs` of two locations (a :class:`~ivfuse.data.pairs.PairScan`
     whose files are :class:`Location` objects)."""
-    from ..data.pairs import Pair, PairScan, by_stem
+    from ..data.pairs import match_by_stem
 
     ir_files = list_images(ir_dir, labels[0])
     vi_files = list_images(vi_dir, labels[1])
     if ir_dir.same_place(vi_dir):
         a, b = (f"{lab} {d}" if lab else str(d) for lab, d in zip(labels, (ir_dir, vi_dir), strict=True))
         raise InputError(f"{a} and {b} are the same folder: the two sources must be in two folders")
-    ir, amb_ir = by_stem(ir_files)  # type: ignore[arg-type]
-    vi, amb_vi = by_stem(vi_files)  # type: ignore[arg-type]
-    stems = sorted(ir.keys() & vi.keys())
-    unmatched = [ir[s] for s in ir.keys() - vi.keys()] + [vi[s] for s in vi.keys() - ir.keys()]
-    return PairScan(
-        pairs=[Pair(s, ir[s], vi[s]) for s in stems],  # type: ignore[arg-type]
-        unmatched=sorted(unmatched, key=str),  # type: ignore[arg-type]
-        ambiguous=amb_ir + amb_vi,
-        folders=(ir_dir, vi_dir),  # type: ignore[arg-type]
-    )
+    return match_by_stem(ir_files, vi_files, (ir_dir, vi_dir), key=str)
 
 
 def source_folders(root: Location, names: tuple[str, str] | None = None) -> tuple[Location, Location]:
