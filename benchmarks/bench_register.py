@@ -12,7 +12,8 @@ infrared image by the estimate and back by the truth; visible pixels), success r
 <= 2 px), the success rate on contrast-inverted pairs (aligned IR and visible intensities negatively
 correlated), the median error over a 9x9 grid of the visible image ("grid med"), and milliseconds per
 pair (registration only, one thread). "accepted": share of pairs whose confidence reaches ivfuse
-register's default --min-confidence (0.1); "acc. ok": success rate among those. "self mean/med/ok":
+register's default --min-confidence (DEFAULT_MIN_CONFIDENCE, 0.2); "acc. ok": success rate among
+those. "self mean/med/ok":
 the corner error against the known transform composed with the same method's registration of the
 undistorted pair (started at the identity); "inv. self ok": its success on the contrast-inverted
 pairs. It separates "the known transform was recovered" from "the data set's alignment is not the
@@ -62,6 +63,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ivfuse.cli.register import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from ivfuse.io import read_image  # noqa: E402
 from ivfuse.register import _levels, _scale_matrix, corner_error, register  # noqa: E402
 
@@ -78,7 +80,7 @@ def grid_error(estimate: np.ndarray, truth: np.ndarray, vi_size: tuple[int, int]
 cv2.setNumThreads(1)
 SETS = ("tno", "roadscene", "flir_test")
 SUCCESS_PX = 2.0
-MIN_CONFIDENCE = 0.1  # ivfuse register's default --min-confidence
+MIN_CONFIDENCE = DEFAULT_MIN_CONFIDENCE  # what ivfuse register / fuse --register refuse below
 BAD_PX = 5.0  # a self error above this is a misregistration the confidence should refuse
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
 CONSISTENCY_PX = (1.0, 2.0, 3.0, 5.0)  # forward/backward disagreement thresholds (--option check=true)
@@ -215,8 +217,11 @@ def _separation_consistency(rows: list[dict]) -> dict:
         return out
     for t in CONSISTENCY_PX:
         for both in (False, True):
-            ok = [c <= t and (not both or r["confidence"] >= 0.2) for c, r in zip(cons, rows, strict=True)]
-            out[("conf>=0.2 & " if both else "") + f"cons<={t:g}"] = {
+            ok = [
+                c <= t and (not both or r["confidence"] >= MIN_CONFIDENCE)
+                for c, r in zip(cons, rows, strict=True)
+            ]
+            out[(f"conf>={MIN_CONFIDENCE:g} & " if both else "") + f"cons<={t:g}"] = {
                 "refused_good": int(
                     sum(not k and r["self"] <= SUCCESS_PX for k, r in zip(ok, rows, strict=True))
                 ),

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from ivfuse import io
 from ivfuse.cli import app
 from ivfuse.register import (
+    Alignment,
     Registration,
     RegistrationError,
     _rotate_orientation,
@@ -159,6 +160,21 @@ def test_align_pair_min_confidence(synthetic):
         align_pair(ir, vi, min_confidence=1.01)
     warped, reg = align_pair(ir, vi, model="affine")
     assert isinstance(reg, Registration) and warped.shape == vi.shape
+
+
+def test_align_pair_max_inconsistency(synthetic):
+    """A limit the forward/backward check cannot reach refuses; a loose one passes and the
+    registration carries the measured disagreement (a right registration agrees to < 0.5 px)."""
+    ir, vi, _ = synthetic
+    with pytest.raises(RegistrationError, match="disagree by"):
+        align_pair(ir, vi, max_inconsistency=1e-6)
+    warped, reg = align_pair(ir, vi, max_inconsistency=2.0)
+    assert 0 <= reg.consistency < 0.5 and warped.shape == vi.shape
+    with pytest.raises(ValueError, match="max_inconsistency"):
+        align_pair(ir, vi, max_inconsistency=-1.0)
+    with pytest.raises(ValueError, match="max_inconsistency"):
+        Alignment(max_inconsistency=-1.0)
+    assert Alignment(max_inconsistency=2.0).apply(ir, vi)[1].consistency == reg.consistency
 
 
 def test_unknown_model(synthetic):

@@ -367,6 +367,24 @@ def test_cli_fuse_register_folders(pair_files, tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["p0.png", "p6.png"]
 
 
+def test_cli_fuse_register_max_inconsistency(pair_files, tmp_path):
+    """--max-inconsistency on fuse: an unreachable limit refuses the pair (exit 2, nothing written),
+    a loose one fuses it; without --register the option is refused."""
+    d = pair_files
+    args = ["fuse", str(d / "ir/p6.png"), str(d / "vi/p6.png"), "--register", "--model", "similarity"]
+    r = runner.invoke(app, [*args, "-o", str(tmp_path / "a.png"), "--max-inconsistency", "0.000001"])
+    assert r.exit_code == 2 and "disagree by" in r.output and not (tmp_path / "a.png").exists()
+    r = runner.invoke(app, [*args, "-o", str(tmp_path / "b.png"), "--max-inconsistency", "3"])
+    assert r.exit_code == 0, r.output
+    assert io.read_image(tmp_path / "b.png").shape == (192, 256, 3)
+    r = runner.invoke(
+        app,
+        ["fuse", str(d / "ir/p6.png"), str(d / "vi/p6.png"), "-o", str(tmp_path / "c.png"),
+         "--max-inconsistency", "3"],
+    )  # fmt: skip
+    assert r.exit_code == 2 and "go with --register" in r.output
+
+
 # ---------------------------------------------------------------------------------------------
 # real videos
 

@@ -827,6 +827,7 @@ def align_pair(
     model: str = "homography",
     transform: Registration | str | os.PathLike | None = None,
     min_confidence: float | None = None,
+    max_inconsistency: float | None = None,
     **options: Any,
 ) -> tuple[np.ndarray, Registration]:
     """The infrared image on the visible grid, ready to fuse with ``vi``: ``(warped_ir, registration)``.
@@ -834,7 +835,9 @@ def align_pair(
     With ``transform`` (a :class:`Registration` or a JSON file of :func:`save_transform`), that
     transform is applied without estimating anything; the infrared size must match the one it was
     estimated on. Otherwise :func:`register` runs with ``model`` and ``options``. With
-    ``min_confidence``, a registration of lower confidence raises :class:`RegistrationError`.
+    ``min_confidence``, a registration of lower confidence raises :class:`RegistrationError`; with
+    ``max_inconsistency`` (visible pixels), the visible image is also registered back onto the
+    infrared one (``check=True``) and a forward/backward disagreement larger than that raises it too.
     """
     if transform is not None:
         reg = transform if isinstance(transform, Registration) else load_transform(transform)
@@ -851,10 +854,19 @@ def align_pair(
             )
         warped = reg.warp(np.asarray(ir))
         return warped, reg
+    if max_inconsistency is not None and not max_inconsistency >= 0:
+        raise InputError(f"max_inconsistency must be >= 0, got {max_inconsistency}")
+    if max_inconsistency is not None:
+        options["check"] = True
     reg = register(ir, vi, model, **options)
     if min_confidence is not None and reg.confidence < min_confidence:
         raise RegistrationError(
             f"registration confidence {reg.confidence:.3f} is below the threshold {min_confidence:.3f}"
+        )
+    if max_inconsistency is not None and not reg.consistency <= max_inconsistency:
+        raise RegistrationError(
+            f"forward and backward registration disagree by {reg.consistency:.2f} px, more than "
+            f"the limit {max_inconsistency:g}"
         )
     assert reg.warped is not None
     return reg.warped, reg
@@ -915,7 +927,8 @@ def load_transform(path: str | os.PathLike) -> Registration:
 class Alignment:
     """How a fusion run puts the infrared image on the visible grid (``ivfuse fuse --register`` /
     ``--transform``): estimate a transform with ``model`` for each pair (refused below
-    ``min_confidence``), or apply one fixed ``transform`` to every pair (a :class:`Registration`,
+    ``min_confidence``, or above ``max_inconsistency`` px of forward/backward disagreement), or
+    apply one fixed ``transform`` to every pair (a :class:`Registration`,
     or a JSON file of :func:`save_transform`, read once here: a fixed rig).
 
     :class:`ivfuse.api.Pipeline` applies it to every pair when set as ``pipeline.align``; video
@@ -925,8 +938,11 @@ class Alignment:
     model: str = "homography"
     transform: Registration | str | os.PathLike | None = None
     min_confidence: float | None = None
+    max_inconsistency: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_inconsistency is not None and not self.max_inconsistency >= 0:
+            raise InputError(f"max_inconsistency must be >= 0, got {self.max_inconsistency}")
         if self.model not in MODELS:
             raise InputError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.transform is not None and not isinstance(self.transform, Registration):
@@ -935,5 +951,6 @@ class Alignment:
     def apply(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, Registration]:
         """``(warped_ir, registration)`` of one pair (:func:`align_pair`)."""
         return align_pair(
-            ir, vi, model=self.model, transform=self.transform, min_confidence=self.min_confidence
-        )
+            ir, vi, model=self.model, transform=self.transform, min_confidence=self.min_confidence,
+            max_inconsistency=self.max_inconsistency,
+        )  # fmt: skip

@@ -178,6 +178,14 @@ def fuse_command(
             help=f"--register: refuse below this structural correlation ({DEFAULT_MIN_CONFIDENCE:g}).",
         ),
     ] = None,
+    max_inconsistency: Annotated[
+        float | None,
+        typer.Option(
+            "--max-inconsistency",
+            help="--register: also register VI back onto IR and refuse a pair whose two directions "
+            "disagree by more than this many visible pixels at the corners (about 1.3x the time).",
+        ),
+    ] = None,
     transform: Annotated[
         Path | None,
         typer.Option(
@@ -282,7 +290,7 @@ def fuse_command(
     target: Any = output if urls else Path(output)  # a URL stays a string (a Path mangles s3://)
     from .video import make_alignment, registration_note, run_video
 
-    align = make_alignment(register, transform, model, min_confidence, task)
+    align = make_alignment(register, transform, model, min_confidence, task, max_inconsistency)
     if video and (folder_mode or ir is None or vi is None):
         raise InputError("--video takes IR VI: two video files or two image-sequence folders")
     if folder_mode == (ir is not None or vi is not None):

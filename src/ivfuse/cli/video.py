@@ -27,15 +27,22 @@ from .register import DEFAULT_MIN_CONFIDENCE
 
 
 def make_alignment(
-    register: bool, transform: Path | None, model: str | None, min_confidence: float | None, task: str
+    register: bool,
+    transform: Path | None,
+    model: str | None,
+    min_confidence: float | None,
+    task: str,
+    max_inconsistency: float | None = None,
 ) -> Any:
     """The :class:`ivfuse.register.Alignment` that ``--register`` / ``--transform`` ask for, or None."""
     from ..register import Alignment
 
     if register and transform is not None:
         raise InputError("give --register (estimate) or --transform T.json (apply a saved one), not both")
-    if not register and (model is not None or min_confidence is not None):
-        raise InputError("--model and --min-confidence go with --register")
+    if not register and (model is not None or min_confidence is not None or max_inconsistency is not None):
+        raise InputError("--model, --min-confidence and --max-inconsistency go with --register")
+    if max_inconsistency is not None and not max_inconsistency >= 0:
+        raise InputError(f"--max-inconsistency must be >= 0, got {max_inconsistency}")
     if not register and transform is None:
         return None
     if task != "ivif":
@@ -45,6 +52,7 @@ def make_alignment(
     return Alignment(
         model=model or "homography",
         min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence,
+        max_inconsistency=max_inconsistency,
     )
 
 
