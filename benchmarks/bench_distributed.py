@@ -10,8 +10,9 @@ then times, ``--rounds`` times, each variant ALONE in a fresh interpreter (the p
 exited, its Ray cluster stopped), fusing the whole folder into an empty output folder with
 :func:`ivfuse.distributed.fuse_folder` (what ``ivfuse fuse --pairs`` runs):
 
-* ``local-1t``: the local engine, one pair after the other, every thread pool at one thread (what
-  one Ray worker does: the baseline of the Ray overhead);
+* ``local-1t``: the local engine as one Ray worker runs it (the baseline of the Ray overhead):
+  ``--batch-size`` pairs per call with one decode/encode thread beside the fusing one, every
+  NumPy/OpenCV thread pool at one thread;
 * ``local``: the local engine as ``ivfuse fuse --pairs`` runs by default (NumPy/OpenCV threads as
   installed);
 * ``local-io``: the local engine with one decode/encode thread per CPU and ``--batch-size`` pairs
@@ -51,8 +52,6 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("local-1t", "local", "local-io", "ray-1", "ray-2")
 
 
-
-
 def generate(folder: Path, n: int, h: int, w: int, scenes: int = 20) -> None:
     """``n`` pairs into ``folder/ir`` and ``folder/vi``: ``scenes`` night scenes (a scene takes
     about 0.2 s to make at 360x480), pair ``i`` scene ``i % scenes`` shifted by ``i`` pixels, so
@@ -83,6 +82,7 @@ def _child(variant: str, data: str, out: str, method: str, batch_size: int) -> d
     kw: dict = {}
     if variant == "local-1t":
         limit_threads(1)
+        kw = {"batch_size": batch_size, "workers": 1}  # what distributed.folders.fuse_batch runs
     elif variant == "local-io":
         kw = {"batch_size": batch_size, "workers": os.cpu_count() or 1}
     elif variant.startswith("ray"):
