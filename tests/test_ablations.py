@@ -31,7 +31,7 @@ def test_the_papers_ablation_rows_are_declared():
     nets = {"Network: No WAE", "Network: No IEE", "Network: SL-IEE"}
     assert rows["sslwaeie"] >= mus | nets | {"Loss: L1 = Lf", "Loss: L2 = Lwf"}
     assert rows["ifesnet"] >= {"IFESNet w/o IFEM", "IFESNet-S1", "IFESNet-S2", "IFESNet-S4", "IFESNet-HC",
-                               "MAE-based loss"}  # fmt: skip
+                               "MAE-based loss", "VP-based loss"}  # fmt: skip
     assert "MSE loss only" in rows["jcae"]
 
 

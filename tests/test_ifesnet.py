@@ -34,6 +34,7 @@ from ivfuse.methods.ifesnet import (
     smooth_maps,
     ssim_target,
     training_spec,
+    vp_loss,
 )
 from ivfuse.nn.losses import gaussian_window
 from ivfuse.train.checkpoint import export_safetensors
@@ -167,7 +168,8 @@ def test_feature_streams_ifem_is_two_way_no_ifem_one_way():
 
 
 def test_config_refuses_bad_values():
-    for bad in (dict(network="x"), dict(recon_loss="l2"), dict(stages=0), dict(stages=5), dict(crop=8)):
+    for bad in (dict(network="x"), dict(recon_loss="l2"), dict(fusion_loss="vif"), dict(stages=0),
+                dict(stages=5), dict(crop=8)):  # fmt: skip
         with pytest.raises(ValueError):
             Config(**bad)
 
@@ -262,6 +264,35 @@ def test_loss_terms_by_hand():
     t = ifesnet_loss(Config(recon_loss="mae"), ir, vi, out)  # Table VI
     assert float(t["rec_ir"]) == pytest.approx(0.1, rel=1e-4)
     assert float(t["rec_vi"]) == pytest.approx(0.2, rel=1e-4)
+    t = ifesnet_loss(Config(fusion_loss="vp"), ir, vi, out)  # Table VII: L_F replaced by VP
+    assert "fusion_ssim" not in t
+    vp = vp_loss(out["fused"], ir, vi)
+    assert float(t["vp_edge"]) == pytest.approx(float(vp["edge"]), rel=1e-6)
+    assert float(t["vp_contrast"]) == pytest.approx(float(vp["contrast"]), rel=1e-6)
+    assert float(t["total"]) == pytest.approx(sum(float(t[k]) for k in t if k != "total"), rel=1e-6)
+
+
+def test_vp_loss_known_answers():
+    """Zero when the fused image is the stronger source (the other flat); a fused image with a of
+    the stronger source's detail gives 1 - a per term (both scale linearly), up to the square-root
+    floor; and a gradient reaches the fused image only."""
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    i1 = (0.5 + 0.4 * torch.sin(xx / 3.0) * torch.cos(yy / 4.0)).reshape(1, 1, 32, 32)
+    flat = torch.full_like(i1, 0.3)
+    zero = vp_loss(i1, i1, flat)
+    assert float(zero["edge"]) < 1e-6 and float(zero["contrast"]) < 1e-6
+    assert float(vp_loss(i1, flat, i1)["edge"]) < 1e-6  # symmetric in the sources
+    for a in (0.25, 0.5):
+        half = vp_loss(0.3 + a * (i1 - 0.5), i1, flat)  # detail scaled by a (offset irrelevant)
+        assert float(half["edge"]) == pytest.approx(1 - a, abs=2e-3)
+        assert float(half["contrast"]) == pytest.approx(1 - a, abs=2e-3)
+    f = (0.5 * i1 + 0.5 * flat).requires_grad_(True)
+    src = i1.clone().requires_grad_(True)
+    loss = sum(vp_loss(f, src, flat).values())
+    loss.backward()
+    assert f.grad is not None and float(f.grad.abs().sum()) > 0 and src.grad is None
+    with pytest.raises(ValueError, match="one shape"):
+        vp_loss(f, i1[..., :-1], flat[..., :-1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,8 +546,10 @@ def test_decoupled_decay_shrinks_by_lr_times_decay_where_coupled_moves_a_full_st
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(network="no_ifem"), dict(network="hc", stages=4), dict(stages=1, recon_loss="mae")]
-)
+    "kw",
+    [dict(network="no_ifem"), dict(network="hc", stages=4), dict(stages=1, recon_loss="mae"),
+     dict(stages=1, fusion_loss="vp")],
+)  # fmt: skip
 def test_variants_train_and_load_back(data, tmp_path, kw):
     card = train(training_spec(_tiny(1, **kw)), RunOptions(data, tmp_path / "v", seed=0, progress=False))
     for k, v in kw.items():

@@ -54,6 +54,7 @@ WEIGHTS_FILE = "ifesnet.safetensors"
 #: hierarchical connections between stages (IFESNet-HC, Fig. 10)
 NETWORKS = ("ifem", "no_ifem", "hc")
 RECON_LOSSES = ("mse", "mae")  # Eq. (7); "mae": the ablation of Table VI
+FUSION_LOSSES = ("ssim", "vp")  # Eq. (8)-(12); "vp": Table VII's visible perception loss of [37]
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,6 +133,17 @@ class Config(MethodConfig):
       F_{n-1}))``, ``W = C^4(Cat(F_1, ..., F_S))``; Table V's IFESNet-HC is ``hc`` with
       ``stages=4``. ``stages`` = 1..4 are IFESNet-S1..S4 (Table V); ``recon_loss="mae"`` is
       Table VI's MAE reconstruction loss.
+    * **Table VII's VP loss** (``fusion_loss="vp"``, replacing L_F). The paper only names it: the
+      "visible perception loss" of its reference [37] (Zhao & Zhao, "Learning specific and general
+      realm feature representations for image fusion", IEEE TMM 2020), which it describes as an
+      "energy-based contrast constraint" (Sec. III-D) and whose abstract calls its losses
+      "no-reference perceptual metric losses based on the edge details and contrast"; no formula
+      is given. Our reading, :func:`vp_loss`: an edge term and a contrast (local energy) term,
+      each asking the fused image for the larger of the two sources' values at every pixel (the
+      Sobel gradient magnitude; the square root of the Gaussian-weighted local variance, window
+      ``ssim_window``, sigma ``ssim_sigma``), as an L1 gap divided by the target's mean so each
+      term is a relative error of the size of ``1 - SSIM``. Intensity needs no term: the fused
+      image is the weight-map combination of Eq. (4), kept near a convex one by L_M.
     * **Training data and schedule (reduced scale).** The paper trains on 110 TNO groups (crop
       size, epochs and steps not stated), which we do not have: we train on FLIR (180 pairs) plus
       ``splits/tno_train16.txt`` (16 TNO pairs), ``crops_per_pair`` random aligned ``crop`` x
@@ -153,6 +165,7 @@ class Config(MethodConfig):
     head_widths: tuple[int, ...] = (256, 128, 64)  # hidden widths of C^4 (Eq. 4)
     # loss (Eq. 6-13, Sec. IV-A)
     recon_loss: str = "mse"  # "mse" (Eq. 7) | "mae" (Table VI)
+    fusion_loss: str = "ssim"  # "ssim" (Eq. 8-12) | "vp" (Table VII, our reading of [37])
     tau: float = 1.0  # Eq. (13)
     xi: float = 1.7  # contrast scale of the target, Eq. (8)-(10)
     ssim_window: int = 11  # MEF-SSIM patch size
@@ -183,6 +196,8 @@ class Config(MethodConfig):
             raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
         if self.recon_loss not in RECON_LOSSES:
             raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
+        if self.fusion_loss not in FUSION_LOSSES:
+            raise ValueError(f"fusion_loss must be one of {FUSION_LOSSES}, got {self.fusion_loss!r}")
         if not 1 <= int(self.stages) <= len(self.stage_widths):
             raise ValueError(
                 f"stages must be 1..{len(self.stage_widths)} (one width per stage), got {self.stages}"
@@ -427,24 +442,68 @@ def fusion_ssim_map(
     return ((2.0 * cov + cst) / (var_y + var_f + cst)).to(out_dtype)
 
 
+#: floor under the squares whose square root the VP loss takes (a flat patch: gradient 0)
+VP_EPS = 1e-6
+
+
+def vp_loss(
+    fused: torch.Tensor, i1: torch.Tensor, i2: torch.Tensor, *, window: int = 11, sigma: float = 1.5
+) -> dict[str, torch.Tensor]:
+    """Table VII's visible perception loss, our reading of [37] (Config docstring): ``{"edge",
+    "contrast"}`` for ``(N, 1, H, W)`` images in [0, 1].
+
+    ``edge = mean|g(f) - max(g(i1), g(i2))| / mean(max(g(i1), g(i2)))`` with ``g`` the Sobel
+    gradient magnitude (kernels / 8, replicate padding); ``contrast`` the same with ``g`` the
+    square root of the Gaussian-weighted local variance (``window``, ``sigma``; patches fully
+    inside). Zero when the fused image has, everywhere, the edges and contrast of the stronger
+    source; scaling the fused detail by ``a`` (<= 1) of the target's gives ``1 - a`` for each term.
+    """
+    if fused.shape != i1.shape or fused.shape != i2.shape or fused.shape[1] != 1:
+        raise ValueError(f"expected three (N, 1, H, W) tensors of one shape, got {tuple(fused.shape)}")
+    from ..nn.losses import sobel_gradient
+
+    g = gaussian_window(window, sigma, dtype=fused.dtype, device=fused.device).reshape(1, 1, window, window)
+
+    def edge(x: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(sobel_gradient(x).pow(2).sum(dim=2) + VP_EPS)
+
+    def contrast(x: torch.Tensor) -> torch.Tensor:
+        mu = F.conv2d(x, g)
+        return torch.sqrt((F.conv2d(x * x, g) - mu * mu).clamp_min(0.0) + VP_EPS)
+
+    out = {}
+    for name, fn in (("edge", edge), ("contrast", contrast)):
+        target = torch.maximum(fn(i1), fn(i2)).detach()
+        out[name] = (fn(fused) - target).abs().mean() / target.mean().clamp_min(VP_EPS)
+    return out
+
+
 def ifesnet_loss(
     cfg: Config, ir: torch.Tensor, vi: torch.Tensor, out: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Eq. (6): ``L = L_I + L_V + L_F + L_M``, each term named for the trainer's log."""
+    """Eq. (6): ``L = L_I + L_V + L_F + L_M``, each term named for the trainer's log (Table VII's
+    ablation: ``L_F`` replaced by the VP loss, :func:`vp_loss`, logged as ``vp_edge`` and
+    ``vp_contrast``)."""
 
     def rec(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return ((a - b) ** 2).mean() if cfg.recon_loss == "mse" else (a - b).abs().mean()
 
-    ssim = fusion_ssim_map(
-        out["fused"], ir, vi, xi=cfg.xi, window=cfg.ssim_window, sigma=cfg.ssim_sigma, k=cfg.ssim_k
-    ).mean()
     t = {
         "rec_ir": rec(out["ir_hat"], ir),  # L_I, Eq. (7)
         "rec_vi": rec(out["vi_hat"], vi),  # L_V
-        "fusion_ssim": 1.0 - ssim,  # L_F, Eq. (12)
-        "weight_map": (cfg.tau - out["w1"] - out["w2"]).abs().mean(),  # L_M, Eq. (13)
     }
-    t["total"] = t["rec_ir"] + t["rec_vi"] + t["fusion_ssim"] + t["weight_map"]
+    if cfg.fusion_loss == "ssim":
+        ssim = fusion_ssim_map(
+            out["fused"], ir, vi, xi=cfg.xi, window=cfg.ssim_window, sigma=cfg.ssim_sigma, k=cfg.ssim_k
+        ).mean()
+        t["fusion_ssim"] = 1.0 - ssim  # L_F, Eq. (12)
+        fusion = t["fusion_ssim"]
+    else:
+        vp = vp_loss(out["fused"], ir, vi, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
+        t["vp_edge"], t["vp_contrast"] = vp["edge"], vp["contrast"]
+        fusion = vp["edge"] + vp["contrast"]
+    t["weight_map"] = (cfg.tau - out["w1"] - out["w2"]).abs().mean()  # L_M, Eq. (13)
+    t["total"] = t["rec_ir"] + t["rec_vi"] + fusion + t["weight_map"]
     return t
 
 
@@ -632,6 +691,7 @@ ABLATIONS = (
     *(Ablation(f"s{k}", f"IFESNet-S{k}", "Table V", {"stages": k}) for k in (1, 2, 4)),
     Ablation("hc", "IFESNet-HC", "Table V", {"network": "hc", "stages": 4}),
     Ablation("mae", "MAE-based loss", "Table VI", {"recon_loss": "mae"}),
+    Ablation("vp", "VP-based loss", "Table VII", {"fusion_loss": "vp"}),
 )
 
 
