@@ -65,7 +65,7 @@ import numpy as np  # noqa: E402
 
 from ivfuse.cli.register import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from ivfuse.io import read_image  # noqa: E402
-from ivfuse.register import _levels, _scale_matrix, corner_error, register  # noqa: E402
+from ivfuse.register import FINEST, _levels, _scale_matrix, corner_error, register  # noqa: E402
 
 
 def grid_error(estimate: np.ndarray, truth: np.ndarray, vi_size: tuple[int, int]) -> float:
@@ -148,7 +148,7 @@ def peer_ecc(
     vh, vw = gv.shape
     s0 = _scale_matrix(vw / gi.shape[1], vh / gi.shape[0])
     h_full = np.eye(3) if init is None else init @ np.linalg.inv(s0)
-    for f in _levels((vw, vh), 160, 1400):
+    for f in _levels((vw, vh), 160, FINEST):
         size = (round(vw * f), round(vh * f))
         d = _scale_matrix(size[0] / vw, size[1] / vh)
         lv = cv2.resize(gv, size, interpolation=cv2.INTER_AREA)

@@ -91,6 +91,25 @@ def test_recovers_homography_with_inverted_contrast(synthetic):
     assert reg.ir_size == (400, 300) and reg.vi_size == (320, 240)
 
 
+def test_larger_visible_image_is_matched_at_the_infrared_scale():
+    """A visible image 3x the infrared one (upsampled: no detail beyond the infrared scale): by default
+    the pyramid stops at the infrared image's size; the transform is recovered to a pixel of the large
+    grid, and the confidence, measured where both images carry detail, is far higher than when the
+    pyramid runs up to the visible size (where it would refuse good pairs)."""
+    ir0, vi0 = scene(400, 300, seed=0)
+    t = similarity(400, 300, deg=5.0, s=1.1, tx=16.0, ty=-10.0, p=0.01)
+    ir, truth = distort(ir0, t, (400, 300))
+    vi = cv2.resize(vi0, (1200, 900), interpolation=cv2.INTER_LINEAR)
+    truth = _scale_matrix(3, 3) @ truth
+    auto = register(ir, vi, "homography", return_warped=False)
+    full = register(ir, vi, "homography", finest=1200, return_warped=False)
+    assert corner_error(auto.matrix, truth, (1200, 900)) < 1.5
+    assert corner_error(full.matrix, truth, (1200, 900)) < 1.5
+    assert auto.confidence > full.confidence + 0.2
+    same = register(ir, vi, "homography", finest=480, return_warped=False)  # 400, at least 2 x coarse
+    assert np.array_equal(same.matrix, auto.matrix)
+
+
 @pytest.mark.parametrize("model", ["similarity", "affine"])
 def test_recovers_similarity(model):
     ir0, vi = scene(seed=1)
