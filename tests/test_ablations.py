@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,25 @@ def test_resolve_ablations_binds_trained_variants(tmp_path):
     # the input is left as it was
     before = next(r for t in paper["tables"] for r in t["rows"] if r["name"] == "µ = 11")
     assert before["ivfuse"] == "sslwaeie"
+
+
+def test_resolve_ablations_default_roots_prefer_own_runs(tmp_path, monkeypatch):
+    """Without --ablations: runs/ablations (your runs) first, then ablations/ (the variants behind
+    the docs' tables in a checkout); a variant in neither names runs/ablations in its message."""
+    from ivfuse.bench.paper import resolve_ablations
+    from ivfuse.bench.papers import load_paper
+
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / "runs" / "ablations" / "sslwaeie" / "mu-9" / "weights.safetensors"
+    released = [tmp_path / "ablations" / "sslwaeie" / n / "weights.safetensors" for n in ("mu-9", "mu-9.5")]
+    for w in (own, *released):
+        w.parent.mkdir(parents=True)
+        w.write_bytes(b"weights")
+    messages: list[str] = []
+    got = resolve_ablations(load_paper("sslwaeie"), None, messages)
+    rows = {r["name"]: r for t in got["tables"] for r in t["rows"]}
+    assert rows["µ = 9"]["options"] == {"weights": str(own.resolve())}
+    assert rows["µ = 9.5"]["options"] == {"weights": str(released[1].resolve())}
+    assert rows["µ = 11"]["ivfuse"] is None
+    missing = str(Path("runs/ablations/sslwaeie/mu-11/weights.safetensors"))
+    assert any("'µ = 11'" in m and missing in m for m in messages)

@@ -52,18 +52,24 @@ def _spec(m: str | MethodSpec) -> MethodSpec:
 
 #: where ``scripts/train_ablations.py`` writes the variants' runs (``METHOD/NAME/weights.safetensors``)
 ABLATIONS_ROOT = Path("runs/ablations")
+#: where the variants trained for the docs' tables are kept in the repository (weights, card, losses)
+RELEASED_ABLATIONS = Path("ablations")
 
 
 def resolve_ablations(
     paper: dict[str, Any], root: str | os.PathLike | None = None, messages: list[str] | None = None
 ) -> dict[str, Any]:
     """``paper`` with its ablation rows (``"ablation": NAME`` beside ``"ivfuse": METHOD``) bound to
-    the variants' trained weights under ``root`` (default :data:`ABLATIONS_ROOT`): a row whose
-    ``root/METHOD/NAME/weights.safetensors`` exists runs as ``METHOD@weights=...``; one without stays
-    paper-only, with a message naming the command that trains it. The input is not changed."""
+    the variants' trained weights under ``root``: a row whose ``root/METHOD/NAME/weights.safetensors``
+    exists runs as ``METHOD@weights=...``; one without stays paper-only, with a message naming the
+    command that trains it. The input is not changed.
+
+    ``root=None`` looks in :data:`ABLATIONS_ROOT` (your own runs) first, then in
+    :data:`RELEASED_ABLATIONS` (the variants behind the docs' tables, in a checkout of the
+    repository), both relative to the current folder."""
     import copy
 
-    root = Path(root) if root is not None else ABLATIONS_ROOT
+    roots = [Path(root)] if root is not None else [ABLATIONS_ROOT, RELEASED_ABLATIONS]
     messages = messages if messages is not None else []
     out = copy.deepcopy(paper)
     for t in out["tables"]:
@@ -72,8 +78,10 @@ def resolve_ablations(
             if not name or not method:
                 continue
             registry.info(method).ablation(name)  # a declared variant (MethodError otherwise)
-            weights = root / method / name / "weights.safetensors"
-            if weights.is_file():
+            paths = [base / method / name / "weights.safetensors" for base in roots]
+            found = [w for w in paths if w.is_file()]
+            weights = found[0] if found else paths[0]
+            if found:
                 r["options"] = {**(r.get("options") or {}), "weights": str(weights.resolve())}
             else:
                 r["ivfuse"] = None

@@ -61,7 +61,8 @@ def bench_command(
         typer.Option(
             "--ablations",
             help="--paper: folder of the trained ablation variants, METHOD/NAME/weights.safetensors "
-            "(default runs/ablations, where scripts/train_ablations.py writes).",
+            "(default runs/ablations, where scripts/train_ablations.py writes, then ablations/ of a "
+            "checkout).",
         ),
     ] = None,
     profile: Annotated[
