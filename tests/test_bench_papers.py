@@ -377,6 +377,26 @@ def test_ablation_table_borrows_the_offset_of_the_same_evaluation():
     assert "convention offset (median over gtf of Table I)" in paper_tables.markdown(display)
 
 
+def test_ablation_variant_is_a_row_of_its_own_table_only():
+    """A variant (an ablation row's METHOD@weights=...) runs on the same data set as the paper's
+    main table; it is listed in its ablation table, under its name, and not as an extra row of the
+    main table, whose other extra rows (methods that ran on the data set) stay."""
+    col = {"name": "CC", "metric": "CC", "higher_is_better": True}
+    variant = {"name": "mu = 9", "ivfuse": "didfuse", "ablation": "mu-9",
+               "options": {"weights": "/w/mu-9.st"}, "values": {"CC": 0.4}}  # fmt: skip
+    main = {"table": "Table 1", "dataset": "tno", "profile": "vifb", "columns": [col],
+            "rows": [{"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}]}  # fmt: skip
+    study = {**main, "table": "Table 3", "rows": [variant, *main["rows"]]}
+    paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [main, study]}
+    key = "didfuse@weights=/w/mu-9.st"
+    results = _toy_results({"didfuse": {"CC": 0.45}, key: {"CC": 0.35}, "lp": {"CC": 0.3}})
+    doc, display = paper_tables.tables(paper, results)
+    t1, t3 = ({r["method"] for r in t["rows"]} for t in doc["tables"])
+    assert t1 == {"didfuse", "lp"} and t3 == {key, "didfuse", "lp"}
+    md = paper_tables.markdown(display)
+    assert md.count("didfuse ablation mu-9 (mu = 9)") == 1 and "/w/mu-9.st" not in md
+
+
 def test_std_column_is_the_spread_over_the_images():
     """A 'mean ± std' cell: the '<metric> std' column (kind "std", of the metric's column) gets the
     sample standard deviation (n - 1) of the row's per-image values, on the column's scale; it has

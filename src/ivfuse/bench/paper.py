@@ -256,13 +256,17 @@ def _cells_of(
     d: dict[str, Any],
     own_name: str | None,
     per_image: dict[tuple[str, str, str, str], dict[str, float]],
+    variants: frozenset[str] = frozenset(),
 ) -> tuple[list[str], dict[str, dict[str, Any]], str | None, dict[str, dict[str, tuple[Any, Any]]], dict]:
     """One table on its data set's results: the rows that ran (in order), the paper's rows by
-    method key, the own method's key, ``values[key][column] = (ours, paper's)`` and the best marks."""
+    method key, the own method's key, ``values[key][column] = (ours, paper's)`` and the best marks.
+    ``variants``: the keys of the paper's ablation variants, shown only in the tables they are rows of
+    (another table on the same data set lists the other methods that ran on it, not them)."""
     cells = {(c["method"], c["profile"], c["metric"]): c for c in d["cells"]}
     status = {m["method"]: m for m in d["methods"]}
     paper_rows = {MethodSpec.make(r["ivfuse"], r.get("options")).key: r for r in t["rows"] if r.get("ivfuse")}
     order = list(dict.fromkeys([*paper_rows, *(m["method"] for m in d["methods"])]))
+    order = [k for k in order if k in paper_rows or k not in variants]
     ran = [k for k in order if k in status and status[k]["status"] == "ok" and status[k]["fused"]]
     own = [r for r in t["rows"] if r.get("ivfuse") == own_name and not r.get("ablation")]
     own_key = MethodSpec.make(own[0]["ivfuse"], own[0].get("options")).key if own else None
@@ -337,11 +341,15 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
     own_cells: list[dict[str, Any]] = []
     lines: list[str] = []
     prepared = []
+    variants = frozenset(
+        MethodSpec.make(r["ivfuse"], r.get("options")).key
+        for t in paper["tables"] for r in t["rows"] if r.get("ablation") and r.get("ivfuse")
+    )  # fmt: skip
     for t in paper["tables"]:
         d = by_ds.get(t["dataset"])
         if d is None:
             continue
-        ran, paper_rows, own_key, values, marks = _cells_of(t, d, own_name, per_image)
+        ran, paper_rows, own_key, values, marks = _cells_of(t, d, own_name, per_image, variants)
         anchors = [k for k in ran if _is_anchor(paper_rows.get(k))]
         metric_cols = [c["name"] for c in t["columns"] if c.get("metric")]
         offsets = convention_offsets(
