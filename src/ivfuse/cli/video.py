@@ -41,8 +41,6 @@ def make_alignment(
         raise InputError("give --register (estimate) or --transform T.json (apply a saved one), not both")
     if not register and (model is not None or min_confidence is not None or max_inconsistency is not None):
         raise InputError("--model, --min-confidence and --max-inconsistency go with --register")
-    if max_inconsistency is not None and not max_inconsistency >= 0:
-        raise InputError(f"--max-inconsistency must be >= 0, got {max_inconsistency}")
     if not register and transform is None:
         return None
     if task != "ivif":
