@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -107,3 +110,21 @@ def test_fuse_pairs_reports_each_pair(tmp_path, rng):
     assert "sizes differ" in res[2].reason
     again = list(fuse_pairs(ivfuse.load("average"), pairs[:1], tmp_path / "out"))
     assert again[0].status == "skipped"
+
+
+def test_importing_ivfuse_leaves_the_metrics_until_used():
+    """A process that only fuses (``ivfuse fuse``, a Ray worker) does not import the metrics and
+    SciPy's image filters; ``ivfuse.evaluate`` and ``ivfuse.metrics`` still work on first use."""
+    code = (
+        "import sys, ivfuse, ivfuse.api, ivfuse.methods, ivfuse.distributed.folders\n"
+        "assert 'ivfuse.metrics' not in sys.modules and 'scipy.ndimage' not in sys.modules\n"
+        "from ivfuse import evaluate\n"
+        "assert ivfuse.evaluate is evaluate is ivfuse.metrics.evaluate\n"
+        "import numpy as np\n"
+        "a = (np.arange(64 * 64) % 256).astype(np.uint8).reshape(64, 64)\n"
+        "print(ivfuse.evaluate(a, a, a, metrics=['EN'])['EN'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) == pytest.approx(8.0)  # every gray level 16 times: EN = log2(256)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        ivfuse.nothing  # noqa: B018
