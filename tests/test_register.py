@@ -202,6 +202,28 @@ def test_unknown_model(synthetic):
         register(ir, vi, "rigid-body")
 
 
+@pytest.mark.parametrize(("deg", "s"), [(9.0, 1.3), (-10.0, 0.8), (0.0, 1.3), (10.0, 1.0)])
+def test_rewarped_structure_maps_see_the_visible_scale(deg, s):
+    """The per-level re-warping (``rewarp``): a camera that sees the visible scene scaled by ``s``
+    and turned by ``deg``. At the true transform, the structure maps computed on the infrared image
+    warped onto the visible grid match the visible ones (correlation > 0.995); the maps computed on
+    the infrared image's own grid and then warped do not when the scale differs (their fixed
+    smoothing scale spans another size of the scene: 0.95-0.98), only when it is 1."""
+    from ivfuse.register import _feature_score, _gray_float, _level_data, _rewarped
+
+    _, vi = scene(seed=3)
+    ir, truth = distort(vi, similarity(320, 240, deg, s, 10.0, -6.0), (320, 240))
+    lvl = _level_data(_gray_float(vi, "vi"), _gray_float(ir, "ir"), 1.0, 1.0, [None, None])
+    warped_maps = _feature_score(lvl.tv, _rotate_orientation(lvl.ti, _rotation_deg(truth)), truth)
+    maps, valid = _rewarped(lvl, truth, 1.0)
+    rewarped = _feature_score(lvl.tv, maps, np.eye(3), None, valid)
+    assert rewarped > 0.995
+    if s != 1.0:
+        assert warped_maps < 0.985 and rewarped > warped_maps + 0.015
+    else:
+        assert warped_maps > 0.995
+
+
 def test_more_hypotheses_never_end_at_a_worse_structural_optimum(synthetic):
     """hypotheses=K refines the K best search candidates through the whole pyramid and keeps the one
     whose structure maps correlate best at the finest level: never worse than refining only the

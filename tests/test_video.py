@@ -98,12 +98,14 @@ def test_registration_recovers_rig_and_video_has_right_shape(rig, rig_files, fus
     res = fused_rig
     assert res.frames == N and res.size == (256, 192) and res.codec == "ffv1"
     # on this scene the structure of IR and VI differs (no texture in the infrared, smoke): even the
-    # already aligned pair registers 3 px off (a bias of the scene). Against the truth composed with
-    # that bias the rig's transform is recovered within a pixel.
+    # already aligned pair registers about 1 px off (a bias of the scene; 2.8 px before the per-level
+    # re-warping of 2026-12-05). Against the truth composed with that bias the rig's transform is
+    # recovered within a pixel (0.7 px), against the truth alone within 2 (1.5 px; 2.4 before).
     truth_err = corner_error(res.registration.matrix, rig.matrix, (256, 192))
     bias = register(rig.ir_aligned[0], rig.vi[0], "similarity").matrix
+    assert corner_error(bias, np.eye(3), (256, 192)) < 1.5
     assert corner_error(res.registration.matrix, bias @ rig.matrix, (256, 192)) < 1.0
-    assert truth_err < 3.5
+    assert truth_err < 2.0
     info = probe(res.output)
     assert (info.width, info.height, info.fps) == (256, 192, Fraction(10))
     assert len(list(read_frames(res.output))) == N
@@ -374,7 +376,7 @@ def test_cli_fuse_register_max_inconsistency(pair_files, tmp_path):
     args = ["fuse", str(d / "ir/p6.png"), str(d / "vi/p6.png"), "--register", "--model", "similarity"]
     r = runner.invoke(app, [*args, "-o", str(tmp_path / "a.png"), "--max-inconsistency", "0.000001"])
     assert r.exit_code == 2 and "disagree by" in r.output and not (tmp_path / "a.png").exists()
-    r = runner.invoke(app, [*args, "-o", str(tmp_path / "b.png"), "--max-inconsistency", "3"])
+    r = runner.invoke(app, [*args, "-o", str(tmp_path / "b.png"), "--max-inconsistency", "5"])
     assert r.exit_code == 0, r.output
     assert io.read_image(tmp_path / "b.png").shape == (192, 256, 3)
     r = runner.invoke(

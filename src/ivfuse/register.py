@@ -664,6 +664,18 @@ def _coarse_candidates(
     return kept
 
 
+def _rewarped(lvl: _Level, hl: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The level's infrared image warped onto the visible level grid by ``hl``, and its structure
+    maps computed there (same scale and orientation as the visible ones), with the mask of where
+    they see real infrared content."""
+    size = lvl.size
+    warped = cv2.warpPerspective(lvl.gi, hl, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    src = lvl.mi if lvl.mi is not None else np.ones(lvl.gi.shape[:2], np.float32)
+    valid = cv2.warpPerspective(src, hl, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    valid = cv2.erode((valid > 0.99).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(np.float32)
+    return orientation_features(warped, sigma), valid
+
+
 def _refine_levels(
     h_full: np.ndarray,
     levels: list[_Level],
@@ -673,6 +685,8 @@ def _refine_levels(
     iterations: int,
     fine_iter_ratio: float,
     refine: str,
+    rewarp: int = 0,
+    sigma: float = 1.0,
 ) -> np.ndarray:
     """Coarse-to-fine refinement of one IR~ -> VI estimate (full visible resolution) from pyramid
     level ``first`` on."""
@@ -690,6 +704,21 @@ def _refine_levels(
                 h_full = np.linalg.inv(d) @ hl @ d
             continue
         lvl_model = _level_model(model, li, len(levels))
+        if rewarp:
+            eye, start = np.eye(3), hl
+            for _ in range(int(rewarp)):
+                ti_w, mi_w = _rewarped(lvl, hl, sigma)
+                r = _gauss_newton(lvl.tv, ti_w, eye, lvl_model, iters, mv=lvl.mv, mi=mi_w)
+                if r is None or not _accept(lvl.tv, ti_w, eye, r, lvl.mv, mi_w):
+                    break
+                if corner_error(r @ hl, start, lvl.size) > 0.08 * max(lvl.size):
+                    break  # the rounds of one level together may not jump further than one may
+                hl = r @ hl
+                hl = hl / hl[2, 2]
+                if corner_error(r, eye, lvl.size) < 0.05:
+                    break
+            h_full = np.linalg.inv(d) @ hl @ d
+            continue
         # the doubled-angle orientation turns with the image: express the infrared orientations in
         # the visible frame (the current estimate's rotation), or Gauss-Newton is pulled off by it
         ti = _rotate_orientation(lvl.ti, _rotation_deg(hl))
@@ -717,6 +746,7 @@ def register(
     refine: str = "structure",
     search: str = "xcorr",
     fine_iter_ratio: float = 1.0,
+    rewarp: int = 2,
     return_warped: bool = True,
     ir_mask: np.ndarray | None = None,
     vi_mask: np.ndarray | None = None,
@@ -748,6 +778,13 @@ def register(
     (default 1.0, was 0.5: on the benchmark the finer levels' Gauss-Newton ran out of iterations on
     flat optima; with 60 the TNO self median fell from 1.54 to 1.23 px at about the same time, most
     runs stopping earlier on their own criterion).
+    ``rewarp``: on every level after the search, the infrared image is warped onto the visible
+    level grid by the current estimate and its structure maps are computed there, so that both
+    images' maps see edges at the same scale and orientation (the infrared image may be scaled by
+    up to 1.35 and rotated); Gauss-Newton then fits the remaining transform, and this is repeated
+    up to ``rewarp`` times per level (default 2; 0: the infrared maps are computed once on its own
+    grid and warped, the behaviour before 2026-12-05). On the registration benchmark this took the
+    self medians from 1.24 / 0.70 / 0.81 to 0.78 / 0.43 / 0.54 px (TNO / RoadScene / FLIR).
     ``ir_mask`` / ``vi_mask``: optional arrays of each image's size, nonzero where its content may
     be matched (exclude a burnt-in overlay, a vignetted border, a region with no real content).
     Returns a :class:`Registration`; ``warped`` is the infrared image on the visible grid.
@@ -792,7 +829,9 @@ def register(
         starts = [(np.linalg.inv(lv0.d) @ hl @ lv0.d, first) for _, hl in scored[: max(1, hypotheses)]]
     finals: list[tuple[float, np.ndarray]] = []
     for h_start, first in starts:
-        h_full = _refine_levels(h_start, levels, first, model, motion, iterations, fine_iter_ratio, refine)
+        h_full = _refine_levels(
+            h_start, levels, first, model, motion, iterations, fine_iter_ratio, refine, rewarp, sigma
+        )
         top = levels[-1]
         hl = top.d @ h_full @ np.linalg.inv(top.d)
         score = _feature_score(top.tv, _rotate_orientation(top.ti, _rotation_deg(hl)), hl, top.mv, top.mi)
@@ -819,6 +858,7 @@ def register(
             sigma=sigma,
             refine=refine,
             fine_iter_ratio=fine_iter_ratio,
+            rewarp=rewarp,
             return_warped=False,
             ir_mask=masks[1],
             vi_mask=masks[0],
