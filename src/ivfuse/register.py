@@ -760,24 +760,22 @@ def register(
     (``search="phase"``: about half). ``candidates``: how many search results are refined by ECC at
     the coarse level (longest side ``coarse`` px); ``hypotheses``: how many of the best of those are
     refined through the whole pyramid, the one of highest final structural correlation being kept.
-    Defaults 16 and 1: on the registration benchmark (docs/registration.md) 16 candidates instead of
-    4 turned a search failure of 116 px into 3 px; 3 hypotheses also lowered the FLIR median from
-    0.85 to 0.69 px, but moved the synthetic rig of the video tests off the optimum those tests
-    expect, so it is an option. ``check``: also measure the forward/backward consistency
-    (``consistency``; about 1.3 times the time). ``init``: a known infrared -> visible matrix to start
-    from (skips the search). ``finest``: longest side of the finest pyramid level (the visible size or
-    less); default: the infrared image's longest side (at least twice ``coarse``, at most
-    :data:`FINEST` px), so a visible
-    image larger than the infrared one is not matched at detail the infrared image does not have (on
-    the benchmark's 640x512 infrared / 1280x720 visible pairs this took the RoadScene and FLIR self
-    medians from 4.8 and 3.3 to 1.6 and 1.7 px, first 12 pairs, at 0.55 times the time; pairs
-    whose visible image is not larger are unchanged). ``refine``: ``structure`` (default:
-    Gauss-Newton on gradient magnitude + edge orientation maps) or ``ecc`` (cv2.findTransformECC on
-    the gradient magnitude map only). ``iterations``: at most that many on the coarsest level,
-    ``fine_iter_ratio`` times as many (at least 15) on finer ones
-    (default 1.0, was 0.5: on the benchmark the finer levels' Gauss-Newton ran out of iterations on
-    flat optima; with 60 the TNO self median fell from 1.54 to 1.23 px at about the same time, most
-    runs stopping earlier on their own criterion).
+    Defaults 16 and 1: on the registration benchmark (docs/registration.md) 16 candidates instead of 4
+    turned a search failure of 116 px into 3 px; 3 hypotheses, with the re-warping below, solved no more
+    pairs there than one at 1.5 times the time, so it is an option. ``check``: also measure the
+    forward/backward consistency (``consistency``; about 1.5 times the time). ``init``: a known infrared
+    -> visible matrix to start from (skips the search). ``finest``: longest side of the finest pyramid
+    level (the visible size or less); default: the infrared image's longest side (at least twice
+    ``coarse``, at most :data:`FINEST` px), so a visible image larger than the infrared one is not
+    matched at detail the infrared image does not have (on the benchmark's 640x512 infrared / 1280x720
+    visible pairs this took the RoadScene and FLIR self medians from 4.8 and 3.3 to 1.6 and 1.7 px,
+    first 12 pairs, at 0.55 times the time; pairs whose visible image is not larger are unchanged).
+    ``refine``: ``structure`` (default: Gauss-Newton on gradient magnitude + edge orientation maps) or
+    ``ecc`` (cv2.findTransformECC on the gradient magnitude map only). ``iterations``: at most that many
+    on the coarsest level, ``fine_iter_ratio`` times as many (at least 15) on finer ones (default 1.0,
+    was 0.5: on the benchmark the finer levels' Gauss-Newton ran out of iterations on flat optima; with
+    60 the TNO self median fell from 1.54 to 1.23 px at about the same time, most runs stopping earlier
+    on their own criterion).
     ``rewarp``: on every level after the search, the infrared image is warped onto the visible
     level grid by the current estimate and its structure maps are computed there, so that both
     images' maps see edges at the same scale and orientation (the infrared image may be scaled by
