@@ -113,7 +113,7 @@ def test_fuse_pairs_reports_each_pair(tmp_path, rng):
 
 
 def test_importing_ivfuse_leaves_the_metrics_until_used():
-    """A process that only fuses (``ivfuse fuse``, a Ray worker) does not import the metrics and
+    """A process that only fuses through the library (a Ray worker) does not import the metrics and
     SciPy's image filters; ``ivfuse.evaluate`` and ``ivfuse.metrics`` still work on first use."""
     code = (
         "import sys, ivfuse, ivfuse.api, ivfuse.methods, ivfuse.distributed.folders\n"

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     """``ivfuse.evaluate`` and ``ivfuse.metrics`` are imported on first use: the metrics pull in
-    SciPy's image filters, which a process that only fuses (a Ray worker, ``ivfuse fuse``) never
-    needs; importing ivfuse takes 0.25 s instead of 0.65 s."""
+    SciPy's image filters, which a process that only fuses through the library (a Ray worker, a
+    script calling :func:`ivfuse.fuse`) never needs; importing ivfuse takes 0.25 s instead of 0.65 s."""
     if name in ("evaluate", "metrics"):
         metrics = importlib.import_module(".metrics", __name__)
         return metrics.evaluate if name == "evaluate" else metrics
