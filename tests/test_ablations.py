@@ -141,6 +141,39 @@ def test_train_ablations_script_plans_resumable_runs(tmp_path):
         mod.commands("jcae", Path("D"), runs, {"x"}, [])
 
 
+def test_loss_curves_script_reads_runs_and_cards(tmp_path, capsys):
+    """scripts/loss_curves.py (JCAE's Fig. 5): the final level, when a curve first comes within the
+    band and from when it stays there, from a run's losses.csv and from a weights card alike."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "loss_curves.py"
+    spec = importlib.util.spec_from_file_location("loss_curves", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    total = [100.0, 40.0, 9.0, 14.0, 11.0, 10.0, 10.0, 9.0, 11.0, 10.0]  # last 5: mean 10
+    run = tmp_path / "lambda-10"
+    run.mkdir()
+    rows = ["epoch,stage,lr,seconds,pixel,ssim,total"]
+    rows += [f"{i + 1},autoencoder,0.0003,1.0,{t / 2},0.01,{t}" for i, t in enumerate(total)]
+    (run / "losses.csv").write_text("\n".join(rows) + "\n")
+    (run / "card.json").write_text(json.dumps({"method": "jcae", "ablation": {"name": "lambda-10"}}))
+    card = tmp_path / "jcae.json"
+    history = {"epoch": [1, 2, 3], "total": [9.0, 3.0, 3.0], "stage": ["a", "a", "a"]}
+    card.write_text(json.dumps({"method": "jcae", "loss_history": history}))
+    assert mod.convergence_epoch(total, 0.25, 5) == (10.0, 3, 5)  # 9 is within 25 %, 14 is not
+    assert mod.convergence_epoch(total, 0.05, 5) == (10.0, 6, 10)  # 9 and 11 are 10 % off
+    out = tmp_path / "summary.json"
+    assert mod.main([str(run), str(card), "--json", str(out), "--last", "5"]) == 0
+    got = json.loads(out.read_text())
+    assert [r["label"] for r in got] == ["lambda-10", "jcae (default recipe)"]
+    assert got[0]["level"] == 10.0 and got[0]["last_terms"] == {"pixel": 5.0, "ssim": 0.01}
+    assert got[1]["level"] == 5.0 and got[1]["first_within"] == 0  # 9 and 3 are both 40 % off 5
+    printed = capsys.readouterr().out
+    assert "| lambda-10 | 10 | 100 | 11 | 10 | – | – | 10 | epoch 3 | epoch 5 |" in printed
+    with pytest.raises(SystemExit, match="no column 'fused'"):
+        mod.main([str(run), "--column", "fused"])
+
+
 def test_paper_ablation_rows_name_declared_variants():
     from ivfuse.bench.papers import PAPERS, load_paper
 
@@ -153,8 +186,9 @@ def test_paper_ablation_rows_name_declared_variants():
                     assert a.row == r["name"] or r["name"].startswith(a.row), (a.row, r["name"])
                     seen.add((r["ivfuse"], a.name))
     declared = {(i.name, a.name) for i in registry.available() for a in i.ablations if i.paper_tables}
-    # every SSL-WAEIE and IFESNet variant is a row of its paper's tables (JCAE's are figures)
-    assert {x for x in declared if x[0] in ("sslwaeie", "ifesnet")} <= seen
+    # every SSL-WAEIE, IFESNet and JCAE variant is a row of its paper's tables (JCAE's in a table
+    # of its figures' ablations)
+    assert {x for x in declared if x[0] in ("sslwaeie", "ifesnet", "jcae")} <= seen
 
 
 def test_resolve_ablations_binds_trained_variants(tmp_path):

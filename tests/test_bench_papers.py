@@ -90,6 +90,11 @@ def test_paper_schema(name):
                 assert c.get("note"), f"{t['table']} {c['name']}: say why it is not computed"
         sig = {c["name"] for c in cols if c.get("kind") == "significance"}
         assert t["rows"]
+        assert t.get("printed", True) in (True, False)
+        if not t.get("printed", True):  # an ablation the paper shows as a figure: ivfuse's rows only
+            assert all(r["ivfuse"] and not r["values"] for r in t["rows"]), t["table"]
+            assert computable and any(r.get("ablation") for r in t["rows"]), t["table"]
+            continue
         for r in t["rows"]:
             assert isinstance(r["name"], str) and r["name"]
             assert r["ivfuse"] is None or r["ivfuse"] in METHODS, r["ivfuse"]
