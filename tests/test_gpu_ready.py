@@ -548,6 +548,26 @@ def test_bench_gpu_quick_on_the_cpu(tmp_path):
     assert any(x.startswith("sslwaeie") and "fp32 only" in x for x in half)
 
 
+def test_bench_train_step_times_each_precision_in_its_own_process(tmp_path, capsys):
+    """benchmarks/bench_train_step.py: fp32 and bf16 DeFusion steps on random natural images, each
+    in a fresh process, with the paired speed-up and the projection of --iterations steps."""
+    from benchmarks import bench_gpu, bench_train_step
+
+    root = bench_gpu._natural(None, tmp_path, 4)
+    out = tmp_path / "steps.json"
+    args = ["--method", "defusion", "--data", str(root), "--set", "crop=32", "--set", "batch_size=2",
+            "--steps", "2", "--rounds", "1", "--threads", "1", "--iterations", "3600", "--json", str(out)]
+    assert bench_train_step.main(args) == 0  # fmt: skip
+    got = json.loads(out.read_text())
+    (rnd,) = got["rounds"]
+    for p in ("fp32", "bf16"):
+        assert rnd[p]["batch"] == 2 and len(rnd[p]["steps_s"]) == 2 and rnd[p]["step_s"] > 0
+        hours = got["summary"][p]["hours_for_iterations"]  # 3600 steps: hours = seconds per step
+        assert hours == pytest.approx(rnd[p]["step_s"] + rnd[p]["load_s"])
+    assert got["summary"]["bf16"]["speedup_vs_fp32"] == [rnd["fp32"]["step_s"] / rnd["bf16"]["step_s"]]
+    assert "speed-up over fp32" in capsys.readouterr().out
+
+
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("method", DEEP)
