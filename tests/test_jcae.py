@@ -402,6 +402,41 @@ def test_random_crops_are_aligned_and_seeded(data):
     assert found and min(found) < 1e-6
 
 
+def test_resize_trains_on_whole_pairs_at_the_papers_size(data, tmp_path):
+    """Config(resize=[W, H]): whole pairs resized to W x H (the paper's 360 x 280), the same flip
+    for infrared and visible, in place of random crops; the card says which."""
+    from PIL import Image
+
+    from ivfuse.data.training import RandomCropPairs, ResizedPairs, load_gray_crop, training_pairs
+
+    spec = training_spec(_tiny(1, resize=[24, 20]))
+    ds = spec.dataset(data)
+    assert isinstance(ds, ResizedPairs) and len(ds) == 6
+    p = training_pairs(data)[2]
+    want = {}
+    for k, path in (("ir", p.ir), ("vi", p.vi)):
+        full = Image.fromarray(np.round(load_gray_crop(path, None) * 255).astype(np.uint8))
+        want[k] = np.asarray(full.resize((24, 20), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    seen = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        got = ds[2]
+        assert got["ir"].shape == got["vi"].shape == (1, 20, 24)
+        flipped = np.allclose(got["ir"][0].numpy(), want["ir"][:, ::-1], atol=1e-6)
+        assert flipped or np.allclose(got["ir"][0].numpy(), want["ir"], atol=1e-6)
+        vi = want["vi"][:, ::-1] if flipped else want["vi"]
+        assert np.allclose(got["vi"][0].numpy(), vi, atol=1e-6)  # the same flip in both
+        seen.add(flipped)
+    assert seen == {True, False}
+    assert "resized to 24x20, with horizontal flips" in spec.extra_card["recipe_notes"][0]
+    assert isinstance(training_spec(_tiny(1)).dataset(data), RandomCropPairs)
+    assert Config.from_dict(Config(resize=[360, 280]).to_dict()).resize == [360, 280]
+    with pytest.raises(ValueError, match="resize must be"):
+        Config(resize=[360])
+    card = train(spec, RunOptions(data, tmp_path / "r", seed=0, progress=False))
+    assert card["config"]["resize"] == [24, 20] and np.isfinite(card["final_losses"]["total"])
+
+
 def test_training_spec_is_the_papers_recipe():
     """Adam, lr 3e-4 (Sec. 3.1), one auto-encoder stage of 30 epochs (Fig. 5), lambda = 100 (Sec. 3.2)."""
     spec = training_spec()

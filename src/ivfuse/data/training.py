@@ -138,3 +138,43 @@ class RandomCropPairs(Dataset):
                 x = x.flip(-1)
             out[k] = x.to(torch.float32).div(255.0).unsqueeze(0).contiguous()
         return out
+
+
+class ResizedPairs(Dataset):
+    """Whole pairs resized to one size, as ``{"ir": (1, h, w), "vi": (1, h, w)}``, optionally flipped.
+
+    Each pair is decoded once at construction (PIL 'L' luma), resized to ``size`` = (width, height)
+    with PIL's bicubic filter (the aspect ratio is not kept: papers that train on a fixed size, e.g.
+    JCAE's 360 x 280, resize so) and kept as 8-bit. Every ``__getitem__`` draws a horizontal flip
+    (probability 1/2) from torch's global generator, the same for infrared and visible.
+    """
+
+    def __init__(self, root: str | Path, size: tuple[int, int] | list[int], flip: bool = True):
+        self.root = Path(root)
+        w, h = (int(v) for v in size)
+        if w < 1 or h < 1:
+            raise TrainingError(f"resize must be two positive sizes (width, height), got {list(size)}")
+        self.size = (w, h)
+        self.flip = bool(flip)
+        self.pairs = training_pairs(self.root)
+        self.ir: list[torch.Tensor] = []
+        self.vi: list[torch.Tensor] = []
+        for p in self.pairs:
+            ir = np.round(load_gray_crop(p.ir, None) * 255).astype(np.uint8)
+            vi = np.round(load_gray_crop(p.vi, None) * 255).astype(np.uint8)
+            if ir.shape != vi.shape:
+                raise TrainingError(f"pair {p.stem}: infrared {ir.shape} and visible {vi.shape} sizes differ")
+            for img, dst in ((ir, self.ir), (vi, self.vi)):
+                resized = Image.fromarray(img).resize(self.size, Image.Resampling.BICUBIC)
+                dst.append(torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        flip = self.flip and bool(torch.randint(0, 2, (1,)))
+        out = {}
+        for k, img in (("ir", self.ir[i]), ("vi", self.vi[i])):
+            x = img.flip(-1) if flip else img
+            out[k] = x.to(torch.float32).div(255.0).unsqueeze(0).contiguous()
+        return out
