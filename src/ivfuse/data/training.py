@@ -68,6 +68,19 @@ def load_gray_crop(path: Path, crop: int | None) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _decoded_pairs(pairs: list[Pair]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each pair's infrared and visible image as full-size 8-bit luma (PIL 'L'); sizes must match."""
+    irs, vis = [], []
+    for p in pairs:
+        ir = np.round(load_gray_crop(p.ir, None) * 255).astype(np.uint8)
+        vi = np.round(load_gray_crop(p.vi, None) * 255).astype(np.uint8)
+        if ir.shape != vi.shape:
+            raise TrainingError(f"pair {p.stem}: infrared {ir.shape} and visible {vi.shape} sizes differ")
+        irs.append(ir)
+        vis.append(vi)
+    return irs, vis
+
+
 class CenterCropPairs(Dataset):
     """Pairs as ``{"ir": (1, c, c), "vi": (1, c, c)}`` float tensors in [0, 1].
 
@@ -108,19 +121,14 @@ class RandomCropPairs(Dataset):
         self.crop = int(crop)
         self.flip = bool(flip)
         self.pairs = training_pairs(self.root)
-        self.ir: list[torch.Tensor] = []
-        self.vi: list[torch.Tensor] = []
-        for p in self.pairs:
-            ir = np.round(load_gray_crop(p.ir, None) * 255).astype(np.uint8)
-            vi = np.round(load_gray_crop(p.vi, None) * 255).astype(np.uint8)
-            if ir.shape != vi.shape:
-                raise TrainingError(f"pair {p.stem}: infrared {ir.shape} and visible {vi.shape} sizes differ")
+        irs, vis = _decoded_pairs(self.pairs)
+        for p, ir in zip(self.pairs, irs, strict=True):
             if min(ir.shape) < self.crop:
                 raise TrainingError(
                     f"{p.ir}: image is {ir.shape[1]}x{ir.shape[0]}, smaller than the {crop}x{crop} crop"
                 )
-            self.ir.append(torch.from_numpy(ir))
-            self.vi.append(torch.from_numpy(vi))
+        self.ir = [torch.from_numpy(x) for x in irs]
+        self.vi = [torch.from_numpy(x) for x in vis]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -157,16 +165,14 @@ class ResizedPairs(Dataset):
         self.size = (w, h)
         self.flip = bool(flip)
         self.pairs = training_pairs(self.root)
-        self.ir: list[torch.Tensor] = []
-        self.vi: list[torch.Tensor] = []
-        for p in self.pairs:
-            ir = np.round(load_gray_crop(p.ir, None) * 255).astype(np.uint8)
-            vi = np.round(load_gray_crop(p.vi, None) * 255).astype(np.uint8)
-            if ir.shape != vi.shape:
-                raise TrainingError(f"pair {p.stem}: infrared {ir.shape} and visible {vi.shape} sizes differ")
-            for img, dst in ((ir, self.ir), (vi, self.vi)):
-                resized = Image.fromarray(img).resize(self.size, Image.Resampling.BICUBIC)
-                dst.append(torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()))
+        irs, vis = _decoded_pairs(self.pairs)
+
+        def resized(img: np.ndarray) -> torch.Tensor:
+            out = Image.fromarray(img).resize(self.size, Image.Resampling.BICUBIC)
+            return torch.from_numpy(np.asarray(out, dtype=np.uint8).copy())
+
+        self.ir = [resized(x) for x in irs]
+        self.vi = [resized(x) for x in vis]
 
     def __len__(self) -> int:
         return len(self.pairs)
