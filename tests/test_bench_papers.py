@@ -402,6 +402,28 @@ def test_ablation_variant_is_a_row_of_its_own_table_only():
     assert md.count("didfuse ablation mu-9 (mu = 9)") == 1 and "/w/mu-9.st" not in md
 
 
+def test_unprinted_ablation_table_lists_its_own_rows_only():
+    """A table of ablations a paper shows only as figures ("printed": false, JCAE's Fig. 4-5) has
+    no paper values: its rows are the method and its variants, without the other methods that ran
+    on the data set, and it adds no cell to the own method's gap summary."""
+    col = {"name": "CC", "metric": "CC", "higher_is_better": True}
+    variant = {"name": "mse", "ivfuse": "didfuse", "ablation": "mse", "options": {"weights": "/w/mse.st"},
+               "values": {}}  # fmt: skip
+    main = {"table": "Table 1", "dataset": "tno", "profile": "vifb", "columns": [col],
+            "rows": [{"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}]}  # fmt: skip
+    figs = {**main, "table": "Fig. 4", "printed": False,
+            "rows": [{"name": "Ours", "ivfuse": "didfuse", "values": {}}, variant]}  # fmt: skip
+    paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [main, figs]}
+    key = "didfuse@weights=/w/mse.st"
+    results = _toy_results({"didfuse": {"CC": 0.45}, key: {"CC": 0.35}, "lp": {"CC": 0.3}})
+    doc, display = paper_tables.tables(paper, results)
+    t1, t4 = doc["tables"]
+    assert {r["method"] for r in t1["rows"]} == {"didfuse", "lp"}
+    got = [(r["method"], r["ours"], r["paper"]) for r in t4["rows"]]
+    assert got == [("didfuse", 0.45, None), (key, 0.35, None)]
+    assert doc["summary"]["cells"] == 1  # Table 1's CC only
+
+
 def test_std_column_is_the_spread_over_the_images():
     """A 'mean ± std' cell: the '<metric> std' column (kind "std", of the metric's column) gets the
     sample standard deviation (n - 1) of the row's per-image values, on the column's scale; it has

@@ -261,12 +261,15 @@ def _cells_of(
     """One table on its data set's results: the rows that ran (in order), the paper's rows by
     method key, the own method's key, ``values[key][column] = (ours, paper's)`` and the best marks.
     ``variants``: the keys of the paper's ablation variants, shown only in the tables they are rows of
-    (another table on the same data set lists the other methods that ran on it, not them)."""
+    (another table on the same data set lists the other methods that ran on it, not them); a table
+    marked ``"printed": false`` lists its own rows only."""
     cells = {(c["method"], c["profile"], c["metric"]): c for c in d["cells"]}
     status = {m["method"]: m for m in d["methods"]}
     paper_rows = {MethodSpec.make(r["ivfuse"], r.get("options")).key: r for r in t["rows"] if r.get("ivfuse")}
     order = list(dict.fromkeys([*paper_rows, *(m["method"] for m in d["methods"])]))
     order = [k for k in order if k in paper_rows or k not in variants]
+    if not t.get("printed", True):  # an ablation the paper shows as a figure: its own rows only
+        order = [k for k in order if k in paper_rows]
     ran = [k for k in order if k in status and status[k]["status"] == "ok" and status[k]["fused"]]
     own = [r for r in t["rows"] if r.get("ivfuse") == own_name and not r.get("ablation")]
     own_key = MethodSpec.make(own[0]["ivfuse"], own[0].get("options")).key if own else None
