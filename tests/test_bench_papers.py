@@ -411,8 +411,9 @@ def test_unprinted_ablation_table_lists_its_own_rows_only():
                "values": {}}  # fmt: skip
     main = {"table": "Table 1", "dataset": "tno", "profile": "vifb", "columns": [col],
             "rows": [{"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}]}  # fmt: skip
+    untrained = {"name": "lam = 10", "ivfuse": None, "ablation": "lambda-10", "values": {}}  # no weights
     figs = {**main, "table": "Fig. 4", "printed": False,
-            "rows": [{"name": "Ours", "ivfuse": "didfuse", "values": {}}, variant]}  # fmt: skip
+            "rows": [{"name": "Ours", "ivfuse": "didfuse", "values": {}}, variant, untrained]}  # fmt: skip
     paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [main, figs]}
     key = "didfuse@weights=/w/mse.st"
     results = _toy_results({"didfuse": {"CC": 0.45}, key: {"CC": 0.35}, "lp": {"CC": 0.3}})
@@ -422,6 +423,7 @@ def test_unprinted_ablation_table_lists_its_own_rows_only():
     got = [(r["method"], r["ours"], r["paper"]) for r in t4["rows"]]
     assert got == [("didfuse", 0.45, None), (key, 0.35, None)]
     assert doc["summary"]["cells"] == 1  # Table 1's CC only
+    assert "| lam = 10 (variant lambda-10 not trained) | – |" in paper_tables.markdown(display)
 
 
 def test_std_column_is_the_spread_over_the_images():

@@ -414,7 +414,12 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         for r in t["rows"]:
             if r.get("ivfuse") and MethodSpec.make(r["ivfuse"], r.get("options")).key in ran:
                 continue
-            line = [f"{r['name']} (paper only)" if not r.get("ivfuse") else f"{r['ivfuse']} (not run)"]
+            if r.get("ivfuse"):
+                line = [f"{r['ivfuse']} (not run)"]
+            elif r.get("ablation"):  # a variant whose weights are missing (resolve_ablations)
+                line = [f"{r['name']} (variant {r['ablation']} not trained)"]
+            else:
+                line = [f"{r['name']} (paper only)"]
             for col in t["columns"]:
                 v = r.get("values", {}).get(col["name"])
                 line.append("–" if v is None else f"– ({fmt(v) if isinstance(v, (int, float)) else v})")
