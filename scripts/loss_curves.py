@@ -11,7 +11,7 @@ epochs), the first epoch at which the curve comes within ``--within`` (relative)
 the first from which it stays there (how fast it converges, whatever its scale; epoch losses of
 small-batch training are noisy, hence the two), and the last epoch's other loss terms. ``--png``
 draws the curves (matplotlib; log scale), one line per run, labelled by the run's ablation (or
-folder) name.
+folder, or card file) name unless ``--labels`` names them.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def read_history(path: Path) -> tuple[str, dict[str, list[float]]]:
     ablation = card.get("ablation")
     if isinstance(ablation, dict):
         label = ablation.get("name") or "ablation"
-    elif card.get("method"):
-        label = f"{card['method']} (default recipe)"
-    else:
-        label = path.parent.name if path.name == "losses.csv" else path.stem
+    elif path.name == "losses.csv":
+        label = path.parent.name
+    else:  # a weights card: the method and the file
+        label = f"{card.get('method', '?')} ({path.name})"
     return str(label), cols
 
 
@@ -96,8 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--last", type=int, default=5, help="epochs averaged for the final level")
     ap.add_argument("--png", type=Path, help="draw the curves here (matplotlib)")
     ap.add_argument("--json", type=Path, help="write the summary here")
+    ap.add_argument("--labels", help="comma-separated names of the runs, in order")
     a = ap.parse_args(argv)
     rows = summarise(a.runs, a.column, a.within, a.last)
+    if a.labels:
+        names = a.labels.split(",")
+        if len(names) != len(rows):
+            raise SystemExit(f"error: {len(names)} labels for {len(rows)} runs")
+        for r, name in zip(rows, names, strict=True):
+            r["label"] = name
     marks = [1, 5, 10, 20, 30]
     head = (
         ["run", "epochs"]

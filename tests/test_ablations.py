@@ -165,11 +165,15 @@ def test_loss_curves_script_reads_runs_and_cards(tmp_path, capsys):
     out = tmp_path / "summary.json"
     assert mod.main([str(run), str(card), "--json", str(out), "--last", "5"]) == 0
     got = json.loads(out.read_text())
-    assert [r["label"] for r in got] == ["lambda-10", "jcae (default recipe)"]
+    assert [r["label"] for r in got] == ["lambda-10", "jcae (jcae.json)"]
     assert got[0]["level"] == 10.0 and got[0]["last_terms"] == {"pixel": 5.0, "ssim": 0.01}
     assert got[1]["level"] == 5.0 and got[1]["first_within"] == 0  # 9 and 3 are both 40 % off 5
     printed = capsys.readouterr().out
     assert "| lambda-10 | 10 | 100 | 11 | 10 | – | – | 10 | epoch 3 | epoch 5 |" in printed
+    assert mod.main([str(run), str(card), "--labels", "a,b", "--json", str(out)]) == 0
+    assert [r["label"] for r in json.loads(out.read_text())] == ["a", "b"]
+    with pytest.raises(SystemExit, match="1 labels for 2 runs"):
+        mod.main([str(run), str(card), "--labels", "a"])
     with pytest.raises(SystemExit, match="no column 'fused'"):
         mod.main([str(run), "--column", "fused"])
 
