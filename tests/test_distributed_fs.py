@@ -179,6 +179,30 @@ def test_url_manifest_in_chunks_and_read_back_anywhere(tmp_path, memory):
     assert set(Manifest(tmp_path / "copy").done(fp_b)) == {"b"}
 
 
+def test_url_manifest_writes_a_chunk_every_flush_seconds(memory, monkeypatch):
+    """Besides every flush_records pairs, a chunk goes out once flush_seconds have passed since the
+    last one (a slow run loses at most that much on a crash), and the rest at the close."""
+    clock = [100.0]
+    monkeypatch.setattr("ivfuse.distributed.manifest._now", lambda: clock[0])
+    out = fs.Location.of("memory://bucket/timed")
+    out.mkdir()
+    for name in "abc":
+        fs.put(out.child(f"{name}.png"), b"1" * 5)
+    chunks = fs.Location.of(f"memory://bucket/timed/{MANIFEST_DIR}")
+    fp = Fingerprint.make("lp")
+    with UrlManifest(out, flush_seconds=30.0) as m:
+        m.start(fp, "ray")
+        m.record("a", "a.png", 5)
+        clock[0] += 29.0
+        m.record("b", "b.png", 5)
+        assert not chunks.is_dir() or chunks.entries() == {}  # 29 s: nothing written yet
+        clock[0] += 1.0
+        m.record("c", "c.png", 5)  # 30 s since the start: a, b and c go out
+        assert len(chunks.entries()) == 1
+    assert len(chunks.entries()) == 1  # nothing left for the close
+    assert set(UrlManifest(out).done(fp)) == {"a", "b", "c"}
+
+
 def test_file_url_manifest_is_the_local_log(tmp_path):
     (tmp_path / "a.png").write_bytes(b"12345")
     fp = Fingerprint.make("lp")
