@@ -30,3 +30,13 @@ def cpu_jiffies() -> tuple[int, int]:
     idle = v[3] + (v[4] if len(v) > 4 else 0)
     steal = v[7] if len(v) > 7 else 0
     return sum(v[:8]) - idle - steal, steal
+
+
+def others_and_steal(before: tuple[int, int], after: tuple[int, int], cpu: float, wall: float) -> dict:
+    """What the rest of the machine did while this process used ``cpu`` seconds of CPU in ``wall``
+    seconds, from two :func:`cpu_jiffies` readings: ``others`` = cores used by every other process,
+    ``steal`` = cores the hypervisor took. Both near 0 mean the timed work ran alone."""
+    return {
+        "others": max(0.0, ((after[0] - before[0]) / HZ - cpu) / wall),
+        "steal": (after[1] - before[1]) / HZ / wall,
+    }

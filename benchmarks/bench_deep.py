@@ -56,7 +56,7 @@ from ivfuse.data.synthetic import night_scene
 from ivfuse.methods import registry
 
 from . import official
-from ._machine import HZ, cpu_jiffies, cpu_name
+from ._machine import cpu_jiffies, cpu_name, others_and_steal
 
 #: the repository root: ``--alone`` children run ``python -m benchmarks.bench_deep`` from there
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,16 +223,11 @@ def _time_watched(b: dict, ir: np.ndarray, vi: np.ndarray) -> dict:
     """One timed call, plus what the rest of the machine did meanwhile: ``others`` = CPU cores used
     by every other process (machine busy time minus this process's CPU time, over the wall time),
     ``steal`` = cores the hypervisor took. Both near 0 mean the variant ran alone."""
-    busy0, steal0 = cpu_jiffies()
+    before = cpu_jiffies()
     _time_once(b, ir, vi)
-    busy1, steal1 = cpu_jiffies()
+    after = cpu_jiffies()
     wall, cpu = b["wall"][-1], b["cpu"][-1]
-    return {
-        "wall": wall,
-        "cpu": cpu,
-        "others": max(0.0, ((busy1 - busy0) / HZ - cpu) / wall),
-        "steal": (steal1 - steal0) / HZ / wall,
-    }
+    return {"wall": wall, "cpu": cpu, **others_and_steal(before, after, cpu, wall)}
 
 
 def _child(spec: str, out: str) -> int:

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._machine import HZ, cpu_jiffies, cpu_name
+from ._machine import cpu_jiffies, cpu_name, others_and_steal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,19 +38,13 @@ def _child(method: str, data: str, sets: list[str], precision: str, steps: int, 
     """Build, draw one batch, time ``steps`` steps; runs in a fresh interpreter."""
     import torch
 
+    from ivfuse.cli.train import _settings
     from ivfuse.methods import registry
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config_cls, training_spec = registry.training(method)
-    overrides = {}
-    for item in sets:  # as ivfuse train --set: JSON values, else strings
-        key, _, value = item.partition("=")
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
-    cfg = config_cls(**overrides)
+    cfg = config_cls(**_settings(sets))  # read as ivfuse train --set reads them
     spec = training_spec(cfg)
     ds = spec.dataset(Path(data))
     loader = torch.utils.data.DataLoader(ds, batch_size=spec.batch_size, shuffle=True, num_workers=0)
@@ -73,22 +67,20 @@ def _child(method: str, data: str, sets: list[str], precision: str, steps: int, 
 
     step()  # warm-up: oneDNN primitives are built on the first call
     times = []
-    busy0, steal0 = cpu_jiffies()
+    before = cpu_jiffies()
     cpu0, w0 = time.process_time(), time.perf_counter()
     for _ in range(steps):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
     wall, cpu = time.perf_counter() - w0, time.process_time() - cpu0
-    busy1, steal1 = cpu_jiffies()
     return {
         "precision": precision,
         "step_s": statistics.median(times),
         "steps_s": times,
         "load_s": load_s,
         "batch": spec.batch_size,
-        "others": max(0.0, ((busy1 - busy0) / HZ - cpu) / wall),
-        "steal": (steal1 - steal0) / HZ / wall,
+        **others_and_steal(before, cpu_jiffies(), cpu, wall),
     }
 
 
