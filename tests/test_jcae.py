@@ -435,6 +435,10 @@ def test_resize_trains_on_whole_pairs_at_the_papers_size(data, tmp_path):
         Config(resize=[360])
     card = train(spec, RunOptions(data, tmp_path / "r", seed=0, progress=False))
     assert card["config"]["resize"] == [24, 20] and np.isfinite(card["final_losses"]["total"])
+    # the paper's 360 x 280 is the recipe: another size is a deviation, and so are crops
+    assert card["deviations_from_recipe"]["resize"] == {"used": [24, 20], "recipe": [360, 280]}
+    paper_size = training_spec(Config(resize=[360, 280]))
+    assert paper_size.default_config.resize == paper_size.config.resize == [360, 280]
 
 
 def test_training_spec_is_the_papers_recipe():
@@ -469,6 +473,7 @@ def test_training_decreases_loss_and_resumes_bit_identically(data, tmp_path):
     assert card["reduced_scale"] is True and card["init"] == "random (PyTorch default)"
     assert card["epochs"] == 2 and card["epochs_planned"] == 2
     assert card["deviations_from_recipe"]["crop"] == {"used": 16, "recipe": 128}
+    assert card["deviations_from_recipe"]["resize"] == {"used": None, "recipe": [360, 280]}
     assert any("random init" in n for n in card["recipe_notes"])
     assert any("1400" in n for n in card["recipe_notes"])
     # the exported weights load and fuse like the trained network

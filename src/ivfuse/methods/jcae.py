@@ -61,6 +61,9 @@ FUSION_RULES = ("paper", "sum", "average")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: the paper's training input, width x height: ~1400 pairs resized to 360 x 280 (Sec. 3.1)
+PAPER_SIZE = (360, 280)
+
 #: keys of torchvision's ``vgg19`` state dict for conv1_1, conv1_2 and conv2_1 (Sec. 2.4)
 VGG19_KEYS = ("features.0", "features.2", "features.5")
 
@@ -124,7 +127,8 @@ class Config(MethodConfig):
       random horizontal flips of the 180 FLIR pairs we have (the shipped weights); ``resize=[360,
       280]`` trains on whole pairs resized to the paper's 360 x 280 (width x height, bicubic, the
       aspect ratio not kept, as the paper's resize) instead, 6.2 times the pixels per sample of a
-      128 x 128 crop. ``batch_size`` is not given by the paper.
+      128 x 128 crop. The card's recipe is the paper's 360 x 280, so a crop run lists ``resize``
+      among its ``deviations_from_recipe``. ``batch_size`` is not given by the paper.
     """
 
     lam: float = 100.0  # lambda of Eq. (5), Sec. 3.2
@@ -479,9 +483,11 @@ def training_spec(config: Config | None = None):
     return TrainSpec(
         method="jcae",
         config=cfg,
-        # the paper's recipe initialises from VGG19 (Sec. 2.4): a run given a VGG19 file follows it
-        # there (the file is provenance: vgg19_sha256); a random-init run is flagged reduced_scale
-        default_config=Config(vgg19=cfg.vgg19),
+        # the paper's recipe: whole pairs resized to 360 x 280 (Sec. 3.1), so a crop run lists
+        # ``resize`` among its deviations; it initialises from VGG19 (Sec. 2.4): a run given a VGG19
+        # file follows it there (the file is provenance: vgg19_sha256); a random-init run is
+        # flagged reduced_scale
+        default_config=Config(vgg19=cfg.vgg19, resize=list(PAPER_SIZE)),
         build_model=build,
         dataset=dataset,
         stages=[stage],
