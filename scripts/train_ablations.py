@@ -17,6 +17,13 @@ shipped default only in its ablation's fields and the rows compare like with lik
 whose run folder already has a finished card is skipped; one with a checkpoint is resumed, so the
 script can be stopped and started again (one training at a time, never in parallel).
 ``ivfuse bench --paper METHOD`` reads the variants' weights from ``RUNS/METHOD/NAME``.
+
+The default recipe is trained first, as ``RUNS/METHOD/default`` (the same command without
+``--ablation``), unless one of the declared variants already is the default recipe (SSL-WAEIE's
+``mu-10``): the same recipe on two machines, or in two precisions, differs by about as much as
+some ablations do, so the rows compare like with like only beside a default trained the same
+way. ``bench --paper`` shows it as its own row of every ablation table. ``--only default`` trains
+it alone.
 """
 
 from __future__ import annotations
@@ -45,6 +52,19 @@ def default_scale(method: str) -> dict[str, Any]:
     return {k: v for k, v in used.items() if v != base[k]}
 
 
+#: the run folder of the default recipe trained beside the variants (``bench --paper`` reads it)
+DEFAULT = "default"
+
+
+def _is_default(method: str, scale: dict[str, Any], overrides: dict[str, Any]) -> bool:
+    """Whether a variant's overrides leave the default recipe (``scale`` over ``Config()``) as it is."""
+    from ivfuse.methods import registry
+
+    config_cls, _ = registry.training(method)
+    base = config_cls.from_dict({**config_cls().to_dict(), **scale}).to_dict()
+    return config_cls.from_dict({**base, **overrides}).to_dict() == base
+
+
 def commands(method: str, data: Path, runs: Path, only: set[str] | None, extra: list[str]) -> list[list[str]]:
     """One ``ivfuse train`` command per ablation still to train (finished runs left out)."""
     from ivfuse.methods import registry
@@ -52,24 +72,28 @@ def commands(method: str, data: Path, runs: Path, only: set[str] | None, extra: 
     info = registry.info(method)
     if not info.ablations:
         raise SystemExit(f"error: method {method!r} declares no ablations")
-    names = {a.name for a in info.ablations}
+    names = {a.name for a in info.ablations} | {DEFAULT}
     unknown = sorted((only or set()) - names)
     if unknown:
         listed = ", ".join(sorted(names))
         raise SystemExit(f"error: {method} has no ablation {unknown[0]!r} (its ablations: {listed})")
     scale = default_scale(method)
     out: list[list[str]] = []
-    for a in info.ablations:
-        if only and a.name not in only:
+    runs_of = [(a.name, a.overrides) for a in info.ablations]
+    if not any(_is_default(method, scale, ov) for _, ov in runs_of):
+        runs_of.insert(0, (DEFAULT, {}))
+    for name, overrides in runs_of:
+        if only and name not in only:
             continue
-        run = runs / method / a.name
+        run = runs / method / name
         card = run / "card.json"
         budget = json.loads(card.read_text()).get("time_budget") or {} if card.is_file() else {}
         if card.is_file() and not budget.get("stopped_by_budget"):
-            print(f"{a.name}: done ({card})")
+            print(f"{name}: done ({card})")
             continue
-        sets = [f"{k}={json.dumps(v)}" for k, v in scale.items() if k not in a.overrides]
-        cmd = ["ivfuse", "train", method, "--ablation", a.name, "--data", str(data), "--out", str(run)]
+        sets = [f"{k}={json.dumps(v)}" for k, v in scale.items() if k not in overrides]
+        which = [] if name == DEFAULT else ["--ablation", name]
+        cmd = ["ivfuse", "train", method, *which, "--data", str(data), "--out", str(run)]
         for s in sets:
             cmd += ["--set", s]
         if (run / "checkpoint.pt").is_file():

@@ -132,11 +132,20 @@ def test_train_ablations_script_plans_resumable_runs(tmp_path):
     (runs / "jcae" / "lambda-10").mkdir(parents=True)
     (runs / "jcae" / "lambda-10" / "checkpoint.pt").write_bytes(b"x")  # interrupted
     cmds = mod.commands("jcae", Path("D"), runs, None, ["--threads", "1"])
-    names = [c[c.index("--ablation") + 1] for c in cmds]
+    # the default recipe first, without --ablation, into RUNS/jcae/default: the rows' like-with-like
+    assert cmds[0] == ["ivfuse", "train", "jcae", "--data", "D", "--out", str(runs / "jcae" / "default"),
+                       "--threads", "1"]  # fmt: skip
+    names = [c[c.index("--ablation") + 1] for c in cmds[1:]]
     assert names == ["mse-only", "lambda-10", "lambda-1000"]
-    resumed = cmds[1]
-    assert resumed[-3:] == ["--resume", "--threads", "1"] and "--resume" not in cmds[0]
-    assert cmds[0][:8] == ["ivfuse", "train", "jcae", "--ablation", "mse-only", "--data", "D", "--out"]
+    resumed = cmds[2]
+    assert resumed[-3:] == ["--resume", "--threads", "1"] and "--resume" not in cmds[1]
+    assert cmds[1][:8] == ["ivfuse", "train", "jcae", "--ablation", "mse-only", "--data", "D", "--out"]
+    only_default = mod.commands("jcae", Path("D"), runs, {"default"}, [])
+    assert [c[6] for c in only_default] == [str(runs / "jcae" / "default")]
+    # a declared variant that changes nothing in the default recipe is that recipe: no extra run
+    assert mod._is_default("jcae", {}, {"lam": 100.0}) and not mod._is_default("jcae", {}, {"lam": 10.0})
+    assert mod._is_default("jcae", {"crop": 64}, {"crop": 64})
+    assert not mod._is_default("jcae", {"crop": 64}, {"crop": 128})
     with pytest.raises(SystemExit, match="no ablation 'x'"):
         mod.commands("jcae", Path("D"), runs, {"x"}, [])
 
@@ -213,6 +222,31 @@ def test_resolve_ablations_binds_trained_variants(tmp_path):
     # the input is left as it was
     before = next(r for t in paper["tables"] for r in t["rows"] if r["name"] == "µ = 11")
     assert before["ivfuse"] == "sslwaeie"
+
+
+def test_resolve_ablations_adds_the_default_trained_beside_the_variants(tmp_path):
+    """ROOT/METHOD/default (the default recipe trained with the variants) becomes a row of every
+    table with that method's ablation rows, right after the paper's own row and with its printed
+    values; a table without ablation rows, or a root without the folder, gets none."""
+    from ivfuse.bench.paper import resolve_ablations
+    from ivfuse.bench.papers import load_paper
+
+    paper = load_paper("sslwaeie")
+    bare = resolve_ablations(paper, tmp_path)["tables"]
+    assert not any(r.get("retrained_default") for t in bare for r in t["rows"])
+    w = tmp_path / "sslwaeie" / "default" / "weights.safetensors"
+    w.parent.mkdir(parents=True)
+    w.write_bytes(b"weights")
+    got = {t["table"]: t["rows"] for t in resolve_ablations(paper, tmp_path)["tables"]}
+    assert not any(r.get("retrained_default") for r in got["Table 1"] + got["Table 2"])
+    names = [r["name"] for r in got["Table 3"]]
+    i = names.index("µ = 10 (Ours)")
+    row = got["Table 3"][i + 1]
+    assert row["retrained_default"] and row["ivfuse"] == "sslwaeie"
+    assert row["options"] == {"weights": str(w.resolve())}
+    assert row["values"] == got["Table 3"][i]["values"] and row["values"]["QABF"] == 0.5412
+    # once, though two rows of Table 4 are Ours
+    assert sum(r.get("retrained_default", False) for r in got["Table 4"]) == 1
 
 
 def test_resolve_ablations_default_roots_prefer_own_runs(tmp_path, monkeypatch):

@@ -426,6 +426,33 @@ def test_unprinted_ablation_table_lists_its_own_rows_only():
     assert "| lam = 10 (variant lambda-10 not trained) | – |" in paper_tables.markdown(display)
 
 
+def test_retrained_default_is_a_row_of_the_ablation_tables_with_the_papers_values():
+    """The default recipe trained beside the variants (resolve_ablations' ``retrained_default``
+    row) is listed in the ablation table under its own label, with its gap to the paper's value of
+    the method's row; the method's own gap summary still counts the own method's cells only."""
+    col = {"name": "CC", "metric": "CC", "higher_is_better": True}
+    own = {"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}
+    retrained = {"name": "the default recipe, trained beside the variants", "ivfuse": "didfuse",
+                 "ablation": "default", "retrained_default": True, "options": {"weights": "/w/d.st"},
+                 "values": {"CC": 0.5}}  # fmt: skip
+    variant = {"name": "mu = 9", "ivfuse": "didfuse", "ablation": "mu-9", "options": {"weights": "/w/m.st"},
+               "values": {"CC": 0.4}}  # fmt: skip
+    main = {"table": "Table 1", "dataset": "tno", "profile": "vifb", "columns": [col], "rows": [own]}
+    study = {**main, "table": "Table 3", "rows": [own, retrained, variant]}
+    paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [main, study]}
+    keys = {"didfuse": {"CC": 0.45}, "didfuse@weights=/w/d.st": {"CC": 0.40},
+            "didfuse@weights=/w/m.st": {"CC": 0.3}}  # fmt: skip
+    doc, display = paper_tables.tables(paper, _toy_results(keys))
+    t1, t3 = doc["tables"]
+    assert {r["method"] for r in t1["rows"]} == {"didfuse"}
+    got = {r["method"]: r["gap"] for r in t3["rows"]}
+    assert got["didfuse@weights=/w/d.st"] == pytest.approx(-0.2)  # 0.40 against the paper's 0.5
+    assert doc["summary"]["cells"] == 2  # the own row of Tables 1 and 3
+    md = paper_tables.markdown(display)
+    assert "| didfuse (the default recipe, trained beside the variants) | 0.4000 (0.5000, -20.0 %)" in md
+    assert "/w/d.st" not in md
+
+
 def test_std_column_is_the_spread_over_the_images():
     """A 'mean ± std' cell: the '<metric> std' column (kind "std", of the metric's column) gets the
     sample standard deviation (n - 1) of the row's per-image values, on the column's scale; it has

@@ -54,6 +54,8 @@ def _spec(m: str | MethodSpec) -> MethodSpec:
 ABLATIONS_ROOT = Path("runs/ablations")
 #: where the variants trained for the docs' tables are kept in the repository (weights, card, losses)
 RELEASED_ABLATIONS = Path("ablations")
+#: the run folder (beside the variants') of the default recipe trained the same way as the variants
+DEFAULT_VARIANT = "default"
 
 
 def resolve_ablations(
@@ -64,6 +66,13 @@ def resolve_ablations(
     exists runs as ``METHOD@weights=...``; one without stays paper-only, with a message naming the
     command that trains it. The input is not changed.
 
+    A table with ablation rows also gets a row for the method's default recipe trained beside the
+    variants, ``root/METHOD/default/weights.safetensors`` (``scripts/train_ablations.py`` trains it
+    first), where that exists: placed after the paper's own row, with that row's printed values
+    and ``"retrained_default": true``. The same recipe on another machine or in another precision
+    differs by about as much as some ablations do, so the variants compare like with like against
+    this row, not against the shipped weights.
+
     ``root=None`` looks in :data:`ABLATIONS_ROOT` (your own runs) first, then in
     :data:`RELEASED_ABLATIONS` (the variants behind the docs' tables, in a checkout of the
     repository), both relative to the current folder."""
@@ -71,16 +80,21 @@ def resolve_ablations(
 
     roots = [Path(root)] if root is not None else [ABLATIONS_ROOT, RELEASED_ABLATIONS]
     messages = messages if messages is not None else []
+
+    def weights_of(method: str, name: str) -> tuple[Path, bool]:
+        paths = [base / method / name / "weights.safetensors" for base in roots]
+        found = [w for w in paths if w.is_file()]
+        return (found[0], True) if found else (paths[0], False)
+
     out = copy.deepcopy(paper)
     for t in out["tables"]:
+        methods = list(dict.fromkeys(r["ivfuse"] for r in t["rows"] if r.get("ablation") and r.get("ivfuse")))
         for r in t["rows"]:
             name, method = r.get("ablation"), r.get("ivfuse")
             if not name or not method:
                 continue
             registry.info(method).ablation(name)  # a declared variant (MethodError otherwise)
-            paths = [base / method / name / "weights.safetensors" for base in roots]
-            found = [w for w in paths if w.is_file()]
-            weights = found[0] if found else paths[0]
+            weights, found = weights_of(method, name)
             if found:
                 r["options"] = {**(r.get("options") or {}), "weights": str(weights.resolve())}
             else:
@@ -89,6 +103,18 @@ def resolve_ablations(
                     f"{paper['paper']} {t['table']} '{r['name']}': the {method} variant {name!r} is not "
                     f"trained ({weights} missing; scripts/train_ablations.py {method} --only {name})"
                 )
+        for method in methods:
+            weights, found = weights_of(method, DEFAULT_VARIANT)
+            if not found:
+                continue
+            own = [i for i, r in enumerate(t["rows"]) if r.get("ivfuse") == method and not r.get("ablation")]
+            at = own[0] + 1 if own else len(t["rows"])
+            values = dict(t["rows"][own[0]].get("values") or {}) if own else {}
+            t["rows"].insert(at, {
+                "name": "the default recipe, trained beside the variants", "ivfuse": method,
+                "ablation": DEFAULT_VARIANT, "retrained_default": True,
+                "options": {"weights": str(weights.resolve())}, "values": values,
+            })  # fmt: skip
     return out
 
 
@@ -367,7 +393,9 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         for key in ran:
             prow = paper_rows.get(key)
             is_anchor = key in anchors
-            if prow is not None and prow.get("ablation"):  # the variant's name, not its weights path
+            if prow is not None and prow.get("retrained_default"):
+                label = f"{prow['ivfuse']} ({prow['name']})"
+            elif prow is not None and prow.get("ablation"):  # the variant's name, not its weights path
                 label = f"{prow['ivfuse']} ablation {prow['ablation']} ({prow['name']})"
             else:
                 label = key if prow is None else f"{key} ({prow['name']})"
