@@ -19,11 +19,10 @@ script can be stopped and started again (one training at a time, never in parall
 ``ivfuse bench --paper METHOD`` reads the variants' weights from ``RUNS/METHOD/NAME``.
 
 The default recipe is trained first, as ``RUNS/METHOD/default`` (the same command without
-``--ablation``), unless one of the declared variants already is the default recipe (SSL-WAEIE's
-``mu-10``): the same recipe on two machines, or in two precisions, differs by about as much as
-some ablations do, so the rows compare like with like only beside a default trained the same
-way. ``bench --paper`` shows it as its own row of every ablation table. ``--only default`` trains
-it alone.
+``--ablation``), unless one of the declared variants already is the default recipe: the same
+recipe on two machines, or in two precisions, differs by about as much as some ablations do, so
+the rows compare like with like only beside a default trained the same way. ``bench --paper``
+shows it as its own row of every ablation table. ``--only default`` trains it alone.
 """
 
 from __future__ import annotations
