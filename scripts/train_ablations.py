@@ -35,6 +35,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ivfuse.bench.paper import DEFAULT_VARIANT  # the run folder bench --paper reads the default from
+
 
 def default_scale(method: str) -> dict[str, Any]:
     """The shipped weights' training configuration where it differs from ``Config()``."""
@@ -49,10 +51,6 @@ def default_scale(method: str) -> dict[str, Any]:
     base = config_cls().to_dict()
     used = config_cls.from_dict(shipped).to_dict() if shipped else base
     return {k: v for k, v in used.items() if v != base[k]}
-
-
-#: the run folder of the default recipe trained beside the variants (``bench --paper`` reads it)
-DEFAULT = "default"
 
 
 def _is_default(method: str, scale: dict[str, Any], overrides: dict[str, Any]) -> bool:
@@ -71,7 +69,7 @@ def commands(method: str, data: Path, runs: Path, only: set[str] | None, extra: 
     info = registry.info(method)
     if not info.ablations:
         raise SystemExit(f"error: method {method!r} declares no ablations")
-    names = {a.name for a in info.ablations} | {DEFAULT}
+    names = {a.name for a in info.ablations} | {DEFAULT_VARIANT}
     unknown = sorted((only or set()) - names)
     if unknown:
         listed = ", ".join(sorted(names))
@@ -80,7 +78,7 @@ def commands(method: str, data: Path, runs: Path, only: set[str] | None, extra: 
     out: list[list[str]] = []
     runs_of = [(a.name, a.overrides) for a in info.ablations]
     if not any(_is_default(method, scale, ov) for _, ov in runs_of):
-        runs_of.insert(0, (DEFAULT, {}))
+        runs_of.insert(0, (DEFAULT_VARIANT, {}))
     for name, overrides in runs_of:
         if only and name not in only:
             continue
@@ -91,7 +89,7 @@ def commands(method: str, data: Path, runs: Path, only: set[str] | None, extra: 
             print(f"{name}: done ({card})")
             continue
         sets = [f"{k}={json.dumps(v)}" for k, v in scale.items() if k not in overrides]
-        which = [] if name == DEFAULT else ["--ablation", name]
+        which = [] if name == DEFAULT_VARIANT else ["--ablation", name]
         cmd = ["ivfuse", "train", method, *which, "--data", str(data), "--out", str(run)]
         for s in sets:
             cmd += ["--set", s]

@@ -233,20 +233,20 @@ def test_resolve_ablations_adds_the_default_trained_beside_the_variants(tmp_path
 
     paper = load_paper("sslwaeie")
     bare = resolve_ablations(paper, tmp_path)["tables"]
-    assert not any(r.get("retrained_default") for t in bare for r in t["rows"])
+    assert not any(r.get("ablation") == "default" for t in bare for r in t["rows"])
     w = tmp_path / "sslwaeie" / "default" / "weights.safetensors"
     w.parent.mkdir(parents=True)
     w.write_bytes(b"weights")
     got = {t["table"]: t["rows"] for t in resolve_ablations(paper, tmp_path)["tables"]}
-    assert not any(r.get("retrained_default") for r in got["Table 1"] + got["Table 2"])
+    assert not any(r.get("ablation") == "default" for r in got["Table 1"] + got["Table 2"])
     names = [r["name"] for r in got["Table 3"]]
     i = names.index("µ = 10 (Ours)")
     row = got["Table 3"][i + 1]
-    assert row["retrained_default"] and row["ivfuse"] == "sslwaeie"
+    assert row["ablation"] == "default" and row["ivfuse"] == "sslwaeie"
     assert row["options"] == {"weights": str(w.resolve())}
     assert row["values"] == got["Table 3"][i]["values"] and row["values"]["QABF"] == 0.5412
     # once, though two rows of Table 4 are Ours
-    assert sum(r.get("retrained_default", False) for r in got["Table 4"]) == 1
+    assert sum(r.get("ablation") == "default" for r in got["Table 4"]) == 1
 
 
 def test_resolve_ablations_default_roots_prefer_own_runs(tmp_path, monkeypatch):

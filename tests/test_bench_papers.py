@@ -427,13 +427,13 @@ def test_unprinted_ablation_table_lists_its_own_rows_only():
 
 
 def test_retrained_default_is_a_row_of_the_ablation_tables_with_the_papers_values():
-    """The default recipe trained beside the variants (resolve_ablations' ``retrained_default``
+    """The default recipe trained beside the variants (resolve_ablations' ``"ablation": "default"``
     row) is listed in the ablation table under its own label, with its gap to the paper's value of
     the method's row; the method's own gap summary still counts the own method's cells only."""
     col = {"name": "CC", "metric": "CC", "higher_is_better": True}
     own = {"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}
     retrained = {"name": "the default recipe, trained beside the variants", "ivfuse": "didfuse",
-                 "ablation": "default", "retrained_default": True, "options": {"weights": "/w/d.st"},
+                 "ablation": "default", "options": {"weights": "/w/d.st"},
                  "values": {"CC": 0.5}}  # fmt: skip
     variant = {"name": "mu = 9", "ivfuse": "didfuse", "ablation": "mu-9", "options": {"weights": "/w/m.st"},
                "values": {"CC": 0.4}}  # fmt: skip

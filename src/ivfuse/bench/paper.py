@@ -69,9 +69,9 @@ def resolve_ablations(
     A table with ablation rows also gets a row for the method's default recipe trained beside the
     variants, ``root/METHOD/default/weights.safetensors`` (``scripts/train_ablations.py`` trains it
     first), where that exists: placed after the paper's own row, with that row's printed values
-    and ``"retrained_default": true``. The same recipe on another machine or in another precision
-    differs by about as much as some ablations do, so the variants compare like with like against
-    this row, not against the shipped weights.
+    and ``"ablation": "default"`` (:data:`DEFAULT_VARIANT`). The same recipe on another machine
+    or in another precision differs by about as much as some ablations do, so the variants compare
+    like with like against this row, not against the shipped weights.
 
     ``root=None`` looks in :data:`ABLATIONS_ROOT` (your own runs) first, then in
     :data:`RELEASED_ABLATIONS` (the variants behind the docs' tables, in a checkout of the
@@ -112,7 +112,7 @@ def resolve_ablations(
             values = dict(t["rows"][own[0]].get("values") or {}) if own else {}
             t["rows"].insert(at, {
                 "name": "the default recipe, trained beside the variants", "ivfuse": method,
-                "ablation": DEFAULT_VARIANT, "retrained_default": True,
+                "ablation": DEFAULT_VARIANT,
                 "options": {"weights": str(weights.resolve())}, "values": values,
             })  # fmt: skip
     return out
@@ -393,7 +393,7 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         for key in ran:
             prow = paper_rows.get(key)
             is_anchor = key in anchors
-            if prow is not None and prow.get("retrained_default"):
+            if prow is not None and prow.get("ablation") == DEFAULT_VARIANT:
                 label = f"{prow['ivfuse']} ({prow['name']})"
             elif prow is not None and prow.get("ablation"):  # the variant's name, not its weights path
                 label = f"{prow['ivfuse']} ablation {prow['ablation']} ({prow['name']})"
