@@ -238,6 +238,45 @@ def test_stale_cache_entry_is_recomputed(tmp_path):
     assert [r["value"] for r in res["values"] if r["image"] == "000"] == [0.0]
 
 
+def test_retrained_weights_at_the_same_path_are_fused_again(tmp_path):
+    """The fused-image cache is keyed by the method's options, and a weights path stays the same
+    when the model behind it is retrained: the images of the old model must not be reused (nor
+    their metric values). ``source.json`` records the weights' SHA-256; the same file is reused."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ivfuse.bench.runner import model_source
+
+    data = make_pairs(tmp_path / "toy", n=3)
+    out, w = tmp_path / "R", tmp_path / "run" / "weights.safetensors"
+    w.parent.mkdir()
+    shipped = registry.weights_path(registry.info("densefuse").weights)
+    w.write_bytes(shipped.read_bytes())
+    spec = f"densefuse@weights={w}"
+    res = bench(spec, [str(data)], out, metrics="SD", figures=False, html=False)
+    assert res["timing"]["fused_now"] == 3
+    (folder,) = (out / "fused" / "toy").iterdir()
+    recorded = json.loads((folder / "source.json").read_text())
+    assert recorded == model_source(parse_method(spec)) and len(recorded["weights"]) == 64
+    first = np.asarray(Image.open(folder / "001.png"))
+    again = bench(spec, [str(data)], out, metrics="SD", figures=False, html=False)
+    assert again["timing"]["fused_now"] == 0 and again["timing"]["evaluated_now"] == 0
+    # "retrain": the same path, other weights (every tensor halved)
+    with safe_open(str(w), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) * 0.5 for k in f.keys()}  # noqa: SIM118
+    save_file(state, str(w), metadata=meta)
+    res2 = bench(spec, [str(data)], out, metrics="SD", figures=False, html=False)
+    assert res2["timing"]["fused_now"] == 3 and res2["timing"]["evaluated_now"] == 3
+    assert any("weights differ from the cached fusions" in m for m in res2["messages"])
+    assert json.loads((folder / "source.json").read_text()) != recorded
+    assert not np.array_equal(np.asarray(Image.open(folder / "001.png")), first)
+    sd = {r["image"]: r["value"] for r in res2["values"]}
+    assert sd != {r["image"]: r["value"] for r in res["values"]}
+    # the shipped weights are a source too; a classical method has none
+    assert set(model_source(parse_method("densefuse"))) == {"weights"}
+    assert model_source(parse_method("average")) == {}
+
+
 def test_skipped_method_and_unsupported_task(tmp_path, monkeypatch):
     def no_weights(**kw):
         raise WeightsError("weights are not installed; train them")

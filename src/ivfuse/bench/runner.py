@@ -5,6 +5,8 @@ Layout of a results folder::
     RESULTS/fused/<dataset>/<method>/<stem>.png     fused images, 8-bit (the official test pipelines
                                                    round to 8 bits before scoring)
     RESULTS/fused/<dataset>/<method>/timing.json   ms per pair of the run that fused each image
+    RESULTS/fused/<dataset>/<method>/source.json   SHA-256 of the weights the images came from
+                                                   (:func:`model_source`): other weights, fused again
     RESULTS/cache/metrics.json                     metric values keyed by image, profile and metric,
                                                    with the fused file's size and mtime
 
@@ -202,6 +204,22 @@ def _fused_dir(out: Path, dataset: str, method: MethodSpec) -> Path:
     return out / "fused" / dataset / folder_name(method.key)
 
 
+def model_source(spec: MethodSpec) -> dict[str, str]:
+    """What a method's fused images depend on besides its code and options: the SHA-256 of every
+    file it reads its network from (a file-valued option such as ``weights=RUN/weights.safetensors``,
+    else the weights shipped in the package). A retrained model at the same path changes it, so
+    the cached images of the old model are not reused. ``{}`` for a method without files."""
+    files: dict[str, Path] = {k: Path(v) for k, v in spec.options if isinstance(v, (str, os.PathLike))}
+    files = {k: p for k, p in files.items() if p.suffix and p.is_file()}
+    if "weights" not in files and registry.is_registered(spec.name):
+        entry = registry.info(spec.name)
+        if entry.weights_shipped and entry.weights:
+            files["weights"] = Path(str(registry.weights_path(entry.weights)))
+    from ..methods._torch import sha256_file
+
+    return {k: sha256_file(p) for k, p in sorted(files.items())}
+
+
 def _signature(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_size, st.st_mtime_ns
@@ -284,9 +302,21 @@ def fuse_phase(
             progress(f"{ds.name}: {spec.key} skipped", len(task.data.pairs))
             continue
         run.params = registry.parameter_count(pipeline.method)
+        source, source_file = model_source(spec), folder / "source.json"
+        refuse = overwrite
+        if source and not overwrite and folder.is_dir():
+            try:
+                cached_source = json.loads(source_file.read_text())
+            except (OSError, ValueError):
+                cached_source = None
+            if cached_source != source and any(folder.glob("*.png")):
+                refuse = True  # these images came from another model (retrained at the same path)
+                messages.append(
+                    f"{spec.key} on {ds.name}: its weights differ from the cached fusions'; fusing again"
+                )
         timing_file = folder / "timing.json"
         times: dict[str, float] = {}
-        if timing_file.is_file() and not overwrite:
+        if timing_file.is_file() and not refuse:
             try:
                 times = json.loads(timing_file.read_text())
             except ValueError:
@@ -296,7 +326,7 @@ def fuse_phase(
         fused: dict[str, Path] = {}
         for pair in task.data.pairs:
             target = folder / f"{pair.stem}.png"
-            if target.is_file() and not overwrite:
+            if target.is_file() and not refuse:
                 fused[pair.stem] = target
                 progress(f"{ds.name}: {spec.key}", 1)
                 continue
@@ -312,6 +342,8 @@ def fuse_phase(
         for job in jobs:
             res = done[job.stem]
             if res.ms is None:
+                if refuse and job.target.is_file():
+                    job.target.unlink()  # an earlier model's image must not pass for this one's
                 run.failed[job.stem] = res.error
                 messages.append(f"{spec.key} on {ds.name}/{job.stem}: failed ({res.error})")
                 continue
@@ -324,6 +356,8 @@ def fuse_phase(
         run.fused = {p.stem: fused[p.stem] for p in task.data.pairs if p.stem in fused}
         if changed:
             io.atomic_write_text(timing_file, json.dumps(times, indent=0, sort_keys=True) + "\n")
+            if source:
+                io.atomic_write_text(source_file, json.dumps(source, indent=1, sort_keys=True) + "\n")
         run.ms = [times[s] for s in run.fused if s in times]
     return runs
 
