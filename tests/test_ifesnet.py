@@ -295,7 +295,6 @@ def test_vp_loss_known_answers():
         vp_loss(f, i1[..., :-1], flat[..., :-1])
 
 
-
 def test_vp_loss_ranks_the_more_detailed_source_above_any_blend():
     """Why Table VII's VP model fuses to the infrared image (Config docstring): the loss asks for
     the stronger source's detail at each pixel, so a blend of two sources with detail in
@@ -311,6 +310,7 @@ def test_vp_loss_ranks_the_more_detailed_source_above_any_blend():
             for term in ("edge", "contrast"):
                 assert float(alone[term]) < float(blend[term]), (w, term)
         assert float(alone["edge"]) < float(vp_loss(poor, a, b)["edge"])
+
 
 # --------------------------------------------------------------------------------------------
 # training: L_M, resume, card
