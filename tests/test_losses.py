@@ -112,3 +112,23 @@ def test_gradient_l1_by_hand():
     ref = (np.abs(ax - bx).mean() + np.abs(ay - by).mean()) / 2
     got = gradient_l1(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None])
     assert float(got) == pytest.approx(ref, abs=1e-12)
+
+
+def test_ssim_map_is_float32_accurate_under_bf16_autocast():
+    """Bright flat patches: bfloat16 local variances (E[x^2] - E[x]^2) are off by more than c2,
+    so the bfloat16 map was wrong by 0.17 here (its values are below 0.09) and infinite on JCAE's
+    first bf16 step at 360 x 280. It is computed in float32 whatever the inputs' precision, and
+    returned in their promoted dtype."""
+    from ivfuse.nn.losses import ssim_map
+
+    g = torch.Generator().manual_seed(0)
+    y = 0.7 + 0.002 * torch.rand(2, 1, 40, 48, generator=g)  # a bright, nearly flat target
+    x = 0.03 + 0.002 * torch.rand(2, 1, 40, 48, generator=g)  # an untrained decoder's output
+    ref = ssim_map(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ssim_map(x.bfloat16(), y)
+        both = ssim_map(x.bfloat16(), y.bfloat16())
+    assert got.dtype == torch.float32 and both.dtype == torch.bfloat16
+    assert bool(torch.isfinite(got).all()) and bool(torch.isfinite(both.float()).all())
+    assert float((got - ref).abs().max()) < 2e-2  # x rounded to bf16 on the way in, nothing else
+    assert float((both.float() - ref).abs().max()) < 5e-2

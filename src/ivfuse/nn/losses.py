@@ -57,10 +57,25 @@ def ssim_map(
     max_val: float = 1.0,
     padding: str = "reflect",
 ) -> torch.Tensor:
-    """Per-pixel SSIM index map ``(N, C, H, W)`` of ``x`` and ``y`` (see module docstring)."""
+    """Per-pixel SSIM index map ``(N, C, H, W)`` of ``x`` and ``y`` (see module docstring).
+
+    Computed in at least float32, outside autocast, whatever the inputs' precision: the variances
+    are differences of local means (``E[x^2] - E[x]^2``), which bfloat16 cancels to zero or below,
+    so a flat patch gave ``var_x + var_y + c2 <= 0`` and an infinite loss (JCAE at 360 x 280
+    under ``--precision bf16``, first step). The map comes back in the inputs' promoted dtype."""
     _check_pair(x, y)
     if padding not in _PAD_MODES:
         raise ValueError(f"padding must be one of {sorted(_PAD_MODES)}, got {padding!r}")
+    out_dtype = torch.promote_types(x.dtype, y.dtype)
+    work = torch.promote_types(out_dtype, torch.float32)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        s = _ssim_map(x.to(work), y.to(work), window_size, sigma, max_val, padding)
+    return s.to(out_dtype)
+
+
+def _ssim_map(
+    x: torch.Tensor, y: torch.Tensor, window_size: int, sigma: float, max_val: float, padding: str
+) -> torch.Tensor:
     w = gaussian_window(window_size, sigma, dtype=x.dtype, device=x.device)
     c1 = (0.01 * max_val) ** 2
     c2 = (0.03 * max_val) ** 2
