@@ -209,9 +209,10 @@ def model_source(spec: MethodSpec) -> dict[str, str]:
     file it reads its network from (a file-valued option such as ``weights=RUN/weights.safetensors``,
     else the weights shipped in the package). A retrained model at the same path changes it, so
     the cached images of the old model are not reused. ``{}`` for a method without files."""
-    files: dict[str, Path] = {k: Path(v) for k, v in spec.options if isinstance(v, (str, os.PathLike))}
-    files = {k: p for k, p in files.items() if p.suffix and p.is_file()}
-    if "weights" not in files and registry.is_registered(spec.name):
+    options = dict(spec.options)
+    paths = {k: Path(v) for k, v in options.items() if isinstance(v, (str, os.PathLike))}
+    files = {k: p for k, p in paths.items() if p.suffix and p.is_file()}
+    if "weights" not in options and registry.is_registered(spec.name):  # the shipped weights
         entry = registry.info(spec.name)
         if entry.weights_shipped and entry.weights:
             files["weights"] = Path(str(registry.weights_path(entry.weights)))
