@@ -295,6 +295,24 @@ def test_vp_loss_known_answers():
         vp_loss(f, i1[..., :-1], flat[..., :-1])
 
 
+def test_vp_loss_is_float32_accurate_under_bf16_autocast():
+    """The contrast term's local variance (E[x^2] - E[x]^2) cancels in bfloat16 on bright, weakly
+    textured patches; the loss is computed in float32 whatever the precision around it."""
+    g = torch.Generator().manual_seed(0)
+    i1 = 0.8 + 0.01 * torch.rand(1, 1, 40, 48, generator=g)  # bright, faint texture
+    i2 = torch.full_like(i1, 0.6)
+    f = 0.7 + 0.005 * torch.rand(1, 1, 40, 48, generator=g)
+    ref = vp_loss(f, i1, i2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = vp_loss(f, i1, i2)
+        both = vp_loss(f.bfloat16(), i1.bfloat16(), i2.bfloat16())
+    assert got["contrast"].dtype == torch.float32 and both["contrast"].dtype == torch.bfloat16
+    for term in ("edge", "contrast"):
+        assert float(got[term]) == pytest.approx(float(ref[term]), rel=1e-5)
+    # the bf16 inputs differ from the float32 ones by rounding only (8 bits of mantissa at 0.8)
+    assert float(both["contrast"]) == pytest.approx(float(ref["contrast"]), rel=0.1)
+
+
 def test_vp_loss_ranks_the_more_detailed_source_above_any_blend():
     """Why Table VII's VP model fuses to the infrared image (Config docstring): the loss asks for
     the stronger source's detail at each pixel, so a blend of two sources with detail in

@@ -471,9 +471,22 @@ def vp_loss(
     square root of the Gaussian-weighted local variance (``window``, ``sigma``; patches fully
     inside). Zero when the fused image has, everywhere, the edges and contrast of the stronger
     source; scaling the fused detail by ``a`` (<= 1) of the target's gives ``1 - a`` for each term.
+
+    Computed in at least float32 outside autocast, as :func:`ivfuse.nn.losses.ssim_map`: the local
+    variance ``E[x^2] - E[x]^2`` cancels in bfloat16. The terms come back in the inputs' dtype.
     """
     if fused.shape != i1.shape or fused.shape != i2.shape or fused.shape[1] != 1:
         raise ValueError(f"expected three (N, 1, H, W) tensors of one shape, got {tuple(fused.shape)}")
+    out_dtype = torch.promote_types(torch.promote_types(fused.dtype, i1.dtype), i2.dtype)
+    work = torch.promote_types(out_dtype, torch.float32)
+    with torch.autocast(device_type=fused.device.type, enabled=False):
+        out = _vp_terms(fused.to(work), i1.to(work), i2.to(work), window, sigma)
+    return {k: v.to(out_dtype) for k, v in out.items()}
+
+
+def _vp_terms(
+    fused: torch.Tensor, i1: torch.Tensor, i2: torch.Tensor, window: int, sigma: float
+) -> dict[str, torch.Tensor]:
     from ..nn.losses import sobel_gradient
 
     g = gaussian_window(window, sigma, dtype=fused.dtype, device=fused.device).reshape(1, 1, window, window)
