@@ -502,3 +502,89 @@ def test_cli_bench_paper_uses_the_run_not_the_files(tmp_path, monkeypatch):
     assert "toyset (2 pairs)" in text and "28/28" in text  # the bar sized from plan.steps
     assert "wrote paper_toy.json, paper_toy.md, results.json, results.csv, report.md" in text
     assert not (out / "results.json").exists()  # the summary came from the run itself
+
+
+# --------------------------------------------------------------------------------------------
+# --paper --weights: the paper's tables for your own training run
+
+
+def _own_weights_paper(dataset: str) -> dict:
+    doc = _toy_paper(dataset)
+    doc["method"] = "didfuse"
+    doc["tables"][0]["rows"] += [
+        {"name": "DIDFuse", "ivfuse": "didfuse", "values": {"EN": 7.0}},
+        {"name": "DIDFuse, average", "ivfuse": "didfuse", "options": {"rule": "average"}, "values": {}},
+        {"name": "a variant", "ivfuse": "didfuse", "ablation": "v", "options": {"weights": "/v.safetensors"}},
+    ]
+    return doc
+
+
+def test_with_weights_binds_the_papers_method_rows_but_not_the_variants(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "weights.safetensors").write_bytes(b"x")
+    doc = _own_weights_paper("toyset")
+    messages: list[str] = []
+    out = paper.with_weights(doc, run, messages)  # a run folder: its weights.safetensors
+    rows = {r["name"]: r for r in out["tables"][0]["rows"]}
+    want = str((run / "weights.safetensors").resolve())
+    assert rows["DIDFuse"]["options"] == {"weights": want}
+    assert rows["DIDFuse, average"]["options"] == {"rule": "average", "weights": want}
+    assert rows["a variant"]["options"] == {"weights": "/v.safetensors"}  # keeps its own weights
+    assert "options" not in rows["LP"] and doc["tables"][0]["rows"][2].get("options") is None  # input intact
+    assert messages == ["toy: 2 rows of didfuse run with the weights " + str(run / "weights.safetensors")
+                        + ", not the shipped ones"]  # fmt: skip
+    with pytest.raises(InputError, match="no such file"):
+        paper.with_weights(doc, tmp_path / "missing.safetensors")
+    with pytest.raises(InputError, match="no method with weights"):
+        paper.with_weights(_toy_paper("toyset"), run / "weights.safetensors")  # lp: classical
+
+
+def test_cli_bench_paper_weights_scores_a_retrained_run(tmp_path, monkeypatch):
+    """Other weights for the paper's method give other fused images and values in the same table,
+    labelled with the path; the shipped weights' run stays as it was (the cache is keyed by the
+    weights' hash)."""
+    from safetensors.torch import load_file, save_file
+
+    make_pairs(tmp_path / "toyset", n=2)
+    monkeypatch.setitem(
+        datasets.DATASETS, "toyset", datasets.Dataset("toyset", "ivif", "toy", folder="toyset")
+    )
+    doc = _own_weights_paper("toyset")
+    doc["tables"][0]["rows"].pop()  # no variant
+    monkeypatch.setattr(paper, "load_paper", lambda name: doc)
+    tensors = load_file(str(registry.weights_path("didfuse.safetensors")))
+    name = next(k for k, v in tensors.items() if v.ndim == 4)
+    tensors[name] = tensors[name] * 0.5  # a "retrained" network: one conv halved
+    mine = tmp_path / "mine.safetensors"
+    save_file(tensors, str(mine))
+    out = tmp_path / "R"
+    base = ["bench", "--paper", "toy", "--data-root", str(tmp_path), "--out", str(out), "--no-figures",
+            "--no-html", "--methods", "average"]  # fmt: skip
+    r = runner.invoke(app, base)
+    assert r.exit_code == 0, r.output
+    shipped = json.loads((out / "paper_toy.json").read_text())
+    r = runner.invoke(app, [*base, "--weights", str(mine)])
+    assert r.exit_code == 0, r.output
+    assert "2 rows of didfuse run with the weights" in " ".join(r.output.split())
+    text = (out / "paper_toy.md").read_text()
+    assert f"didfuse (DIDFuse) [weights {mine}]" in text
+    assert f"didfuse@rule=average (DIDFuse, average) [weights {mine}]" in text
+    assert f"--weights {mine}" in text  # the command that made the table
+
+    def en(d: dict, key: str) -> float:
+        return next(c["ours"] for c in d["tables"][0]["rows"] if c["method"] == key and c["metric"] == "EN")
+
+    retrained = json.loads((out / "paper_toy.json").read_text())
+    key = f"didfuse@weights={mine.resolve()}"
+    assert en(retrained, key) != pytest.approx(en(shipped, "didfuse"), abs=1e-3)
+    assert en(retrained, "average") == en(shipped, "average")
+    assert retrained["summary"]["method"] == "didfuse" and retrained["summary"]["cells"] == 1
+    assert retrained["summary"]["worst"]["gap"] == pytest.approx(en(retrained, key) / 7.0 - 1)
+
+
+def test_cli_bench_weights_needs_paper(tmp_path):
+    data = make_pairs(tmp_path / "toy", n=1)
+    r = runner.invoke(app, ["bench", "--methods", "lp", "--dataset", str(data), "--out", str(tmp_path / "R"),
+                            "--weights", str(tmp_path / "w.safetensors")])  # fmt: skip
+    assert r.exit_code == 2 and "--weights goes with --paper" in r.output and "Traceback" not in r.output

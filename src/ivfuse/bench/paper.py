@@ -118,6 +118,43 @@ def resolve_ablations(
     return out
 
 
+def with_weights(
+    paper: dict[str, Any], weights: str | os.PathLike, messages: list[str] | None = None
+) -> dict[str, Any]:
+    """``paper`` with its own method's rows run from ``weights`` instead of the shipped weights: a
+    ``weights.safetensors`` file (``ivfuse train`` writes one into its run folder), or the run folder
+    itself. Every row of the paper's method gets it (the rows with other fusion rules too), except
+    the ablation variants, which keep their own weights. Rebuilds the paper's tables for your own
+    training run, beside the paper's values. The input is not changed."""
+    import copy
+
+    method = paper.get("method")
+    info = registry.info(method) if method else None
+    if info is None or info.weights is None:
+        raise InputError(f"--weights: paper {paper['paper']!r} has no method with weights to replace")
+    path = Path(weights)
+    if path.is_dir():
+        path = path / "weights.safetensors"
+    if not path.is_file():
+        raise InputError(
+            f"--weights {weights}: no such file (a weights .safetensors file, or an ivfuse train run "
+            "folder holding weights.safetensors)"
+        )
+    out = copy.deepcopy(paper)
+    n = 0
+    for t in out["tables"]:
+        for r in t["rows"]:
+            if r.get("ivfuse") == method and not r.get("ablation"):
+                r["options"] = {**(r.get("options") or {}), "weights": str(path.resolve())}
+                r["weights_given"] = str(path)
+                n += 1
+    if messages is not None:
+        messages.append(
+            f"{paper['paper']}: {n} rows of {method} run with the weights {path}, not the shipped ones"
+        )
+    return out
+
+
 def _profile_of(table: dict[str, Any], col: dict[str, Any]) -> str:
     return col.get("profile") or table["profile"]
 
@@ -397,6 +434,10 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 label = f"{prow['ivfuse']} ({prow['name']})"
             elif prow is not None and prow.get("ablation"):  # the variant's name, not its weights path
                 label = f"{prow['ivfuse']} ablation {prow['ablation']} ({prow['name']})"
+            elif prow is not None and prow.get("weights_given"):  # with_weights: the path as given
+                rest = {k: v for k, v in prow["options"].items() if k != "weights"}
+                base = MethodSpec.make(prow["ivfuse"], rest).key
+                label = f"{base} ({prow['name']}) [weights {prow['weights_given']}]"
             else:
                 label = key if prow is None else f"{key} ({prow['name']})"
             line = [label + (" [same method]" if is_anchor else "")]
@@ -590,4 +631,14 @@ def write(
     return paths
 
 
-__all__ = ["convention_offsets", "load_paper", "markdown", "net_gap", "plan", "rel_gap", "tables", "write"]
+__all__ = [
+    "convention_offsets",
+    "load_paper",
+    "markdown",
+    "net_gap",
+    "plan",
+    "rel_gap",
+    "tables",
+    "with_weights",
+    "write",
+]

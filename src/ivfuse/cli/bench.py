@@ -65,6 +65,14 @@ def bench_command(
             "checkout).",
         ),
     ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="--paper: score the paper's method with these weights (a .safetensors file, or the "
+            "run folder of ivfuse train) instead of the shipped ones.",
+        ),
+    ] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", help="Metric profile (default: vifb; mefb for MEF sets).")
     ] = None,
@@ -140,7 +148,7 @@ def bench_command(
         ("--data-root", root), ("--out", out_dir), ("--workers", workers if workers != 1 else None),
         ("--test", test if test != "wilcoxon" else None), ("--alpha", alpha if alpha != 0.05 else None),
         ("--engine", engine if engine != "local" else None), ("--address", address),
-        ("--ablations", ablations),
+        ("--ablations", ablations), ("--weights", weights),
     ]  # fmt: skip
     command = " ".join(["ivfuse bench", *(f"{k} {shlex.quote(str(v))}" for k, v in given if v is not None)])
     if paper is not None:
@@ -149,8 +157,12 @@ def bench_command(
                 "--paper chooses its own data sets and metrics; drop --datasets/--profile/--metrics"
             )
         extra = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        plan = b.plan_paper(paper, data_root=root, extra_methods=extra, ablations=ablations)
+        plan = b.plan_paper(paper, data_root=root, extra_methods=extra, ablations=ablations, weights=weights)
     else:
+        if weights is not None:
+            raise InputError(
+                "--weights goes with --paper; elsewhere give them per method: METHOD@weights=PATH"
+            )
         names = [s for s in (datasets or "").split(",") if s.strip()] + [str(p) for p in paths]
         plan = b.plan_bench(methods or "", names, profile=profile, metrics=metrics, data_root=root)
     bench_engine = None
