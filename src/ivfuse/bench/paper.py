@@ -574,8 +574,14 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
             text += "; no column has a convention offset (no row is the same method in the paper and ivfuse)"
         lines.append(f"paper {paper['paper']}: {text}")
     display["gaps"] = {
-        "header": ["table", "data set", "column", "convention offset", f"{own_name} gap",
-                   f"{own_name} gap net of offset"],  # fmt: skip
+        "header": [
+            "table",
+            "data set",
+            "column",
+            "convention offset",
+            f"{own_name} gap",
+            f"{own_name} gap net of offset",
+        ],
         "rows": gap_rows,
         "summary": text,
     }

@@ -137,7 +137,8 @@ def train_command(
     set_: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="KEY=VALUE: any field of the method's Config (JSON values: 9.5, false, [16,32]).",
+            "--set",
+            help="KEY=VALUE: any field of the method's Config (JSON values: 9.5, false, [16,32]).",
         ),
     ] = None,
 ) -> None:

@@ -57,9 +57,7 @@ def natural_images(root: str | Path, splits: tuple[str, ...] | None = None) -> l
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def load_rgb_uint8(path: Path) -> torch.Tensor:
