@@ -520,9 +520,12 @@ def _own_weights_paper(dataset: str) -> dict:
 
 
 def test_with_weights_binds_the_papers_method_rows_but_not_the_variants(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
     run = tmp_path / "run"
     run.mkdir()
-    (run / "weights.safetensors").write_bytes(b"x")
+    save_file({"w": torch.zeros(1)}, str(run / "weights.safetensors"), metadata={"method": "didfuse"})
     doc = _own_weights_paper("toyset")
     messages: list[str] = []
     out = paper.with_weights(doc, run, messages)  # a run folder: its weights.safetensors
@@ -536,6 +539,12 @@ def test_with_weights_binds_the_papers_method_rows_but_not_the_variants(tmp_path
                         + ", not the shipped ones"]  # fmt: skip
     with pytest.raises(InputError, match="no such file"):
         paper.with_weights(doc, tmp_path / "missing.safetensors")
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "jcae.safetensors"), metadata={"method": "jcae"})
+    with pytest.raises(InputError, match="weights of method 'jcae', not didfuse"):
+        paper.with_weights(doc, tmp_path / "jcae.safetensors")  # refused before anything runs
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(InputError, match="not a readable safetensors file"):
+        paper.with_weights(doc, tmp_path / "junk.safetensors")
     with pytest.raises(InputError, match="no method with weights"):
         paper.with_weights(_toy_paper("toyset"), run / "weights.safetensors")  # lp: classical
 

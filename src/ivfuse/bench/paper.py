@@ -140,6 +140,17 @@ def with_weights(
             f"--weights {weights}: no such file (a weights .safetensors file, or an ivfuse train run "
             "folder holding weights.safetensors)"
         )
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise InputError(f"--weights {path}: not a readable safetensors file ({e})") from e
+    if meta.get("method", method) != method:
+        raise InputError(
+            f"--weights {path}: weights of method {meta['method']!r}, not {method} (paper {paper['paper']!r})"
+        )
     out = copy.deepcopy(paper)
     n = 0
     for t in out["tables"]:
