@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
+import io
 import statistics
 import subprocess
 import sys
-import tempfile
-from importlib import resources
 from pathlib import Path
+
+from ivfuse.io import atomic_write, atomic_write_text
 
 METRICS = ("EN", "MI", "SD", "SF", "VIF", "AG")
 #: the three test sets of Table 4, by their ivfuse names
@@ -65,8 +64,9 @@ def train(data: Path, out: Path, runs: int, device: str, extra: list[str]) -> No
 
 def table4(dataset: str) -> dict[str, dict[str, float]]:
     """The paper's Table 4 values on ``dataset`` (ivfuse name): {row name: {metric: value}}."""
-    doc = json.loads(resources.files("ivfuse.bench.papers").joinpath("didfuse.json").read_text())
-    for t in doc["tables"]:
+    from ivfuse.bench.papers import load_paper
+
+    for t in load_paper("didfuse")["tables"]:
         if t["table"] == "Table 4" and t["dataset"] == dataset:
             return {r["name"]: r["values"] for r in t["rows"]}
     return {}
@@ -97,12 +97,11 @@ def evaluate(out: Path, data_root: str | None, device: str, datasets: list[str])
     if not rows:
         raise SystemExit("error: no run could be scored (see the notes above)")
     path = out / "fig5.csv"
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".csv.tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["run", "seed", "dataset", "metric", "value"])
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=["run", "seed", "dataset", "metric", "value"])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, text.getvalue())
     names = ", ".join(d["name"] for d in done.results["datasets"])
     print(f"wrote {path}: {len(runs)} runs + the shipped weights on {names}")
     return path
@@ -177,11 +176,9 @@ def plot(values: dict[tuple[str, str], dict[str, float]], png: Path) -> None:
                 ax.set_xlabel("run", fontsize=8)
     axes[0][0].legend(fontsize=6, loc="best")
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(png.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_write(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, png)
     print(f"wrote {png}")
 
 

@@ -140,17 +140,13 @@ def with_weights(
             f"--weights {weights}: no such file (a weights .safetensors file, or an ivfuse train run "
             "folder holding weights.safetensors)"
         )
-    from safetensors import safe_open
+    from ..errors import WeightsError
+    from ..methods._torch import weights_metadata
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises several types for corrupt files
-        raise InputError(f"--weights {path}: not a readable safetensors file ({e})") from e
-    if meta.get("method", method) != method:
-        raise InputError(
-            f"--weights {path}: weights of method {meta['method']!r}, not {method} (paper {paper['paper']!r})"
-        )
+        weights_metadata(path, method)  # before anything runs: another method's weights, a corrupt file
+    except WeightsError as e:
+        raise InputError(f"--weights: {e} (paper {paper['paper']!r})") from e
     out = copy.deepcopy(paper)
     n = 0
     for t in out["tables"]:

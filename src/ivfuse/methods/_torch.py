@@ -66,21 +66,32 @@ def sha256_file(path: str | Path) -> str:
 
 def read_weights(path: str | Path, method: str, label: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a safetensors file written for ``method``."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no {label} weights at {path}; {_train_hint(method)}")
+    meta = weights_metadata(path, method)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    return state, meta
+
+
+def weights_metadata(path: str | Path, method: str) -> dict[str, str]:
+    """The metadata of a safetensors file written for ``method``, without reading its tensors
+    (:class:`WeightsError` for an unreadable file or another method's weights)."""
+    from safetensors import safe_open
+
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
     except Exception as e:  # safetensors raises several types for corrupt files
         raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
     if meta.get("method", method) != method:
         raise WeightsError(f"{path}: weights of method {meta.get('method')!r}, not {method}")
-    return state, meta
+    return meta
 
 
 def config_of(meta: dict[str, str]) -> dict[str, Any]:

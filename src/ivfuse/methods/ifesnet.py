@@ -39,7 +39,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..nn import parameter_count  # noqa: F401  (ivfuse.methods.ifesnet.parameter_count)
-from ..nn.losses import gaussian_window
+from ..nn.losses import float32_outside_autocast, gaussian_window
 from . import _torch
 from ._config import Ablation, MethodConfig
 from .registry import register
@@ -477,15 +477,12 @@ def vp_loss(
     """
     if fused.shape != i1.shape or fused.shape != i2.shape or fused.shape[1] != 1:
         raise ValueError(f"expected three (N, 1, H, W) tensors of one shape, got {tuple(fused.shape)}")
-    out_dtype = torch.promote_types(torch.promote_types(fused.dtype, i1.dtype), i2.dtype)
-    work = torch.promote_types(out_dtype, torch.float32)
-    with torch.autocast(device_type=fused.device.type, enabled=False):
-        out = _vp_terms(fused.to(work), i1.to(work), i2.to(work), window, sigma)
-    return {k: v.to(out_dtype) for k, v in out.items()}
+    return _vp_terms(fused, i1, i2, window=window, sigma=sigma)
 
 
+@float32_outside_autocast
 def _vp_terms(
-    fused: torch.Tensor, i1: torch.Tensor, i2: torch.Tensor, window: int, sigma: float
+    fused: torch.Tensor, i1: torch.Tensor, i2: torch.Tensor, *, window: int, sigma: float
 ) -> dict[str, torch.Tensor]:
     from ..nn.losses import sobel_gradient
 

@@ -13,12 +13,40 @@ The SSIM here is the one of kornia 0.2-0.4's ``SSIM`` loss class, which several 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gaussian_window", "ssim_map", "dssim", "sobel_gradient", "gradient_l1"]
+__all__ = [
+    "gaussian_window",
+    "ssim_map",
+    "dssim",
+    "sobel_gradient",
+    "gradient_l1",
+    "float32_outside_autocast",
+]
 
 _PAD_MODES = {"reflect": "reflect", "zeros": "constant", "replicate": "replicate"}
+
+
+def float32_outside_autocast(fn: Callable[..., torch.Tensor | dict[str, torch.Tensor]]) -> Callable:
+    """Run ``fn(*tensors, **options)`` in at least float32 with autocast off, and cast its result (a
+    tensor or a dict of tensors) back to the tensors' promoted dtype. For statistics that bfloat16
+    cancels, such as local variances ``E[x^2] - E[x]^2``."""
+
+    @functools.wraps(fn)
+    def wrapper(*tensors: torch.Tensor, **options):
+        out_dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+        work = torch.promote_types(out_dtype, torch.float32)
+        with torch.autocast(device_type=tensors[0].device.type, enabled=False):
+            out = fn(*(t.to(work) for t in tensors), **options)
+        if isinstance(out, dict):
+            return {k: v.to(out_dtype) for k, v in out.items()}
+        return out.to(out_dtype)
+
+    return wrapper
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -66,15 +94,12 @@ def ssim_map(
     _check_pair(x, y)
     if padding not in _PAD_MODES:
         raise ValueError(f"padding must be one of {sorted(_PAD_MODES)}, got {padding!r}")
-    out_dtype = torch.promote_types(x.dtype, y.dtype)
-    work = torch.promote_types(out_dtype, torch.float32)
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        s = _ssim_map(x.to(work), y.to(work), window_size, sigma, max_val, padding)
-    return s.to(out_dtype)
+    return _ssim_map(x, y, window_size=window_size, sigma=sigma, max_val=max_val, padding=padding)
 
 
+@float32_outside_autocast
 def _ssim_map(
-    x: torch.Tensor, y: torch.Tensor, window_size: int, sigma: float, max_val: float, padding: str
+    x: torch.Tensor, y: torch.Tensor, *, window_size: int, sigma: float, max_val: float, padding: str
 ) -> torch.Tensor:
     w = gaussian_window(window_size, sigma, dtype=x.dtype, device=x.device)
     c1 = (0.01 * max_val) ** 2
