@@ -365,6 +365,23 @@ def test_card_metrics_on_a_test_set(data, tmp_path):
     assert json.loads((tmp_path / "run" / "card.json").read_text())["metrics"] == m
 
 
+def test_card_names_data_under_the_data_root_portably(tmp_path, monkeypatch):
+    """A card says ``$IVFUSE_DATA/<set>`` for data under the data root (the same on every machine,
+    no home folder in a shipped card); a folder outside it is recorded as given."""
+    root = tmp_path / "datasets"
+    train_dir = _write_pairs(root / "flir_train", 4)
+    test_dir = _write_pairs(root / "tno", 1, size=(64, 72), seed=3)
+    monkeypatch.setenv("IVFUSE_DATA", str(root))
+    card = train(_spec(1), RunOptions(train_dir, tmp_path / "run", progress=False, test_data=test_dir))
+    assert card["data"]["path"] == "$IVFUSE_DATA/flir_train" and card["data"]["name"] == "flir_train"
+    assert card["metrics"]["test_set"] == "$IVFUSE_DATA/tno"
+    # the checkpoint keeps the real path: --resume must find the data
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME, "didfuse")["data"] == str(train_dir)
+    monkeypatch.setenv("IVFUSE_DATA", str(tmp_path / "elsewhere"))
+    card = train(_spec(1), RunOptions(train_dir, tmp_path / "run2", progress=False))
+    assert card["data"]["path"] == str(train_dir)
+
+
 def test_tensorboard_scalars_when_installed(data, tmp_path, monkeypatch):
     """With tensorboard importable, every epoch's terms go to a SummaryWriter (rank 0)."""
     import types

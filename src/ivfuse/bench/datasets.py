@@ -105,6 +105,23 @@ def default_data_root() -> Path | None:
     return Path(env) if env else None
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` as a card records it: ``$IVFUSE_DATA/<rest>`` when it lies under the data root
+    (so the card reads the same on every machine and says which named set was used), else as given.
+
+    With ``IVFUSE_DATA=/data``: ``/data/flir_train`` → ``$IVFUSE_DATA/flir_train``;
+    ``runs/tno24`` → ``runs/tno24``.
+    """
+    root = default_data_root()
+    if root is None:
+        return str(path)
+    try:
+        rest = Path(path).resolve().relative_to(root.resolve())
+    except ValueError:
+        return str(path)
+    return f"${DATA_ENV}/{rest.as_posix()}" if rest.parts else f"${DATA_ENV}"
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root to use; :class:`InputError` with one line when there is none."""
     path = Path(root) if root is not None else default_data_root()

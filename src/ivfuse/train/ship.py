@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from ..bench.datasets import portable_path
 from ..errors import TrainingError
 from .checkpoint import CHECKPOINT_NAME, atomic_write_text, export_safetensors, load_checkpoint
 from .trainer import CARD_NAME, WEIGHTS_NAME, card_provenance, loss_history
@@ -68,7 +69,11 @@ def export_run(
             "method": method,
             "paper": paper,
             "config": ck["config"],
-            "data": {"path": ck.get("data"), "name": Path(str(ck.get("data"))).name, "pairs": pairs},
+            "data": {
+                "path": portable_path(ck["data"]) if ck.get("data") else None,
+                "name": Path(str(ck.get("data"))).name,
+                "pairs": pairs,
+            },
             "epochs": done,
             "epochs_planned": planned,
             "reduced_scale": True,

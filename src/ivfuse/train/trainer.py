@@ -52,6 +52,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
+from ..bench.datasets import portable_path
 from ..errors import TrainingError
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -715,7 +716,7 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
         "method": spec.method,
         "paper": spec.paper,
         "config": cfg,
-        "data": {"path": str(opts.data), "name": Path(opts.data).name, "pairs": n_data},
+        "data": {"path": portable_path(opts.data), "name": Path(opts.data).name, "pairs": n_data},
         "epochs": done,
         "epochs_planned": total,
         "reduced_scale": bool(deviations) or done < total,
@@ -789,7 +790,7 @@ def evaluate_on(spec: TrainSpec, model: nn.Module, test_dir: Path) -> dict[str, 
         vi8 = np.round(vi * 255).astype(np.uint8)
         for prof, names in spec.test_metrics:
             rows[prof].append(evaluate(fused, ir8, vi8, names, profile=prof))
-    result: dict[str, Any] = {"test_set": str(test_dir), "pairs": len(pairs)}
+    result: dict[str, Any] = {"test_set": portable_path(test_dir), "pairs": len(pairs)}
     for prof, rs in rows.items():
         result[prof] = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} if rs else {}
     return result
