@@ -359,10 +359,18 @@ def test_paper_plan_and_tables_shape(tmp_path, monkeypatch):
     assert all(set(r) == keys for r in t["rows"])
     cells = {(c["method"], c["metric"]): c["mean"] for c in res["datasets"][0]["cells"]}
     assert {k: rows[("lp", "EN")][k] for k in ("method", "metric", "ours", "paper")} == {
-        "method": "lp", "metric": "EN", "ours": cells[("lp", "EN")], "paper": 6.5}
+        "method": "lp",
+        "metric": "EN",
+        "ours": cells[("lp", "EN")],
+        "paper": 6.5,
+    }
     assert rows[("lp", "SSIM")]["ours"] == pytest.approx(0.5 * cells[("lp", "SSIM")])  # scaled
     assert {k: rows[("lp", "IS")][k] for k in ("method", "metric", "ours", "paper")} == {
-        "method": "lp", "metric": "IS", "ours": None, "paper": 3.1}
+        "method": "lp",
+        "metric": "IS",
+        "ours": None,
+        "paper": 3.1,
+    }
     assert rows[("average", "EN")]["paper"] is None  # extra row: no paper value
     assert ("average", "IS") not in rows  # neither ours nor the paper's
     # the significance column: paired t-test of each row against the paper's own method (lp) on EN

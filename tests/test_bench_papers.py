@@ -27,8 +27,19 @@ SEED_TEXT = {"defusion": "defusion.txt", "didfuse": "didfuse.txt", "ifesnet": "i
              "jcae": "jcae.txt", "sslwaeie": "ssl-waeie.txt"}  # fmt: skip
 
 #: the bench's data set names (issue 10) and ivfuse's method names (the method registry)
-DATASETS = {"tno", "tno-test24", "tno25", "roadscene-test41", "roadscene50", "flir-test", "nir", "mefb",
-            "lytro", "mffw", "mfiwhu"}
+DATASETS = {
+    "tno",
+    "tno-test24",
+    "tno25",
+    "roadscene-test41",
+    "roadscene50",
+    "flir-test",
+    "nir",
+    "mefb",
+    "lytro",
+    "mffw",
+    "mfiwhu",
+}
 METHODS = {m.name for m in registry.available()}
 TASKS = {"ivif", "mef", "mff"}
 
@@ -76,8 +87,17 @@ def test_paper_schema(name):
             assert isinstance(t["dataset"], str) and t["dataset"]
             assert t["profile"] is None or t["profile"] in {"vifb", "ma2019", "mefb"}
         for c in cols:
-            assert set(c) <= {"name", "metric", "profile", "scale", "higher_is_better", "note", "kind", "of",
-                              "tried"}
+            assert set(c) <= {
+                "name",
+                "metric",
+                "profile",
+                "scale",
+                "higher_is_better",
+                "note",
+                "kind",
+                "of",
+                "tried",
+            }
             assert all(isinstance(x, str) and x for x in c.get("tried", []))
             assert c["metric"] is None or isinstance(c["metric"], str)
             if c.get("kind") in ("significance", "std"):  # a printed '± x' of column "of"
@@ -187,8 +207,14 @@ def test_spot_checks_verified_by_eye():
 
     ifes = load_paper("ifesnet")["tables"][0]
     ours = next(r for r in ifes["rows"] if r["ivfuse"] == "ifesnet")
-    assert ours["values"] == {"AG": 10.18, "EN": 6.923, "MI": 13.85, "GLD": 17.96, "SF": 0.0787,
-                              "VIFF": 0.6414}
+    assert ours["values"] == {
+        "AG": 10.18,
+        "EN": 6.923,
+        "MI": 13.85,
+        "GLD": 17.96,
+        "SF": 0.0787,
+        "VIFF": 0.6414,
+    }
 
     jcae = load_paper("jcae")["tables"][0]
     gtf = next(r for r in jcae["rows"] if r["ivfuse"] == "gtf")
@@ -201,7 +227,11 @@ def test_spot_checks_verified_by_eye():
     assert u2["values"] == {"CE": 4.526, "QCV": 253.8, "SSIM": 0.526, "MEF-SSIM": 0.815}  # IS/LPIPS misplaced
     rs = next(t for t in de if t["dataset"] == "roadscene-test41")
     assert next(r for r in rs["rows"] if r["ivfuse"] == "defusion")["values"] == {
-        "CE": 0.767, "QCV": 647.5, "SSIM": 0.727, "CC": 0.652}
+        "CE": 0.767,
+        "QCV": 647.5,
+        "SSIM": 0.727,
+        "CC": 0.652,
+    }
 
 
 def test_digits_kept_as_printed():
@@ -229,8 +259,11 @@ def test_scales_put_values_on_the_paper_scale():
     ifes = load_paper("ifesnet")["tables"][0]
     sf = next(c for c in ifes["columns"] if c["name"] == "SF")
     assert sf["scale"] * 255 == pytest.approx(1.0)
-    for paper, table, dataset in (("jcae", "Table 1", "tno"), ("defusion", "Table 3", "tno"),
-                                  ("defusion", "Table 1", "mefb")):
+    for paper, table, dataset in (
+        ("jcae", "Table 1", "tno"),
+        ("defusion", "Table 3", "tno"),
+        ("defusion", "Table 1", "mefb"),
+    ):
         t = next(t for t in load_paper(paper)["tables"] if (t["table"], t["dataset"]) == (table, dataset))
         ssim = next(c for c in t["columns"] if c["name"] == "SSIM")
         assert (ssim["metric"], ssim["scale"], ssim.get("profile") or t["profile"]) == ("SSIM", 0.5, "vifb")
@@ -363,9 +396,17 @@ def test_ablation_table_borrows_the_offset_of_the_same_evaluation():
     """A table without same-method rows takes the offset of a table of the same paper on the same
     data with the same column definition (IFESNet's ablations of Tables I and II), marked 'from'."""
     col = {"name": "CC", "metric": "CC", "higher_is_better": True}
-    main = {"table": "Table I", "dataset": "tno", "profile": "vifb", "paper_dataset": "INFV-41",
-            "columns": [col], "rows": [{"name": "GTF", "ivfuse": "gtf", "values": {"CC": 0.5}},
-                                        {"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}]}
+    main = {
+        "table": "Table I",
+        "dataset": "tno",
+        "profile": "vifb",
+        "paper_dataset": "INFV-41",
+        "columns": [col],
+        "rows": [
+            {"name": "GTF", "ivfuse": "gtf", "values": {"CC": 0.5}},
+            {"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}},
+        ],
+    }
     ablation = {**main, "table": "Table III", "rows": main["rows"][1:]}
     other_data = {**ablation, "table": "Table IV", "paper_dataset": "INFV-20"}
     paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [main, ablation, other_data]}

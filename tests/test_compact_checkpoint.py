@@ -48,8 +48,18 @@ def _checkpoint():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return model, opt, {"format": 1, "method": "x", "epoch": 3, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "history": [{"epoch": 1, "total": 0.5}]}
+    return (
+        model,
+        opt,
+        {
+            "format": 1,
+            "method": "x",
+            "epoch": 3,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "history": [{"epoch": 1, "total": 0.5}],
+        },
+    )
 
 
 def test_pack_unpack_keeps_weights_and_rebuilds_adam(tmp_path):

@@ -490,8 +490,21 @@ def test_cli_mef_colour_order_free_and_parts(tmp_path, weights):
     over = io.write_image(tmp_path / "over.png", np.clip(_colour(1) * 0.5 + 0.5, 0, 1))
     w = f"weights={weights}"
     parts = tmp_path / "parts"
-    r = run("fuse", "--task", "mef", "-m", "defusion", "-p", w, "-p", f"parts={parts}", under, over, "-o",
-            tmp_path / "f1.png")
+    r = run(
+        "fuse",
+        "--task",
+        "mef",
+        "-m",
+        "defusion",
+        "-p",
+        w,
+        "-p",
+        f"parts={parts}",
+        under,
+        over,
+        "-o",
+        tmp_path / "f1.png",
+    )
     assert r.exit_code == 0, r.output
     r = run("fuse", "--task", "mef", "-m", "defusion", "-p", w, over, under, "-o", tmp_path / "f2.png")
     assert r.exit_code == 0, r.output
@@ -508,8 +521,19 @@ def test_cli_mff_folders_in_colour(tmp_path, weights):
         for stem in ("01", "02"):
             io.write_image(tmp_path / "set" / sub / f"{stem}.jpg", _colour(seed + int(stem)))
     w = f"weights={weights}"
-    r = run("fuse", "--task", "mff", "-m", "defusion", "-p", w, "--pairs", tmp_path / "set", "-o",
-            tmp_path / "out")
+    r = run(
+        "fuse",
+        "--task",
+        "mff",
+        "-m",
+        "defusion",
+        "-p",
+        w,
+        "--pairs",
+        tmp_path / "set",
+        "-o",
+        tmp_path / "out",
+    )
     assert r.exit_code == 0, r.output
     assert "2 fused" in r.output
     out = io.read_image(tmp_path / "out" / "01.png")
@@ -542,8 +566,23 @@ def test_cli_refuses_a_method_without_the_task(tmp_path):
 
 def test_train_cli_smoke(tmp_path):
     data = _tiny_images(tmp_path / "data", n=2)
-    r = run("train", "defusion", "--data", data, "--out", tmp_path / "run", "--epochs", 1, "--crop", 16,
-            "--batch-size", 2, "--no-progress", "--threads", 1)
+    r = run(
+        "train",
+        "defusion",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        1,
+        "--crop",
+        16,
+        "--batch-size",
+        2,
+        "--no-progress",
+        "--threads",
+        1,
+    )
     assert r.exit_code == 0, r.output
     card = json.loads((tmp_path / "run" / "card.json").read_text())
     assert card["reduced_scale"] is True and card["iterations_planned"] == 1

@@ -143,8 +143,19 @@ def test_sslwaeie_refuses_half_precision_on_every_engine():
 
 def test_cli_refuses_fp16_on_the_cpu(tmp_path):
     root = _pairs(tmp_path / "d", n=1)
-    r = run("fuse", root / "ir" / "000.png", root / "vi" / "000.png", "-o", tmp_path / "f.png",
-            "-m", "jcae", "--device", "cpu", "--precision", "fp16")
+    r = run(
+        "fuse",
+        root / "ir" / "000.png",
+        root / "vi" / "000.png",
+        "-o",
+        tmp_path / "f.png",
+        "-m",
+        "jcae",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp16",
+    )
     assert r.exit_code == 2 and "fp16 is for CUDA" in r.output
     assert not (tmp_path / "f.png").exists()
 
@@ -555,8 +566,26 @@ def test_bench_train_step_times_each_precision_in_its_own_process(tmp_path, caps
 
     root = bench_gpu._natural(None, tmp_path, 4)
     out = tmp_path / "steps.json"
-    args = ["--method", "defusion", "--data", str(root), "--set", "crop=32", "--set", "batch_size=2",
-            "--steps", "2", "--rounds", "1", "--threads", "1", "--iterations", "3600", "--json", str(out)]
+    args = [
+        "--method",
+        "defusion",
+        "--data",
+        str(root),
+        "--set",
+        "crop=32",
+        "--set",
+        "batch_size=2",
+        "--steps",
+        "2",
+        "--rounds",
+        "1",
+        "--threads",
+        "1",
+        "--iterations",
+        "3600",
+        "--json",
+        str(out),
+    ]
     assert bench_train_step.main(args) == 0  # fmt: skip
     got = json.loads(out.read_text())
     (rnd,) = got["rounds"]

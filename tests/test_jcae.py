@@ -577,13 +577,27 @@ def test_parts_are_the_feature_maps_of_fig6(tmp_path):
     Image.fromarray(ir).save(tmp_path / "ir.png")
     Image.fromarray(vi).save(tmp_path / "vi.png")
     parts = tmp_path / "parts"
-    r = runner.invoke(app, ["fuse", "-m", "jcae", "-p", f"parts={parts}", str(tmp_path / "ir.png"),
-                            str(tmp_path / "vi.png"), "-o", str(tmp_path / "f.png")])
+    r = runner.invoke(
+        app,
+        [
+            "fuse",
+            "-m",
+            "jcae",
+            "-p",
+            f"parts={parts}",
+            str(tmp_path / "ir.png"),
+            str(tmp_path / "vi.png"),
+            "-o",
+            str(tmp_path / "f.png"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "f.png").is_file()
     got = {p.name for p in parts.iterdir()}
-    assert got == {f"f_{n}.png" for n in ("private_ir", "private_vi", "private_fused",
-                                           "common_ir", "common_vi", "common_fused")}
+    assert got == {
+        f"f_{n}.png"
+        for n in ("private_ir", "private_vi", "private_fused", "common_ir", "common_vi", "common_fused")
+    }
     fuser = registry.create("jcae")
     maps = fuser.parts(ir.astype(np.float32) / 255, vi.astype(np.float32) / 255)
     assert all(m.shape == (23, 31) for m in maps.values())

@@ -325,8 +325,6 @@ def test_weights_round_trip(trained, rng):
     np.testing.assert_allclose(fuser.fuse(img, img), img, atol=1e-6)
 
 
-
-
 def test_registered():
     info = registry.info("sslwaeie")
     assert info.trainable and info.family == "self-supervised"
