@@ -411,3 +411,19 @@ def test_registry_metadata():
     assert registry.info("ifcnn").tasks == ("ivif", "mef", "mff") and registry.info("ifcnn").rgb
     assert registry.info("deepfuse").tasks == ("ivif", "mef")
     assert json.dumps(densefuse.Config().to_dict())
+
+
+def test_mef_ssim_map_is_float32_accurate_under_bf16_autocast():
+    """Bright, faintly textured exposures: the MEF-SSIM map's local variances are taken in float32
+    under bf16 autocast (as ``nn.losses.ssim_map``), so a bf16 DeepFuse step sees the float32 loss."""
+    g = torch.Generator().manual_seed(1)
+    y1 = 0.8 + 0.004 * torch.rand(1, 1, 32, 40, generator=g)
+    y2 = 0.6 + 0.004 * torch.rand(1, 1, 32, 40, generator=g)
+    fused = 0.7 + 0.004 * torch.rand(1, 1, 32, 40, generator=g)
+    ref = deepfuse.mef_ssim_map(y1, y2, fused)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = deepfuse.mef_ssim_map(y1, y2, fused)
+        low = deepfuse.mef_ssim_map(y1.bfloat16(), y2.bfloat16(), fused.bfloat16())
+    assert got.dtype == torch.float32 and low.dtype == torch.bfloat16
+    torch.testing.assert_close(got, ref)  # autocast changes nothing: float32 inside
+    assert bool(torch.isfinite(low.float()).all())

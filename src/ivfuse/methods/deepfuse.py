@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import parameter_count  # noqa: F401
-from ..nn.losses import gaussian_window
+from ..nn.losses import float32_outside_autocast, gaussian_window
 from . import _torch
 from ._config import MethodConfig
 from .registry import register
@@ -117,7 +117,13 @@ def mef_ssim_map(
 
     All patch quantities come from local (Gaussian-weighted) moments: with ``a_k = w_k / (c_k sum w)``
     the target is ``y^ = c^ s_bar / ||s_bar||``, ``||s_bar||^2 = sum_jk a_j a_k cov(y_j, y_k)`` and
-    ``sigma_{y^ y} = c^ sum_k a_k cov(y_k, y) / ||s_bar||``."""
+    ``sigma_{y^ y} = c^ sum_k a_k cov(y_k, y) / ||s_bar||``. Computed in float32 under any autocast
+    (local variances ``E[x^2] - E[x]^2`` cancel in bfloat16) and returned in the inputs' dtype."""
+    return _mef_ssim_map(y1, y2, fused, p=p, window=window, c2=c2)
+
+
+@float32_outside_autocast
+def _mef_ssim_map(y1, y2, fused, *, p: float, window: int, c2: float) -> torch.Tensor:
     g = gaussian_window(window, 1.5, dtype=fused.dtype, device=fused.device)[None, None]
     pad = window // 2
 
