@@ -518,3 +518,47 @@ def test_std_column_is_the_spread_over_the_images():
     assert doc["summary"]["cells"] == 1  # SD only
     md = paper_tables.markdown(display)
     assert "4.000 (1.500)" in md and "SD std: sample standard deviation over the pairs of SD" in md
+
+
+def test_best_marks_are_per_table_when_tables_share_a_data_set():
+    """**best** and † are decided among a table's own rows: an ablation variant that beats every row
+    of its own table on a shared data set does not take the mark from the main table (IFESNet's
+    Table I had no best VIFF cell while the HC variant of Table V was the data set's best)."""
+    col = {"name": "CC", "metric": "CC", "higher_is_better": True}
+    variant = {"name": "HC", "ivfuse": "didfuse", "ablation": "hc", "options": {"weights": "/w/hc.st"},
+               "values": {"CC": 0.6}}  # fmt: skip
+    own = {"name": "Ours", "ivfuse": "didfuse", "values": {"CC": 0.5}}
+    main = {"table": "Table 1", "dataset": "tno", "profile": "vifb", "columns": [col],
+            "rows": [own, {"name": "LP", "ivfuse": "lp", "values": {"CC": 0.4}}]}  # fmt: skip
+    study = {**main, "table": "Table 5", "rows": [own, variant]}
+    paper = {"paper": "toy", "title": "Toy", "method": "didfuse", "tables": [main, study]}
+    key = "didfuse@weights=/w/hc.st"
+    per_image = {  # six images: hc > didfuse > lp on every one (Wilcoxon exact p = 0.031)
+        "didfuse": [0.50, 0.52, 0.48, 0.51, 0.49, 0.50],
+        key: [0.60, 0.61, 0.59, 0.62, 0.58, 0.60],
+        "lp": [0.40, 0.41, 0.39, 0.42, 0.38, 0.40],
+    }
+    doc, display = paper_tables.tables(paper, _per_image_results(per_image))
+    md = paper_tables.markdown(display)
+    t1, t5 = md.split("## ")[1:3]
+    assert "| didfuse (Ours) | 0.5000 (0.5000, +0.0 %; net of offset +0.0 %) **best** |" in t1
+    assert "| lp (LP) [same method] | 0.4000 (0.4000, -0.0 %) |" in t1  # significantly below: no mark
+    assert "| didfuse ablation hc (HC) | 0.6000 (0.6000, +0.0 %; net of offset +0.0 %) **best** |" in t5
+    assert "| didfuse (Ours) | 0.5000 (0.5000, +0.0 %; net of offset +0.0 %) |" in t5
+    # a row as good as the best up to noise gets the dagger
+    per_image["lp"] = [0.52, 0.48, 0.51, 0.49, 0.50, 0.50]
+    md = paper_tables.markdown(paper_tables.tables(paper, _per_image_results(per_image))[1])
+    assert "| lp (LP) [same method] | 0.5000 (0.4000, +25.0 %) † |" in md.split("## ")[1]
+
+
+def _per_image_results(per_image: dict[str, list[float]]) -> dict:
+    """Toy results of one CC column on 'tno' with the per-image values (Wilcoxon, alpha 0.05)."""
+    results = _toy_results({m: {"CC": sum(v) / len(v)} for m, v in per_image.items()})
+    results["datasets"][0]["metrics"] = [{"profile": "vifb", "metric": "CC", "higher_is_better": True}]
+    results["values"] = [
+        {"dataset": "tno", "method": m, "image": f"{i:02d}", "profile": "vifb", "metric": "CC", "value": v}
+        for m, vals in per_image.items()
+        for i, v in enumerate(vals)
+    ]
+    results["test"], results["alpha"] = "wilcoxon", 0.05
+    return results

@@ -327,6 +327,8 @@ def _cells_of(
     own_name: str | None,
     per_image: dict[tuple[str, str, str, str], dict[str, float]],
     variants: frozenset[str] = frozenset(),
+    test: str = "wilcoxon",
+    alpha: float = 0.05,
 ) -> tuple[list[str], dict[str, dict[str, Any]], str | None, dict[str, dict[str, tuple[Any, Any]]], dict]:
     """One table on its data set's results: the rows that ran (in order), the paper's rows by
     method key, the own method's key, ``values[key][column] = (ours, paper's)`` and the best marks.
@@ -355,14 +357,42 @@ def _cells_of(
                 c = cells.get((key, _profile_of(t, col), col["metric"]))
                 if c is not None and c["mean"] is not None:
                     ours = c["mean"] * float(col.get("scale", 1.0))
-                    best = " **best**" if c["best"] else (" †" if c["tied_with_best"] else "")
-                    marks[(key, col["name"])] = best
             elif col.get("kind") == "significance" and own_key in ran and key != own_key:
                 ours = _significance(t, col, key, own_key, per_image, d["name"])
             elif col.get("kind") == "std":
                 ours = _spread(t, col, key, per_image, d["name"])
             values.setdefault(key, {})[col["name"]] = (ours, ref)
+    for col in t["columns"]:
+        if col.get("metric"):
+            marks.update(_best_marks(t, col, ran, d, per_image, test, alpha))
     return ran, paper_rows, own_key, values, marks
+
+
+def _best_marks(
+    t: dict[str, Any],
+    col: dict[str, Any],
+    ran: list[str],
+    d: dict[str, Any],
+    per_image: dict[tuple[str, str, str, str], dict[str, float]],
+    test: str,
+    alpha: float,
+) -> dict[tuple[str, str], str]:
+    """``**best**`` on the best mean of the column among the table's own rows, ``†`` on the rows not
+    significantly different from it (the run's paired test over the images). Per table: a data set
+    shared by several tables (the ablations') has one best per table, not one over all its rows."""
+    profile, metric = _profile_of(t, col), col["metric"]
+    info = next((m for m in d.get("metrics", []) if m["profile"] == profile and m["metric"] == metric), None)
+    if info is None:
+        return {}
+    pm = {k: per_image.get((d["name"], k, profile, metric), {}) for k in ran}
+    pm = {k: v for k, v in pm.items() if v}
+    means = {k: statistics.fmean(v.values()) for k, v in pm.items()}
+    best = stats.best_method(means, info["higher_is_better"])
+    if best is None:
+        return {}
+    p = stats.significance(pm, best, test)
+    tied = {k for k in pm if k != best and math.isfinite(p[k]) and p[k] >= alpha}
+    return {(k, col["name"]): " **best**" if k == best else (" †" if k in tied else "") for k in pm}
 
 
 def _column_id(t: dict[str, Any], col: dict[str, Any]) -> tuple:
@@ -422,7 +452,9 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
         d = by_ds.get(t["dataset"])
         if d is None:
             continue
-        ran, paper_rows, own_key, values, marks = _cells_of(t, d, own_name, per_image, variants)
+        ran, paper_rows, own_key, values, marks = _cells_of(
+            t, d, own_name, per_image, variants, results.get("test", "wilcoxon"), results.get("alpha", 0.05)
+        )
         anchors = [k for k in ran if _is_anchor(paper_rows.get(k))]
         metric_cols = [c["name"] for c in t["columns"] if c.get("metric")]
         offsets = convention_offsets(
