@@ -399,7 +399,7 @@ def test_training_logs_terms_and_resumes_bit_identically(data, tmp_path):
     assert [r["total"] for r in csv.DictReader(open(part / "losses.csv"))] == [h["total"] for h in hist]
     # the card says what was reduced
     assert card["reduced_scale"] is True and card["epochs"] == 2
-    assert card["deviations_from_recipe"]["crop"] == {"used": 16, "recipe": 64}
+    assert card["deviations_from_recipe"]["crop"] == {"used": 16, "recipe": 128}
     assert any("110 TNO" in n for n in card["recipe_notes"])
 
 
