@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from ..bench.datasets import portable_path
+from ..data.root import portable_path
 from ..errors import TrainingError
 from .checkpoint import CHECKPOINT_NAME, atomic_write_text, export_safetensors, load_checkpoint
 from .trainer import CARD_NAME, WEIGHTS_NAME, card_provenance, loss_history

@@ -52,7 +52,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
-from ..bench.datasets import portable_path
+from ..data.root import portable_path
 from ..errors import TrainingError
 from .checkpoint import (
     CHECKPOINT_NAME,
