@@ -384,10 +384,10 @@ def _best_marks(
     info = next((m for m in d.get("metrics", []) if m["profile"] == profile and m["metric"] == metric), None)
     if info is None:
         return {}
+    means = {c["method"]: c["mean"] for c in d["cells"] if (c["profile"], c["metric"]) == (profile, metric)}
     pm = {k: per_image.get((d["name"], k, profile, metric), {}) for k in ran}
-    pm = {k: v for k, v in pm.items() if v}
-    means = {k: statistics.fmean(v.values()) for k, v in pm.items()}
-    best = stats.best_method(means, info["higher_is_better"])
+    pm = {k: v for k, v in pm.items() if v and means.get(k) is not None}
+    best = stats.best_method({k: means[k] for k in pm}, info["higher_is_better"])  # the means shown
     if best is None:
         return {}
     p = stats.significance(pm, best, test)
