@@ -98,6 +98,14 @@ class Config(MethodConfig):
     outside weight is cut at 213, and the learning rate halves after epochs 7, 13, 20, 27. The card
     records all of it (``schedule_scale``, ``schedule_iterations``, ``reductions``).
 
+    The shipped weights add a second stage to that run (chosen because a CPU session cannot hold
+    one long run, and starting from the first stage's weights is cheaper than a longer run from
+    scratch): ``--init`` from the 3,400-iteration weights, a fresh Adam, 60 more epochs of 100
+    iterations (6,000; 9,400 in all) at 128 x 128 in bf16 autocast (about 1.0 s per step on a
+    2-core AMD EPYC with AVX512-BF16 against 1.2-1.4 s in fp32). The schedule restarts scaled to
+    the stage, k = 6,000 / 637,500, and the learning rate halves after epochs 12, 24, 35, 47. The
+    card records the stage (``init_weights``) and its own reductions.
+
     Network choice: the test definition of the official code (design Sec. 3; the training one does
     not run) with the common image rendered by P_c, as the paper (Sec. 3.2) and the official training
     code do (the official test code renders it with P_u; the fused image does not depend on it).
