@@ -600,8 +600,69 @@ def test_cli_bench_paper_weights_scores_a_retrained_run(tmp_path, monkeypatch):
     assert retrained["summary"]["worst"]["gap"] == pytest.approx(en(retrained, key) / 7.0 - 1)
 
 
+def test_only_rows_marks_the_other_rows_skipped():
+    doc = _own_weights_paper("toyset")
+    messages: list[str] = []
+    out = paper.only_rows(doc, ["didfuse"], messages)
+    skip = {r["name"]: bool(r.get("skip")) for r in out["tables"][0]["rows"] if r.get("ivfuse")}
+    assert skip == {"LP": True, "DIDFuse": False, "DIDFuse, average": False, "a variant": True}
+    assert not any(r.get("skip") for r in doc["tables"][0]["rows"])  # input intact
+    assert messages == [
+        "toy: only the rows of didfuse run (--rows); 2 other rows show the paper's values only"
+    ]
+    out = paper.only_rows(doc, ["didfuse:v", "lp"])
+    assert [r["name"] for r in out["tables"][0]["rows"] if r.get("ivfuse") and not r.get("skip")] == [
+        "LP", "a variant"
+    ]  # fmt: skip
+    with pytest.raises(InputError, match=r"--rows gff: no such row in paper 'toy' \(rows that can run: "
+                       r"didfuse, didfuse:v, lp;"):  # fmt: skip
+        paper.only_rows(doc, ["lp", "gff"])
+
+
+def test_cli_bench_paper_rows_runs_only_those_rows(tmp_path, monkeypatch):
+    """--rows: the named rows are fused and scored, no classical extras are added, the other rows
+    keep the paper's values as 'not run'; the gap summary is the paper method's as before."""
+    make_pairs(tmp_path / "toyset", n=2)
+    monkeypatch.setitem(
+        datasets.DATASETS, "toyset", datasets.Dataset("toyset", "ivif", "toy", folder="toyset")
+    )
+    doc = _toy_paper("toyset")
+    doc["method"] = "average"
+    doc["tables"][0]["rows"].append({"name": "Mean", "ivfuse": "average", "values": {"EN": 6.0}})
+    monkeypatch.setattr(paper, "load_paper", lambda name: doc)
+    out = tmp_path / "R"
+    base = [
+        "bench",
+        "--paper",
+        "toy",
+        "--data-root",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--no-figures",
+        "--no-html",
+    ]
+    r = runner.invoke(app, [*base, "--rows", "average"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    assert [m["method"] for m in res["datasets"][0]["methods"]] == ["average"]
+    assert res["command"].endswith("--rows average")
+    text = (out / "paper_toy.md").read_text()
+    assert "lp (not run) | – (6.500)" in text and "average (Mean)" in text
+    got = json.loads((out / "paper_toy.json").read_text())
+    (en,) = [c for c in got["tables"][0]["rows"] if c["metric"] == "EN"]
+    assert en["method"] == "average" and en["gap"] == pytest.approx(en["ours"] / 6.0 - 1)
+    assert got["summary"]["cells"] == 1
+    assert set(got["tables"][0]["offsets"]["EN"]["anchors"]) == {"average"}  # lp did not run
+    r = runner.invoke(app, [*base, "--rows", "average,gff"])
+    assert r.exit_code == 2 and "--rows gff: no such row in paper 'toy'" in " ".join(r.output.split())
+
+
 def test_cli_bench_weights_needs_paper(tmp_path):
     data = make_pairs(tmp_path / "toy", n=1)
     r = runner.invoke(app, ["bench", "--methods", "lp", "--dataset", str(data), "--out", str(tmp_path / "R"),
                             "--weights", str(tmp_path / "w.safetensors")])  # fmt: skip
     assert r.exit_code == 2 and "--weights goes with --paper" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["bench", "--methods", "lp", "--dataset", str(data), "--out", str(tmp_path / "R"),
+                            "--rows", "lp"])  # fmt: skip
+    assert r.exit_code == 2 and "--rows goes with --paper" in r.output and "Traceback" not in r.output

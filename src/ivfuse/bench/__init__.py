@@ -237,18 +237,23 @@ def plan_paper(
     extra_methods: list[str] | None = None,
     ablations: str | os.PathLike | None = None,
     weights: str | os.PathLike | None = None,
+    rows: list[str] | None = None,
 ) -> BenchPlan:
     """The plan of paper ``name``: its tasks, the paper's tables, and messages about tables left out
     (a data set not available); :class:`InputError` when none of its data sets is. Ablation rows run
     from the variants' weights under ``ablations`` (:func:`ivfuse.bench.paper.resolve_ablations`);
     ``weights`` replaces the shipped weights of the paper's method in its other rows
-    (:func:`ivfuse.bench.paper.with_weights`)."""
-    from .paper import load_paper, plan, resolve_ablations, with_weights
+    (:func:`ivfuse.bench.paper.with_weights`). ``rows``: run only these rows
+    (:func:`ivfuse.bench.paper.only_rows`), with no extra rows unless ``extra_methods`` names them."""
+    from .paper import load_paper, only_rows, plan, resolve_ablations, with_weights
 
     messages: list[str] = []
     paper = resolve_ablations(load_paper(name), ablations, messages)
     if weights is not None:
         paper = with_weights(paper, weights, messages)
+    if rows is not None:
+        paper = only_rows(paper, rows, messages)
+        extra_methods = extra_methods or []
     for m in extra_methods or []:
         registry.info(parse_method(m).name)
     tasks = plan(paper, data_root=data_root, extra_methods=extra_methods, messages=messages)

@@ -162,6 +162,48 @@ def with_weights(
     return out
 
 
+def only_rows(paper: dict[str, Any], names: list[str], messages: list[str] | None = None) -> dict[str, Any]:
+    """``paper`` with only the rows of ``names`` run; the others stay in the tables with the paper's
+    values and are marked ``"skip": True`` (shown as "not run"). A name is an ivfuse method (its
+    rows that are not ablation variants: the paper's own method re-scored with new ``--weights``
+    without fusing every competitor again) or ``METHOD:VARIANT`` (one ablation row, or
+    ``METHOD:default``, the default recipe trained beside the variants). The convention offsets
+    come from the same-method rows: name one (e.g. a classical method of the table) to keep them.
+    :class:`InputError` for a name that is no row of the paper. The input is not changed."""
+    import copy
+
+    wanted = {n.strip() for n in names if n.strip()}
+    out = copy.deepcopy(paper)
+    found: set[str] = set()
+    skipped = 0
+    for t in out["tables"]:
+        for r in t["rows"]:
+            if not r.get("ivfuse"):
+                continue
+            name = f"{r['ivfuse']}:{r['ablation']}" if r.get("ablation") else r["ivfuse"]
+            if name in wanted:
+                found.add(name)
+            else:
+                r["skip"] = True
+                skipped += 1
+    missing = sorted(wanted - found)
+    if missing:
+        rows = sorted(
+            {f"{r['ivfuse']}:{r['ablation']}" if r.get("ablation") else r["ivfuse"]
+             for t in paper["tables"] for r in t["rows"] if r.get("ivfuse")}
+        )  # fmt: skip
+        raise InputError(
+            f"--rows {','.join(missing)}: no such row in paper {paper['paper']!r} (rows that can run: "
+            f"{', '.join(rows)}; an ablation variant runs once it is trained)"
+        )
+    if messages is not None:
+        messages.append(
+            f"{paper['paper']}: only the rows of {', '.join(sorted(found))} run (--rows); {skipped} other "
+            "rows show the paper's values only"
+        )
+    return out
+
+
 def _profile_of(table: dict[str, Any], col: dict[str, Any]) -> str:
     return col.get("profile") or table["profile"]
 
@@ -189,7 +231,8 @@ def plan(
         task = by_ds.get(data.dataset.name)
         if task is None:
             task = by_ds[data.dataset.name] = Task(data, [], {})
-        specs = [MethodSpec.make(r["ivfuse"], r.get("options")) for r in t["rows"] if r.get("ivfuse")]
+        runs = [r for r in t["rows"] if r.get("ivfuse") and not r.get("skip")]
+        specs = [MethodSpec.make(r["ivfuse"], r.get("options")) for r in runs]
         extras = extra_methods
         if extras is None:
             extras = [
@@ -206,7 +249,7 @@ def plan(
                 names = task.metrics.setdefault(_profile_of(t, col), [])
                 if col["metric"] not in names:
                     names.append(col["metric"])
-    return list(by_ds.values())
+    return [task for task in by_ds.values() if task.methods]  # --rows may leave a data set nothing to run
 
 
 def _significance(
@@ -681,6 +724,7 @@ __all__ = [
     "load_paper",
     "markdown",
     "net_gap",
+    "only_rows",
     "plan",
     "rel_gap",
     "tables",

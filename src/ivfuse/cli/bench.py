@@ -73,6 +73,16 @@ def bench_command(
             "run folder of ivfuse train) instead of the shipped ones.",
         ),
     ] = None,
+    rows: Annotated[
+        str | None,
+        typer.Option(
+            "--rows",
+            help="--paper: run only these rows, comma-separated ivfuse methods or METHOD:VARIANT for an "
+            "ablation row (e.g. the paper's method with new --weights, without fusing every competitor "
+            "again); the others show the paper's values only. Name a classical row to keep the "
+            "convention offsets.",
+        ),
+    ] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", help="Metric profile (default: vifb; mefb for MEF sets).")
     ] = None,
@@ -148,7 +158,7 @@ def bench_command(
         ("--data-root", root), ("--out", out_dir), ("--workers", workers if workers != 1 else None),
         ("--test", test if test != "wilcoxon" else None), ("--alpha", alpha if alpha != 0.05 else None),
         ("--engine", engine if engine != "local" else None), ("--address", address),
-        ("--ablations", ablations), ("--weights", weights),
+        ("--ablations", ablations), ("--weights", weights), ("--rows", rows),
     ]  # fmt: skip
     command = " ".join(["ivfuse bench", *(f"{k} {shlex.quote(str(v))}" for k, v in given if v is not None)])
     if paper is not None:
@@ -157,8 +167,13 @@ def bench_command(
                 "--paper chooses its own data sets and metrics; drop --datasets/--profile/--metrics"
             )
         extra = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        plan = b.plan_paper(paper, data_root=root, extra_methods=extra, ablations=ablations, weights=weights)
+        keep = [m.strip() for m in rows.split(",") if m.strip()] if rows else None
+        plan = b.plan_paper(
+            paper, data_root=root, extra_methods=extra, ablations=ablations, weights=weights, rows=keep
+        )
     else:
+        if rows is not None:
+            raise InputError("--rows goes with --paper; elsewhere --methods names what runs")
         if weights is not None:
             raise InputError(
                 "--weights goes with --paper; elsewhere give them per method: METHOD@weights=PATH"
