@@ -588,6 +588,10 @@ def test_train_cli_smoke(tmp_path):
     assert card["reduced_scale"] is True and card["iterations_planned"] == 1
     assert card["schedule_scale"] == pytest.approx(1 / 637_500)
     assert any("16x16 crops" in line for line in card["reductions"])
+    dev = card["deviations_from_recipe"]  # the config's deviations and the method's own, in one place
+    assert dev["crop"] == {"used": 16, "recipe": 256} and dev["epochs"] == {"used": 1, "recipe": 51}
+    assert dev["iterations"] == {"used": 1, "recipe": 637_500}
+    assert dev["iterations_per_epoch"] == {"used": 1, "recipe": 12_500}
     net, meta = load_weights(tmp_path / "run" / "weights.safetensors")
     assert meta["config"]["crop"] == 16 and parameter_count(net) == 7_874_473
     assert math.isfinite(card["final_losses"]["total"])

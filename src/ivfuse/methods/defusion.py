@@ -533,6 +533,12 @@ def schedule_card(cfg: Config, scale: float, images: int, steps_per_epoch: int) 
         "recipe": "official code: 50k COCO images, 256x256, batch 4, 51 epochs, 637,500 iterations",
         "reductions": reductions,
     }
+    iterations = steps_per_epoch * cfg.epochs
+    if iterations != RECIPE_STEPS_PER_EPOCH * RECIPE_EPOCHS:  # an epoch here is not the recipe's epoch
+        card["deviations_from_recipe"] = {
+            "iterations": {"used": iterations, "recipe": RECIPE_STEPS_PER_EPOCH * RECIPE_EPOCHS},
+            "iterations_per_epoch": {"used": steps_per_epoch, "recipe": RECIPE_STEPS_PER_EPOCH},
+        }
     if reductions:
         card["reduced_scale"] = True
     return card

@@ -711,6 +711,8 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
     cfg = _config_dict(spec.config)
     default = _config_dict(spec.default_config)
     deviations = {k: {"used": v, "recipe": default.get(k)} for k, v in cfg.items() if default.get(k) != v}
+    extra = dict(spec.extra_card)
+    deviations.update(extra.pop("deviations_from_recipe", {}))  # the method's own (e.g. iterations)
     done = history[-1]["epoch"] if history else 0
     return {
         "method": spec.method,
@@ -727,7 +729,7 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
         "world_size": d.world,
         "threads": torch.get_num_threads(),
         **card_provenance(history),
-        **spec.extra_card,
+        **extra,
     }
 
 
