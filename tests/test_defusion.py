@@ -564,6 +564,23 @@ def test_cli_refuses_a_method_without_the_task(tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
+def test_budget_stopped_run_ships_with_the_iterations_it_ran(tmp_path):
+    """A run stopped by --time-budget ships its own card, whose iteration deviation says how many
+    iterations the weights saw (not the plan's)."""
+    from ivfuse.train.ship import export_run
+
+    data = _tiny_images(tmp_path / "data", n=4)
+    r = run("train", "defusion", "--data", data, "--out", tmp_path / "run", "--epochs", 2, "--crop", 16,
+            "--batch-size", 2, "--no-progress", "--threads", 1, "--time-budget", "0.000001")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["deviations_from_recipe"]["iterations"] == {"used": 4, "recipe": 637_500}  # the plan
+    shipped = export_run(tmp_path / "run", tmp_path / "s.safetensors", tmp_path / "s.json", "defusion")
+    assert shipped["iterations"] == 1 and "after 1 of 4" in shipped["note"]
+    assert shipped["deviations_from_recipe"]["iterations"] == {"used": 1, "recipe": 637_500}
+    assert shipped["deviations_from_recipe"]["epochs"] == {"used": 0, "recipe": 51}
+
+
 def test_train_cli_smoke(tmp_path):
     data = _tiny_images(tmp_path / "data", n=2)
     r = run(

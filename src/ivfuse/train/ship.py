@@ -58,6 +58,9 @@ def export_run(
             epochs = card.get("deviations_from_recipe", {}).get("epochs")
             if epochs is not None:
                 epochs["used"] = done
+            iterations = card.get("deviations_from_recipe", {}).get("iterations")
+            if iterations is not None and card.get("iterations") is not None:
+                iterations["used"] = card["iterations"]
     else:
         history = ck["history"]
         pairs = ck.get("data_pairs")
