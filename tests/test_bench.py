@@ -654,6 +654,10 @@ def test_cli_bench_paper_rows_runs_only_those_rows(tmp_path, monkeypatch):
     assert en["method"] == "average" and en["gap"] == pytest.approx(en["ours"] / 6.0 - 1)
     assert got["summary"]["cells"] == 1
     assert set(got["tables"][0]["offsets"]["EN"]["anchors"]) == {"average"}  # lp did not run
+    doc["method"], doc["tables"][0]["rows"][-1]["same_method"] = "average", False  # no anchor left to run
+    r = runner.invoke(app, [*base, "--rows", "average"])
+    assert r.exit_code == 0, r.output
+    assert "no convention offset: the same-method rows did not run (--rows)" in " ".join(r.output.split())
     r = runner.invoke(app, [*base, "--rows", "average,gff"])
     assert r.exit_code == 2 and "--rows gff: no such row in paper 'toy'" in " ".join(r.output.split())
 

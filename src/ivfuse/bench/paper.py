@@ -652,6 +652,8 @@ def tables(paper: dict[str, Any], results: dict[str, Any]) -> tuple[dict[str, An
                 f"{_pct(summary['median_abs_gap_with_offset']).lstrip('+')} before, "
                 f"{_pct(summary['median_abs_gap_net']).lstrip('+')} net of the offset"
             )
+        elif any(r.get("skip") and _is_anchor(r) for t in paper["tables"] for r in t["rows"]):
+            text += "; no convention offset: the same-method rows did not run (--rows)"
         else:
             text += "; no column has a convention offset (no row is the same method in the paper and ivfuse)"
         lines.append(f"paper {paper['paper']}: {text}")

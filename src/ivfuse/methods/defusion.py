@@ -103,8 +103,12 @@ class Config(MethodConfig):
     scratch): ``--init`` from the 3,400-iteration weights, a fresh Adam, 60 more epochs of 100
     iterations (6,000; 9,400 in all) at 128 x 128 in bf16 autocast (about 1.0 s per step on a
     2-core AMD EPYC with AVX512-BF16 against 1.2-1.4 s in fp32). The schedule restarts scaled to
-    the stage, k = 6,000 / 637,500, and the learning rate halves after epochs 12, 24, 35, 47. The
-    card records the stage (``init_weights``) and its own reductions.
+    the stage, k = 6,000 / 637,500, and the learning rate halves after epochs 12, 24, 35, 47. A
+    third stage the same way from those weights, 50 epochs (5,000 iterations; 14,400 in all),
+    starts at ``lr=5e-4``: chosen because the second stage's restart at the full 1e-3 shook the
+    weights (its first epoch's loss was 2.5x the first stage's last), while half the rate
+    continued from where they were. The card records the stage (``init_weights``, ``stages``) and
+    its own reductions.
 
     Network choice: the test definition of the official code (design Sec. 3; the training one does
     not run) with the common image rendered by P_c, as the paper (Sec. 3.2) and the official training
