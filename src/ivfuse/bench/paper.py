@@ -162,6 +162,11 @@ def with_weights(
     return out
 
 
+def _row_name(row: dict[str, Any]) -> str:
+    """A row's name for ``--rows``: its ivfuse method, or ``METHOD:VARIANT`` for an ablation row."""
+    return f"{row['ivfuse']}:{row['ablation']}" if row.get("ablation") else row["ivfuse"]
+
+
 def only_rows(paper: dict[str, Any], names: list[str], messages: list[str] | None = None) -> dict[str, Any]:
     """``paper`` with only the rows of ``names`` run; the others stay in the tables with the paper's
     values and are marked ``"skip": True`` (shown as "not run"). A name is an ivfuse method (its
@@ -180,7 +185,7 @@ def only_rows(paper: dict[str, Any], names: list[str], messages: list[str] | Non
         for r in t["rows"]:
             if not r.get("ivfuse"):
                 continue
-            name = f"{r['ivfuse']}:{r['ablation']}" if r.get("ablation") else r["ivfuse"]
+            name = _row_name(r)
             if name in wanted:
                 found.add(name)
             else:
@@ -188,10 +193,7 @@ def only_rows(paper: dict[str, Any], names: list[str], messages: list[str] | Non
                 skipped += 1
     missing = sorted(wanted - found)
     if missing:
-        rows = sorted(
-            {f"{r['ivfuse']}:{r['ablation']}" if r.get("ablation") else r["ivfuse"]
-             for t in paper["tables"] for r in t["rows"] if r.get("ivfuse")}
-        )  # fmt: skip
+        rows = sorted({_row_name(r) for t in paper["tables"] for r in t["rows"] if r.get("ivfuse")})
         raise InputError(
             f"--rows {','.join(missing)}: no such row in paper {paper['paper']!r} (rows that can run: "
             f"{', '.join(rows)}; an ablation variant runs once it is trained)"

@@ -166,8 +166,8 @@ def bench_command(
             raise InputError(
                 "--paper chooses its own data sets and metrics; drop --datasets/--profile/--metrics"
             )
-        extra = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        keep = [m.strip() for m in rows.split(",") if m.strip()] if rows else None
+        extra = _names(methods) if methods else None
+        keep = _names(rows) if rows else None
         plan = b.plan_paper(
             paper, data_root=root, extra_methods=extra, ablations=ablations, weights=weights, rows=keep
         )
@@ -207,6 +207,11 @@ def bench_command(
         f"other {t['overhead_s']:.1f} s; wrote {', '.join(wrote)} to {out_dir}",
         highlight=False,
     )
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated option as its non-empty, stripped names."""
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 def _summary(results: dict) -> None:

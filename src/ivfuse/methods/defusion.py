@@ -49,6 +49,7 @@ WEIGHTS_FILE = "defusion.safetensors"
 RECIPE_IMAGES = 50_000
 RECIPE_STEPS_PER_EPOCH = RECIPE_IMAGES // 4
 RECIPE_EPOCHS = 51
+RECIPE_ITERATIONS = RECIPE_STEPS_PER_EPOCH * RECIPE_EPOCHS  # 637,500
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,7 +499,7 @@ def schedule_scale(cfg: Config, steps_per_epoch: int) -> float:
     """k: ``cfg.schedule_scale``, or (when 0) this run's iterations over the official 637,500."""
     if cfg.schedule_scale:
         return float(cfg.schedule_scale)
-    return steps_per_epoch * cfg.epochs / (RECIPE_STEPS_PER_EPOCH * RECIPE_EPOCHS)
+    return steps_per_epoch * cfg.epochs / RECIPE_ITERATIONS
 
 
 def lr_milestones(cfg: Config) -> list[int]:
@@ -516,6 +517,7 @@ def schedule_card(cfg: Config, scale: float, images: int, steps_per_epoch: int) 
         "fusion_full": cfg.fusion_offset + cfg.fusion_span,
         "outside_cut_after": cfg.outside_cut_after,
     }
+    iterations = steps_per_epoch * cfg.epochs
     reductions = []
     if images != RECIPE_IMAGES:
         reductions.append(f"{images} natural images instead of 50,000 COCO images (CPU budget)")
@@ -525,22 +527,21 @@ def schedule_card(cfg: Config, scale: float, images: int, steps_per_epoch: int) 
         reductions.append(f"{cfg.epochs} epochs instead of 51; LR halved after epochs {lr_milestones(cfg)}")
     if abs(scale - 1.0) > 1e-12:
         reductions.append(
-            f"loss-schedule thresholds scaled by k={scale:.6g} ({steps_per_epoch * cfg.epochs} instead "
-            f"of {RECIPE_STEPS_PER_EPOCH * RECIPE_EPOCHS} iterations), same order and proportions"
+            f"loss-schedule thresholds scaled by k={scale:.6g} ({iterations} instead "
+            f"of {RECIPE_ITERATIONS} iterations), same order and proportions"
         )
     card: dict[str, Any] = {
         "schedule_scale": scale,
         "schedule_iterations": {k: round(v * scale, 3) for k, v in thresholds.items()},
         "lr_milestones_used": lr_milestones(cfg),
         "iterations_per_epoch": steps_per_epoch,
-        "iterations_planned": steps_per_epoch * cfg.epochs,
+        "iterations_planned": iterations,
         "recipe": "official code: 50k COCO images, 256x256, batch 4, 51 epochs, 637,500 iterations",
         "reductions": reductions,
     }
-    iterations = steps_per_epoch * cfg.epochs
-    if iterations != RECIPE_STEPS_PER_EPOCH * RECIPE_EPOCHS:  # an epoch here is not the recipe's epoch
+    if iterations != RECIPE_ITERATIONS:  # an epoch here is not the recipe's epoch
         card["deviations_from_recipe"] = {
-            "iterations": {"used": iterations, "recipe": RECIPE_STEPS_PER_EPOCH * RECIPE_EPOCHS},
+            "iterations": {"used": iterations, "recipe": RECIPE_ITERATIONS},
             "iterations_per_epoch": {"used": steps_per_epoch, "recipe": RECIPE_STEPS_PER_EPOCH},
         }
     if reductions:
