@@ -193,7 +193,9 @@ def test_align_pair_max_inconsistency(synthetic):
         align_pair(ir, vi, max_inconsistency=-1.0)
     with pytest.raises(ValueError, match="max_inconsistency"):
         Alignment(max_inconsistency=-1.0)
-    assert Alignment(max_inconsistency=2.0).apply(ir, vi)[1].consistency == reg.consistency
+    # OpenCV's threaded solvers may differ in the last bits from call to call (seen: 1e-14 px).
+    again = Alignment(max_inconsistency=2.0).apply(ir, vi)[1]
+    assert again.consistency == pytest.approx(reg.consistency, abs=1e-9)
 
 
 def test_unknown_model(synthetic):
