@@ -581,6 +581,25 @@ def test_budget_stopped_run_ships_with_the_iterations_it_ran(tmp_path):
     assert shipped["deviations_from_recipe"]["epochs"] == {"used": 0, "recipe": 51}
 
 
+def test_unfinished_run_ships_its_deviations(tmp_path):
+    """A snapshot of an unfinished run (paused after 1 of 2 epochs) ships with the recipe deviations
+    of its checkpoint, the epochs and iterations set to what its weights saw."""
+    from ivfuse.train.ship import export_run
+
+    data = _tiny_images(tmp_path / "data", n=4)
+    r = run("train", "defusion", "--data", data, "--out", tmp_path / "run", "--epochs", 2, "--crop", 16,
+            "--batch-size", 2, "--no-progress", "--threads", 1, "--stop-after", 1)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "run" / "card.json").exists()
+    shipped = export_run(tmp_path / "run", tmp_path / "s.safetensors", tmp_path / "s.json", "defusion")
+    dev = shipped["deviations_from_recipe"]
+    assert "1 of 2 epochs" in shipped["note"] and shipped["iterations"] == 2
+    assert dev["iterations"] == {"used": 2, "recipe": 637_500}
+    assert dev["epochs"] == {"used": 1, "recipe": 51}
+    assert dev["crop"] == {"used": 16, "recipe": 256} and dev["batch_size"] == {"used": 2, "recipe": 4}
+    assert shipped["init_weights"] is None
+
+
 def test_train_cli_smoke(tmp_path):
     data = _tiny_images(tmp_path / "data", n=2)
     r = run(

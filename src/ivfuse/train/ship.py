@@ -2,7 +2,8 @@
 
 ``export_run(run_dir, weights_out, card_out)`` writes ``weights.safetensors``-style tensors and
 a card. A finished run's own card is reused; for an unfinished run the card is built from the
-checkpoint and says so (``"reduced_scale": true``, epochs done of epochs planned).
+checkpoint and says so (``"reduced_scale": true``, epochs done of epochs planned, the deviations
+from the recipe the checkpoint stored).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def export_run(
             "epochs": done,
             "epochs_planned": planned,
             "reduced_scale": True,
+            "deviations_from_recipe": _snapshot_deviations(ck, done),
+            "iterations": ck.get("iterations"),
+            "init_weights": ck.get("init"),
             "note": (
                 f"snapshot of an unfinished run: {done} of {planned} epochs; the run continues "
                 "with `ivfuse train ... --resume`"
@@ -109,3 +113,14 @@ def export_run(
     )
     atomic_write_text(Path(card_out), json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _snapshot_deviations(ck: dict[str, Any], done: int) -> dict[str, Any]:
+    """The checkpoint's deviations from the recipe (checkpoints written before they were stored
+    have none), with ``epochs`` and ``iterations`` set to what the snapshot's weights saw."""
+    deviations = json.loads(json.dumps(ck.get("deviations_from_recipe") or {}))
+    if "epochs" in deviations:
+        deviations["epochs"]["used"] = done
+    if "iterations" in deviations and ck.get("iterations") is not None:
+        deviations["iterations"]["used"] = int(ck["iterations"])
+    return deviations

@@ -629,6 +629,7 @@ def _save(
             "iterations": iterations,
             "partial": partial,
             "init": init_info,
+            "deviations_from_recipe": _deviations(spec),  # for a card shipped from this checkpoint
         },
     )
 
@@ -707,12 +708,20 @@ def _gather_rng(d: _Dist) -> list[Any]:
     return states
 
 
-def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]:
+def _deviations(spec: TrainSpec) -> dict[str, Any]:
+    """Where the run's configuration differs from the recipe (``{key: {"used", "recipe"}}``), plus
+    the method's own deviations (e.g. DeFusion's iterations)."""
     cfg = _config_dict(spec.config)
     default = _config_dict(spec.default_config)
     deviations = {k: {"used": v, "recipe": default.get(k)} for k, v in cfg.items() if default.get(k) != v}
-    extra = dict(spec.extra_card)
-    deviations.update(extra.pop("deviations_from_recipe", {}))  # the method's own (e.g. iterations)
+    deviations.update(spec.extra_card.get("deviations_from_recipe", {}))
+    return deviations
+
+
+def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]:
+    cfg = _config_dict(spec.config)
+    deviations = _deviations(spec)
+    extra = {k: v for k, v in spec.extra_card.items() if k != "deviations_from_recipe"}
     done = history[-1]["epoch"] if history else 0
     return {
         "method": spec.method,
