@@ -56,12 +56,9 @@ def export_run(
                 f"stopped by the time budget of {budget.get('seconds')} s after {card.get('iterations')} "
                 f"of {card.get('iterations_planned')} planned iterations ({done} whole epochs)"
             )
-            epochs = card.get("deviations_from_recipe", {}).get("epochs")
-            if epochs is not None:
-                epochs["used"] = done
-            iterations = card.get("deviations_from_recipe", {}).get("iterations")
-            if iterations is not None and card.get("iterations") is not None:
-                iterations["used"] = card["iterations"]
+            card["deviations_from_recipe"] = _as_seen(
+                card.get("deviations_from_recipe"), done, card.get("iterations")
+            )
     else:
         history = ck["history"]
         pairs = ck.get("data_pairs")
@@ -81,7 +78,7 @@ def export_run(
             "epochs": done,
             "epochs_planned": planned,
             "reduced_scale": True,
-            "deviations_from_recipe": _snapshot_deviations(ck, done),
+            "deviations_from_recipe": _as_seen(ck.get("deviations_from_recipe"), done, ck.get("iterations")),
             "iterations": ck.get("iterations"),
             "init_weights": ck.get("init"),
             "note": (
@@ -115,12 +112,12 @@ def export_run(
     return card
 
 
-def _snapshot_deviations(ck: dict[str, Any], done: int) -> dict[str, Any]:
-    """The checkpoint's deviations from the recipe (checkpoints written before they were stored
-    have none), with ``epochs`` and ``iterations`` set to what the snapshot's weights saw."""
-    deviations = json.loads(json.dumps(ck.get("deviations_from_recipe") or {}))
-    if "epochs" in deviations:
-        deviations["epochs"]["used"] = done
-    if "iterations" in deviations and ck.get("iterations") is not None:
-        deviations["iterations"]["used"] = int(ck["iterations"])
-    return deviations
+def _as_seen(deviations: dict[str, Any] | None, epochs: int, iterations: int | None) -> dict[str, Any]:
+    """A copy of the deviations from the recipe (a checkpoint written before they were stored has
+    none) with ``epochs`` and ``iterations`` set to what the shipped weights saw."""
+    seen = {k: dict(v) for k, v in (deviations or {}).items()}
+    if "epochs" in seen:
+        seen["epochs"]["used"] = epochs
+    if "iterations" in seen and iterations is not None:
+        seen["iterations"]["used"] = int(iterations)
+    return seen
