@@ -124,7 +124,9 @@ class Config(MethodConfig):
       ``C_A + C_B = 0`` the weights are 1/2.
     * Training data: the paper resizes ~1400 IFCNN pairs to 360 x 280, which we do not have.
       By default we train on random ``crop`` x ``crop`` crops (aligned in both modalities) with
-      random horizontal flips of the 180 FLIR pairs we have (the shipped weights); ``resize=[360,
+      random horizontal flips of the training folder. The shipped weights train on all 221
+      RoadScene pairs (JCAE is scored on TNO only, so every RoadScene pair is leak-free for it;
+      180 of them are the FLIR training pairs the first weights used); ``resize=[360,
       280]`` trains on whole pairs resized to the paper's 360 x 280 (width x height, bicubic, the
       aspect ratio not kept, as the paper's resize) instead, 6.2 times the pixels per sample of a
       128 x 128 crop. The card's recipe is the paper's 360 x 280, so a crop run lists ``resize``
