@@ -269,3 +269,67 @@ def test_resolve_ablations_default_roots_prefer_own_runs(tmp_path, monkeypatch):
     assert rows["µ = 11"]["ivfuse"] is None
     missing = str(Path("runs/ablations/sslwaeie/mu-11/weights.safetensors"))
     assert any("'µ = 11'" in m and missing in m for m in messages)
+
+
+def test_paper_gaps_script_reads_bench_summaries_and_cards(tmp_path, capsys):
+    """scripts/paper_gaps.py: one row per `bench --paper` folder, the numbers as the bench wrote
+    them, and the training scale of a weights card (stages, deviations, precision) in one line."""
+    import importlib.util
+
+    from ivfuse.methods import registry
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "paper_gaps.py"
+    spec = importlib.util.spec_from_file_location("paper_gaps", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    staged = {
+        "data": {"name": "BSDS500", "pairs": 400},
+        "epochs": 50,
+        "recipe_epochs": 51,
+        "stages": [{"iterations": 3400}, {"iterations": 6000}, {"iterations": 5000}],
+        "deviations_from_recipe": {
+            "crop": {"used": 128, "recipe": 256},
+            "epochs": {"used": 50, "recipe": 51},
+            "iterations": {"used": 5000, "recipe": 637500},
+            "iterations_per_epoch": {"used": 100, "recipe": 12500},
+        },
+        "precision": "bf16",
+        "reduced_scale": True,
+    }
+    assert mod.scale(staged) == (
+        "BSDS500, 400 samples per epoch; 14,400 iterations in 3 stages (recipe 637,500); "
+        "crop 128 (recipe 256); bf16; reduced scale"
+    )
+    plain = {
+        "data": {"name": "roadscene221", "pairs": 221},
+        "epochs": 30,
+        "recipe_epochs": 30,
+        "deviations_from_recipe": {"resize": {"used": None, "recipe": [360, 280]}},
+        "reduced_scale": False,
+    }
+    assert mod.scale(plain) == (
+        "roadscene221, 221 samples per epoch; 30/30 epochs; resize off (recipe 360x280); the recipe's scale"
+    )
+
+    out = tmp_path / "bench"
+    out.mkdir()
+    summary = {
+        "method": "jcae",
+        "cells": 5,
+        "median_abs_gap": 0.1474,
+        "worst": {"table": "Table 1", "dataset": "tno", "metric": "Qcv", "gap": -0.5113},
+        "cells_with_offset": 5,
+        "median_abs_gap_with_offset": 0.1474,
+        "median_abs_gap_net": 0.0748,
+    }
+    (out / "paper_jcae.json").write_text(json.dumps({"paper": {}, "tables": [], "summary": summary}))
+    (row,) = mod.rows([out])
+    assert row["median"] == "14.7 % (5 cells)" and row["with_offset"] == "14.7 % → 7.5 % (5 cells)"
+    assert row["worst"] == "Qcv -51.1 %, Table 1 on tno"
+    assert row["scale"] == mod.scale(registry.info("jcae").weights_card)  # the shipped card's scale
+    assert mod.main([str(out), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("| jcae | 14.7 % (5 cells) | 14.7 % → 7.5 % (5 cells) | Qcv -51.1 %")
+    (out / "paper_jcae.json").write_text(json.dumps({"paper": {}, "tables": []}))
+    with pytest.raises(SystemExit, match="no summary"):
+        mod.rows([out])
