@@ -26,18 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+from ivfuse.data.pairs import by_stem, find_pairs, list_images
+from ivfuse.io import read_image, to_unit
 
 
 def _rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.float64)
-
-
-def _by_stem(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in SUFFIXES}
+    """An image file as H x W x 3 float on the 0-255 scale (gray copied to three channels; 16-bit
+    files scaled by 255 / 65535, not stretched)."""
+    x = to_unit(read_image(path), stretch16=False).astype(np.float64) * 255
+    return x if x.ndim == 3 else np.repeat(x[..., None], 3, axis=2)
 
 
 def measure(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -57,11 +54,11 @@ def measure(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]
 
 def study(fused_dir: Path, a_dir: Path, b_dir: Path) -> dict[str, object]:
     """Per-image values and their summary for one fused folder."""
-    fused, a, b = _by_stem(fused_dir), _by_stem(a_dir), _by_stem(b_dir)
-    stems = [s for s in fused if s in a and s in b]
-    if not stems:
+    fused, _ = by_stem(list_images(fused_dir))
+    pairs = [p for p in find_pairs(a_dir, b_dir).pairs if p.stem in fused]
+    if not pairs:
         raise SystemExit(f"error: no fused image of {fused_dir} has both sources in {a_dir} and {b_dir}")
-    per = {s: measure(_rgb(fused[s]), _rgb(a[s]), _rgb(b[s])) for s in stems}
+    per = {p.stem: measure(_rgb(fused[p.stem]), _rgb(p.ir), _rgb(p.vi)) for p in pairs}
     casts = [v["cast"] for v in per.values()]
     return {
         "fused": str(fused_dir),

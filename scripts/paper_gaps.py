@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 
-def read_summary(folder: Path) -> tuple[str, dict[str, Any], str]:
-    """(method, summary, command) of one ``bench --paper`` output folder."""
+def read_summary(folder: Path) -> tuple[str, dict[str, Any]]:
+    """(method, summary) of one ``bench --paper`` output folder."""
     files = sorted(folder.glob("paper_*.json"))
     if len(files) != 1:
         raise SystemExit(f"error: {folder} holds {len(files)} paper_*.json files, expected one")
@@ -29,8 +29,7 @@ def read_summary(folder: Path) -> tuple[str, dict[str, Any], str]:
     summary = doc.get("summary")
     if not summary:
         raise SystemExit(f"error: {files[0]} has no summary (the paper's own method was not run)")
-    method = files[0].stem.removeprefix("paper_")
-    return method, summary, f"ivfuse bench --paper {method}"
+    return files[0].stem.removeprefix("paper_"), summary
 
 
 def _n(value: Any) -> str:
@@ -83,13 +82,12 @@ def rows(folders: list[Path]) -> list[dict[str, str]]:
 
     out = []
     for folder in folders:
-        method, s, command = read_summary(folder)
+        method, s = read_summary(folder)
         card = registry.info(method).weights_card or {}
         worst = s.get("worst") or {}
         out.append(
             {
                 "method": method,
-                "command": command,
                 "median": f"{_pct(s.get('median_abs_gap'))} ({s.get('cells')} cells)",
                 "with_offset": (
                     f"{_pct(s.get('median_abs_gap_with_offset'))} → {_pct(s.get('median_abs_gap_net'))} "
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {r['method']} | {r['median']} | {r['with_offset']} | {r['worst']} | {r['scale']} |")
         return 0
     for r in table:
-        print(f"{r['method']}  ({r['command']})")
+        print(f"{r['method']}  (ivfuse bench --paper {r['method']})")
         for key in ("median", "with_offset", "worst", "scale"):
             print(f"  {key:12s} {r[key]}")
     return 0
