@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 25's checks on a GPU machine, in one run (budget: about 10 minutes on one GPU).
 #
-# On the CPU machine first (packs a 2-minute DIDFuse training job into the repository root, so
-# that it travels with the working tree):
+# On the CPU machine first (packs a 2-minute DIDFuse training job into the repository root; git
+# ignores gpu_job_*/, so a borrowed machine's call carries it: scripts/gpu_trip.py):
 #   scripts/gpu_job.sh didfuse 150 --subset 40 --dir gpu_job_didfuse -- --batch-size 24 --precision bf16 --fast
 # On the GPU machine, from the repository root:
 #   bash scripts/gpu_check.sh            # PYTHON=... for another interpreter, OUT=... for the results

@@ -2,7 +2,7 @@
 # A training job that fits a GPU loan: pack it into one small folder, copy that folder to any CUDA
 # machine, run it there within a time budget; the weights and the card come back in one folder.
 #
-#   scripts/gpu_job.sh METHOD BUDGET [--data ROOT] [--dir DIR] [--subset N] [--scratch] [--run] [-- TRAIN OPTIONS...]
+#   scripts/gpu_job.sh METHOD BUDGET [--data ROOT] [--dir DIR] [--subset N] [--scratch] [--fit S] [--run] [-- TRAIN OPTIONS...]
 #
 #   METHOD   didfuse | jcae | sslwaeie | ifesnet | defusion
 #   BUDGET   seconds the whole job may take on the GPU machine (start-up and writing included: the
@@ -18,6 +18,10 @@
 #   --subset N  only the first N training pairs/images (default: all; tens of MB)
 #   --scratch   start from a random initialisation (the paper's recipe from the start) instead of the
 #               shipped weights; no init.safetensors is packed
+#   --fit S  a first run (no checkpoint yet) starts with an S-second probe of the same training,
+#            reads its epoch time and sets --epochs so that the run ends inside the budget: the
+#            schedule (learning-rate steps, loss phases) then fits what the GPU reaches instead of
+#            being cut off by the budget (scripts/gpu_trip.py fit)
 #   --run    run the job here right after packing (this machine has the GPU)
 #   after -- : more `ivfuse train` options (e.g. --batch-size 32 --precision bf16 --fast)
 #
@@ -26,7 +30,7 @@
 #   bash DIR/run.sh            # again on the next loan: resumes DIR/out/checkpoint.pt
 # Copy DIR/out/ back; DIR/out/weights.safetensors loads with ivfuse.load(METHOD, weights=...).
 set -euo pipefail
-usage() { sed -n '2,27p' "$0" >&2; exit 2; }
+usage() { sed -n '2,31p' "$0" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
 method=${1:-}; budget=${2:-}
 [[ -n $method && -n $budget ]] || usage
@@ -36,6 +40,7 @@ dir=gpu_job_$method
 subset=0
 run_here=0
 scratch=0
+fit=0
 extra=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -44,21 +49,24 @@ while [[ $# -gt 0 ]]; do
         --subset) subset=$2; shift 2 ;;
         --run) run_here=1; shift ;;
         --scratch) scratch=1; shift ;;
+        --fit) fit=$2; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         *) usage ;;
     esac
 done
 case $method in didfuse|jcae|sslwaeie|ifesnet|defusion) ;; *) echo "unknown method $method" >&2; exit 2 ;; esac
 [[ $budget =~ ^[0-9]+$ && $budget -ge 60 ]] || { echo "BUDGET: whole seconds, at least 60" >&2; exit 2; }
+[[ $fit =~ ^[0-9]+$ ]] || { echo "--fit: whole seconds" >&2; exit 2; }
 [[ -d $data ]] || { echo "no data root at $data (--data ROOT)" >&2; exit 2; }
 weights=$repo/src/ivfuse/weights/$method.safetensors
 (( scratch )) || [[ -f $weights ]] || { echo "no shipped weights $weights to start from (--scratch?)" >&2; exit 2; }
 
 rm -rf "$dir"
 mkdir -p "$dir/code/src" "$dir/data"
-# code: the package without the shipped weights of other methods (and no caches)
+# code: the package without the shipped weights of other methods (and no caches), and the fit helper
 tar -C "$repo/src" --exclude='__pycache__' --exclude='*.pyc' --exclude='weights/*.safetensors' -cf - ivfuse \
     | tar -C "$dir/code/src" -xf -
+cp "$repo/scripts/gpu_trip.py" "$dir/code/"
 cp "$repo/pyproject.toml" "$dir/code/"
 (( scratch )) || cp "$weights" "$dir/init.safetensors"
 
@@ -110,10 +118,25 @@ loop=$(( budget - 60 ))
     echo 'CHECK'
     echo 'mkdir -p out'
     echo 'if [[ -f out/checkpoint.pt ]]; then start=(--resume); elif [[ -f init.safetensors ]]; then start=(--init init.safetensors); else start=(); fi'
-    printf '$PY -m ivfuse train %q --data %q --out out --device "${DEVICE:-cuda}" --time-budget %q --no-progress "${start[@]}"' \
-        "$method" "$train_data" "$loop"
+    echo "loop=$loop"
+    echo 'fitted=()'
+    if (( fit > 0 )); then
+        echo "if [[ ! -f out/checkpoint.pt ]]; then  # --fit: probe $fit s, then the epochs that fill the rest"
+        echo '    t0=$SECONDS; rm -rf probe'
+        printf '    $PY -m ivfuse train %q --data %q --out probe --device "${DEVICE:-cuda}" --time-budget %q --epochs 100000 --no-progress "${start[@]}"' \
+            "$method" "$train_data" "$fit"
+        for a in "${extra[@]}"; do printf ' %q' "$a"; done
+        echo ' "$@" > probe.log 2>&1 || { tail -20 probe.log; exit 1; }'
+        echo '    wall=$(( SECONDS - t0 )); loop=$(( loop - wall ))'
+        echo '    epochs=$($PY code/gpu_trip.py fit probe/losses.csv --wall "$wall" --left "$loop")'
+        echo '    echo "probe: $wall s; $epochs epochs fit in the $loop s left" | tee -a out/train.log'
+        echo '    fitted=(--epochs "$epochs"); rm -rf probe'
+        echo 'fi'
+    fi
+    printf '$PY -m ivfuse train %q --data %q --out out --device "${DEVICE:-cuda}" --time-budget "$loop" --no-progress "${start[@]}"' \
+        "$method" "$train_data"
     for a in "${extra[@]}"; do printf ' %q' "$a"; done
-    echo ' "$@" 2>&1 | tee -a out/train.log'
+    echo ' "$@" "${fitted[@]}" 2>&1 | tee -a out/train.log'
     echo 'ls -l out'
 } > "$dir/run.sh"
 chmod +x "$dir/run.sh"
