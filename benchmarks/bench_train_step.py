@@ -6,16 +6,21 @@
 
 Run from the repository root. Per round, every precision runs in turn in its own fresh process
 (alone: nothing of the others alive), which builds the method's training model from its ``Config``
-(``--set`` overrides, as ``ivfuse train --set``), draws one batch from the method's own data set
-and loader (DeFusion: its augmentation on the CPU), then times ``--steps`` optimiser steps on that
-batch after one untimed warm-up step: forward and loss under ``torch.autocast(cpu, bfloat16)`` for
-bf16 (fp32 master weights, as ``ivfuse train --precision bf16``), backward, Adam. The loader's own
-time per batch is timed apart (the trainer loads in the same process on a CPU). It prints seconds
-per step (median over the steps; the range over rounds), the bf16 speed-up paired per round, the
-machine's load average and how much CPU the rest of the machine used meanwhile, and what
+(``--set`` overrides, as ``ivfuse train --set``), draws one batch from the method's own data set and
+loader (DeFusion: its augmentation on the CPU), then times ``--steps`` optimiser steps on that batch
+after one untimed warm-up step (two with ``+compile``): forward and loss under
+``torch.autocast(cpu, bfloat16)`` for bf16 (fp32 master weights, as ``ivfuse train --precision
+bf16``), backward, Adam.
+The loader's own time per batch is timed apart (the trainer loads in the same process on a CPU). It
+prints seconds per step (median over the steps; the range over rounds), the bf16 speed-up paired per
+round, the machine's load average and how much CPU the rest of the machine used meanwhile, and what
 ``--iterations`` steps would take (e.g. DeFusion's issue goal of 30,000 iterations of batch 4 at
 256x256). bf16 on a CPU pays off where it has bf16 matrix units (Intel AMX, ``amx_bf16`` in
 ``/proc/cpuinfo``; AVX-512 BF16 on AMD Zen 4).
+
+A precision with ``+compile`` (``bf16+compile``) runs the model through ``torch.compile`` (inductor:
+a C++ compiler must be on the PATH) in place; its first step's time, the compilation, is printed
+apart.
 """
 
 from __future__ import annotations
@@ -56,7 +61,10 @@ def _child(method: str, data: str, sets: list[str], precision: str, steps: int, 
     model = spec.build_model().train()
     stage = spec.stages[0]
     opt = stage.optimizer(list(stage.parameters(model) if stage.parameters else model.parameters()))
+    precision, _, compiled = precision.partition("+")
     bf16 = precision == "bf16"
+    if compiled:  # "+compile": torch.compile (inductor) in place, state-dict keys unchanged
+        model.compile()
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -65,7 +73,11 @@ def _child(method: str, data: str, sets: list[str], precision: str, steps: int, 
         terms["total"].float().backward()
         opt.step()
 
-    step()  # warm-up: oneDNN primitives are built on the first call
+    t_warm = time.perf_counter()
+    step()  # warm-up: oneDNN primitives are built on the first call (and the graph compiled)
+    warm_s = time.perf_counter() - t_warm
+    if compiled:
+        step()  # the backward graph's first call
     times = []
     before = cpu_jiffies()
     cpu0, w0 = time.process_time(), time.perf_counter()
@@ -75,7 +87,8 @@ def _child(method: str, data: str, sets: list[str], precision: str, steps: int, 
         times.append(time.perf_counter() - t)
     wall, cpu = time.perf_counter() - w0, time.process_time() - cpu0
     return {
-        "precision": precision,
+        "precision": precision + ("+compile" if compiled else ""),
+        "warm_up_s": warm_s,
         "step_s": statistics.median(times),
         "steps_s": times,
         "load_s": load_s,
@@ -137,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  round {r + 1} {p}: {g['step_s']:.3f} s/step ({g['batch'] / g['step_s']:.2f} samples/s; "
                 f"steps {min(g['steps_s']):.3f}-{max(g['steps_s']):.3f} s), "
-                f"loader {g['load_s']:.3f} s/batch, "
+                f"loader {g['load_s']:.3f} s/batch, first step {g['warm_up_s']:.1f} s, "
                 f"other processes {g['others']:.2f} cores, steal {g['steal']:.2f}"
             )
         rounds.append(got)
