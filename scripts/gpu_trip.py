@@ -38,6 +38,11 @@ The DeFusion stage prepared for a 15-minute loan (one call of under 10 minutes; 
     #   bash gpu_job_defusion/run.sh && PYTHONPATH=src python3 scripts/gpu_trip.py collect \
     #       gpu_job_defusion/out $OUT/defusion
     python scripts/gpu_trip.py unslim
+
+DIDFuse's recipe matrix (docs/methods/didfuse.md, about 50 s a run on an H200) travels the same way:
+``scripts/gpu_job.sh didfuse 300 --scratch --dir gpu_job_didfuse`` packs the 180 training pairs;
+the call loops ``python3 -m ivfuse train didfuse --data gpu_job_didfuse/data/train --device cuda
+--seed S ...`` over its runs and tars their weights and cards (no checkpoints) into ``$OUT``.
 """
 
 from __future__ import annotations
