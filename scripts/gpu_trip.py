@@ -20,8 +20,8 @@ On the GPU machine, after ``bash gpu_job_METHOD/run.sh``:
 writes the run's card, losses and log, and its checkpoint in compact form (exact weights, Adam's
 second moment in 8 bits: scripts/compact.py) cut into parts of at most 15 MiB. Back here:
 
+    python scripts/gpu_trip.py unslim                             # at once: the index is whole again
     python scripts/gpu_trip.py join DIR/METHOD runs/METHOD-gpu    # checkpoint.pt, weights, card, losses
-    python scripts/gpu_trip.py unslim
     python scripts/ship_weights.py METHOD runs/METHOD-gpu --half  # if it beats the shipped weights
 
 ``join`` rebuilds a checkpoint that ``ivfuse train --resume`` continues (Adam's first moment
