@@ -54,7 +54,19 @@ def scale(card: dict[str, Any]) -> str:
         its = sum(int(s.get("iterations") or 0) for s in stages)
         recipe = (deviations.pop("iterations", None) or {}).get("recipe")
         text = f"{its:,} iterations in {len(stages)} stages"
-        parts.append(text + (f" (recipe {_n(recipe)})" if recipe else ""))
+        if all(s.get("iterations") is not None and s.get("batch_size") for s in stages):
+            # stages of other batch sizes (a GPU stage) or crops compare by their samples
+            by_crop: dict[Any, int] = {}
+            for s in stages:
+                by_crop[s.get("crop")] = by_crop.get(s.get("crop"), 0) + int(s["iterations"]) * int(
+                    s["batch_size"]
+                )
+            text += (
+                " ("
+                + ", ".join(f"{n:,} samples" + (f" at {c} px" if c else "") for c, n in by_crop.items())
+                + ")"
+            )
+        parts.append(text + (f"; recipe {_n(recipe)} iterations" if recipe else ""))
         deviations.pop("epochs", None)
         deviations.pop("iterations_per_epoch", None)
     else:

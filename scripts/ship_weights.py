@@ -6,20 +6,40 @@ Works for every trainable method (``ivfuse methods`` lists them), on a finished 
 checkpoint of an unfinished one (the card then says how many of the recipe's epochs were done,
 ``reduced_scale: true``). ``--metrics`` adds a JSON object of test-set metrics to the card.
 ``--half`` stores float16 tensors when the fused synthetic night scene stays within one gray level
-of the float32 weights' (the card records the difference and ``stored_dtype``).
+of the float32 weights' (the card records the difference and ``stored_dtype``). A run started
+with ``--init`` from the weights it replaces adds a stage to their card's ``stages``
+(:func:`ivfuse.train.ship.chain_stages`).
 The recipe's epoch count and the paper come from the method module (``Config``, ``PAPER``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from ivfuse.methods import registry
-from ivfuse.train.ship import export_run
+from ivfuse.train.checkpoint import atomic_write_text
+from ivfuse.train.ship import chain_stages, export_run
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _head() -> str:
+    """The repository's commit (short), which names the weights being replaced."""
+    res = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return res.stdout.strip() or "unknown-commit"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def main() -> None:
@@ -46,6 +66,13 @@ def main() -> None:
     dest.mkdir(parents=True, exist_ok=True)
     weights = dest / info.weights
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+    # the weights being replaced: a run started from them (--init) adds a stage to their history
+    previous = (
+        json.loads(weights.with_suffix(".json").read_text())
+        if weights.with_suffix(".json").is_file()
+        else None
+    )
+    previous_sha = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
     card = export_run(
         args.run,
         weights,
@@ -55,6 +82,12 @@ def main() -> None:
         metrics=metrics,
         paper=info.paper,
     )
+    chained = chain_stages(card, previous, previous_sha, f"{_head()}:{_relative(weights)}")
+    if chained is not card:
+        card = chained
+        atomic_write_text(weights.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
+        n, its = len(card["stages"]), card["iterations_all_stages"]
+        print(f"stage {n} of the shipped weights ({its:,} iterations in all)")
     if args.half:
         from compact import halve_weights  # scripts/compact.py, beside this script
 
@@ -63,7 +96,7 @@ def main() -> None:
         except ValueError as e:
             raise SystemExit(f"error: {e}; shipped as float32") from None
         card["stored_dtype"] = "float16"
-        weights.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+        atomic_write_text(weights.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
     print(
         f"shipped {info.name}: {card['epochs']}/{card.get('recipe_epochs')} epochs "
         f"(reduced_scale={card['reduced_scale']}) to {dest}"

@@ -39,8 +39,18 @@ def test_paper_gaps_script_reads_bench_summaries_and_cards(tmp_path, capsys):
         "reduced_scale": True,
     }
     assert mod.scale(staged) == (
-        "BSDS500, 400 samples per epoch; 14,400 iterations in 3 stages (recipe 637,500); "
+        "BSDS500, 400 samples per epoch; 14,400 iterations in 3 stages; recipe 637,500 iterations; "
         "crop 128 (recipe 256); bf16; reduced scale"
+    )
+    # stages that record batch size and crop (scripts/ship_weights.py) are summed as samples per crop
+    staged["stages"] = [
+        {"iterations": 3400, "batch_size": 4, "crop": 128},
+        {"iterations": 6000, "batch_size": 4, "crop": 128},
+        {"iterations": 2000, "batch_size": 16, "crop": 256},
+    ]
+    assert mod.scale(staged).startswith(
+        "BSDS500, 400 samples per epoch; 11,400 iterations in 3 stages (37,600 samples at 128 px, "
+        "32,000 samples at 256 px); recipe 637,500 iterations; "
     )
     plain = {
         "data": {"name": "roadscene221", "pairs": 221},

@@ -446,3 +446,49 @@ def test_training_flushes_subnormals_to_zero(data, tmp_path):
     if torch.set_flush_denormal(False):  # the CPU supports flushing: training flushed
         assert seen and all(v == 0.0 for v in seen)
     assert (torch.tensor([1e-30]) * torch.tensor([1e-10])).item() > 0  # restored afterwards
+
+
+def test_chain_stages_adds_a_run_started_from_the_weights_it_replaces():
+    """scripts/ship_weights.py: a run started (--init) from the shipped weights becomes their next
+    stage; the totals count iterations and samples (stages of other batch sizes and crops)."""
+    from ivfuse.train.ship import chain_stages
+
+    previous = {
+        "iterations": 5000,
+        "config": {"batch_size": 4, "crop": 128, "lr": 5e-4},
+        "precision": "bf16",
+        "stages": [
+            {"weights": "aaa:w.safetensors", "iterations": 3400, "batch_size": 4, "crop": 128},
+            {"weights": "this file", "iterations": 5000, "batch_size": 4, "crop": 128},
+        ],
+    }
+    run = {
+        "iterations": 2000,
+        "config": {"batch_size": 16, "crop": 256, "lr": 5e-4},
+        "precision": "bf16",
+        "device": "cuda (NVIDIA H100)",
+        "init_weights": {"path": "init.safetensors", "sha256": "ab" * 32},
+    }
+    card = chain_stages(run, previous, "ab" * 32, "bbb:w.safetensors")
+    assert [s["weights"] for s in card["stages"]] == [
+        "aaa:w.safetensors",
+        "bbb:w.safetensors (sha256 abababababab)",
+        "this file",
+    ]
+    last = card["stages"][-1]
+    assert (last["iterations"], last["batch_size"], last["crop"]) == (2000, 16, 256)
+    assert (
+        last["init"] == "bbb:w.safetensors (sha256 abababababab)" and last["device"] == "cuda (NVIDIA H100)"
+    )
+    assert card["iterations_all_stages"] == 10400
+    assert card["samples_all_stages"] == 3400 * 4 + 5000 * 4 + 2000 * 16
+    assert previous["stages"][1]["weights"] == "this file" and "stages" not in run  # inputs untouched
+
+    # previous weights without a stage list: they become the first stage
+    first = chain_stages(run, {"iterations": 900, "config": {"batch_size": 24}}, "ab" * 32, "ccc:w")
+    assert [s["iterations"] for s in first["stages"]] == [900, 2000]
+    assert first["samples_all_stages"] == 900 * 24 + 2000 * 16
+    # a run from other weights (or from scratch) is not a stage of these
+    assert chain_stages(run, previous, "cd" * 32, "bbb:w") is run
+    assert chain_stages(dict(run, init_weights=None), previous, "ab" * 32, "bbb:w")["iterations"] == 2000
+    assert "stages" not in chain_stages(dict(run, init_weights=None), previous, "ab" * 32, "bbb:w")

@@ -3,7 +3,8 @@
 ``export_run(run_dir, weights_out, card_out)`` writes ``weights.safetensors``-style tensors and
 a card. A finished run's own card is reused; for an unfinished run the card is built from the
 checkpoint and says so (``"reduced_scale": true``, epochs done of epochs planned, the deviations
-from the recipe the checkpoint stored).
+from the recipe the checkpoint stored). ``chain_stages`` records, for a run started (``--init``)
+from the weights it replaces, every training stage behind the new weights.
 """
 
 from __future__ import annotations
@@ -121,3 +122,55 @@ def _as_seen(deviations: dict[str, Any] | None, epochs: int, iterations: int | N
     if "iterations" in seen and iterations is not None:
         seen["iterations"]["used"] = int(iterations)
     return seen
+
+
+def _stage(card: dict[str, Any], weights: str, init: str | None) -> dict[str, Any]:
+    cfg = card.get("config") or {}
+    return {
+        "weights": weights,
+        "iterations": card.get("iterations"),
+        "batch_size": cfg.get("batch_size"),
+        "crop": cfg.get("crop"),
+        "lr": cfg.get("lr"),
+        "precision": card.get("precision"),
+        "device": card.get("device"),
+        "init": init,
+    }
+
+
+def chain_stages(
+    card: dict[str, Any], previous: dict[str, Any] | None, previous_sha256: str | None, previous_label: str
+) -> dict[str, Any]:
+    """``card`` with the training stages behind its weights, when its run started (``--init``) from
+    the weights it replaces: their card ``previous`` and the SHA-256 of their file identify them
+    (``card["init_weights"]["sha256"]`` must be ``previous_sha256``; otherwise ``card`` is returned
+    as it is).
+
+    ``stages`` lists the previous card's stages (or the previous card as the first stage), its
+    ``"this file"`` entry renamed ``previous_label`` (e.g. ``"<commit>:src/ivfuse/weights/x.safetensors"``),
+    then this run: iterations, batch size, crop, learning rate, precision, device and the weights it
+    started from. ``iterations_all_stages`` sums the iterations; ``samples_all_stages`` the
+    iterations times the batch size (when every stage records it), which compares stages of
+    different batch sizes. The card's own ``iterations`` and ``deviations_from_recipe`` stay this
+    run's.
+    """
+    init = card.get("init_weights") or {}
+    if previous is None or previous_sha256 is None or init.get("sha256") != previous_sha256:
+        return card
+    label = f"{previous_label} (sha256 {previous_sha256[:12]})"
+    stages = [dict(s) for s in previous.get("stages") or []]
+    if stages:
+        for st in stages:
+            if st.get("weights") == "this file":
+                st["weights"] = label
+    else:
+        stages = [_stage(previous, label, (previous.get("init_weights") or {}).get("path"))]
+    stages.append(_stage(card, "this file", label))
+    out = dict(card)
+    out["stages"] = stages
+    out["iterations_all_stages"] = sum(int(st.get("iterations") or 0) for st in stages)
+    if all(st.get("iterations") is not None and st.get("batch_size") for st in stages):
+        out["samples_all_stages"] = sum(int(st["iterations"]) * int(st["batch_size"]) for st in stages)
+    else:
+        out.pop("samples_all_stages", None)
+    return out
