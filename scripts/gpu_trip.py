@@ -77,8 +77,9 @@ def fit_epochs(losses_csv: str | Path, probe_wall: float, left: float, margin: f
 
     The probe's ``losses.csv`` has one row per finished epoch with its ``seconds``. The epoch time
     is the median over the epochs after the first (the first holds the warm-up: cuDNN autotuning,
-    caches); start-up is the probe's wall time ``probe_wall`` less the sum of its epoch times (the
-    process start, data loading and an unfinished last epoch, so an overestimate). The result is
+    caches); start-up is the probe's wall time ``probe_wall`` less that many epochs at the median
+    time: the process start, data loading, the first epoch's warm-up (the run pays them again) and
+    the probe's unfinished last epoch (so an overestimate). The result is
     ``floor(margin * (left - start-up) / epoch time)``, at least 1.
     """
     with open(losses_csv, newline="") as f:
@@ -88,7 +89,7 @@ def fit_epochs(losses_csv: str | Path, probe_wall: float, left: float, margin: f
             f"{losses_csv}: the probe finished {len(seconds)} epoch(s); it needs 2 (a longer probe)"
         )
     epoch_s = statistics.median(seconds[1:])
-    startup = max(0.0, probe_wall - sum(seconds))
+    startup = max(0.0, probe_wall - epoch_s * len(seconds))
     return max(1, math.floor(margin * (left - startup) / epoch_s))
 
 

@@ -20,11 +20,11 @@ def _losses(path, seconds):
 
 
 def test_fit_epochs_from_the_probe(tmp_path):
-    # first epoch 9 s (warm-up), then 2.0-2.2 s: median 2.0; the probe ran 30 s, so start-up is
-    # 30 - (9 + 2 + 2.2 + 2) = 14.8 s; 0.95 * (200 - 14.8) / 2.0 = 87.97 -> 87 epochs
+    # first epoch 9 s (warm-up), then 2.0-2.2 s: median 2.0; the probe ran 30 s, so start-up (the
+    # first epoch's warm-up included) is 30 - 4 * 2.0 = 22 s; 0.95 * (200 - 22) / 2.0 = 84.55 -> 84
     csv = _losses(tmp_path / "losses.csv", [9, 2.0, 2.2, 2.0])
-    assert fit_epochs(csv, probe_wall=30, left=200) == 87
-    assert fit_epochs(csv, probe_wall=30, left=200, margin=1.0) == 92
+    assert fit_epochs(csv, probe_wall=30, left=200) == 84
+    assert fit_epochs(csv, probe_wall=30, left=200, margin=1.0) == 89
     assert fit_epochs(csv, probe_wall=30, left=10) == 1  # never below one epoch
     with pytest.raises(ValueError, match="finished 1 epoch"):
         fit_epochs(_losses(tmp_path / "one.csv", [9]), probe_wall=30, left=200)
