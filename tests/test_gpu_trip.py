@@ -86,3 +86,42 @@ def test_collect_cuts_the_compact_checkpoint_and_join_rebuilds_the_run(tmp_path)
     last.write_bytes(last.read_bytes()[:-1] + bytes([last.read_bytes()[-1] ^ 1]))
     with pytest.raises(ValueError, match="do not match"):  # a part damaged on the way
         join(tmp_path / "back", tmp_path / "other")
+
+
+def test_slim_keeps_the_weights_from_travelling_and_unslim_restores_the_index(tmp_path, monkeypatch):
+    import subprocess
+
+    from scripts import gpu_trip
+
+    repo = tmp_path / "repo"
+    for rel, size in [
+        ("src/ivfuse/weights/a.safetensors", 5000),
+        ("src/ivfuse/weights/a.json", 10),
+        ("ablations/x/weights.safetensors", 3000),
+        ("README.md", 20),
+    ]:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(b"x" * size)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+    (repo / ".git" / "info").mkdir(exist_ok=True)
+    (repo / ".git" / "info" / "exclude").write_text("# mine\n")
+    job = repo / "gpu_job_x"
+    job.mkdir()
+    (job / "data.bin").write_bytes(b"d" * 700)
+    monkeypatch.setattr(gpu_trip, "ROOT", repo)
+
+    assert gpu_trip.travel_bytes() == 5000 + 10 + 3000 + 20 + 700  # the job is not ignored here
+    gpu_trip.slim()
+    gpu_trip.slim()  # twice: the same
+    assert gpu_trip.travel_bytes() == 10 + 20 + 700
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout
+    assert "D  src/ivfuse/weights/a.safetensors" in status and "D  ablations/x/weights.safetensors" in status
+    assert (repo / "src/ivfuse/weights/a.safetensors").stat().st_size == 5000  # still on disk
+    gpu_trip.unslim()
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout
+    assert status.strip() == "?? gpu_job_x/"
+    assert (repo / ".git" / "info" / "exclude").read_text() == "# mine\n"
+    assert gpu_trip.travel_bytes(["gpu_job_x"]) == 5000 + 10 + 3000 + 20 + 700
