@@ -470,7 +470,7 @@ def test_weights_round_trip_and_errors(net, weights, tmp_path):
 def test_registered_for_three_tasks(weights):
     info = registry.info("defusion")
     assert info.tasks == ("ivif", "mef", "mff") and info.trainable
-    p = Pipeline("defusion", task="mff", weights=str(weights))
+    p = Pipeline("defusion", task="mff", weights=str(weights), backend="torch")  # export: test_backends
     assert registry.parameter_count(p.method) == 7_874_473
 
 
