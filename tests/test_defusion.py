@@ -475,7 +475,8 @@ def test_registered_for_three_tasks(weights):
 
 
 # --------------------------------------------------------------------------------------------
-# CLI end to end
+# CLI end to end (on the torch backend: exporting the network to ONNX Runtime / OpenVINO costs a
+# minute and is tested in tests/test_backends.py, side maps included)
 
 
 def _colour(seed, h=22, w=29, gain=1.0):
@@ -496,6 +497,8 @@ def test_cli_mef_colour_order_free_and_parts(tmp_path, weights):
         "mef",
         "-m",
         "defusion",
+        "--backend",
+        "torch",
         "-p",
         w,
         "-p",
@@ -506,7 +509,21 @@ def test_cli_mef_colour_order_free_and_parts(tmp_path, weights):
         tmp_path / "f1.png",
     )
     assert r.exit_code == 0, r.output
-    r = run("fuse", "--task", "mef", "-m", "defusion", "-p", w, over, under, "-o", tmp_path / "f2.png")
+    r = run(
+        "fuse",
+        "--task",
+        "mef",
+        "-m",
+        "defusion",
+        "--backend",
+        "torch",
+        "-p",
+        w,
+        over,
+        under,
+        "-o",
+        tmp_path / "f2.png",
+    )
     assert r.exit_code == 0, r.output
     f1, f2 = io.read_image(tmp_path / "f1.png"), io.read_image(tmp_path / "f2.png")
     assert f1.shape == (22, 29, 3) and not io.is_gray_rgb(f1)
@@ -527,6 +544,8 @@ def test_cli_mff_folders_in_colour(tmp_path, weights):
         "mff",
         "-m",
         "defusion",
+        "--backend",
+        "torch",
         "-p",
         w,
         "--pairs",
@@ -546,10 +565,10 @@ def test_cli_ivif_colour_and_gray(tmp_path, weights):
     vi_c = io.write_image(tmp_path / "vi.png", _colour(5, 21, 30))
     vi_g = io.write_image(tmp_path / "vig.png", rng.random((21, 30)).astype(np.float32))
     w = f"weights={weights}"
-    r = run("fuse", "-m", "defusion", "-p", w, ir, vi_c, "-o", tmp_path / "c.png")
+    r = run("fuse", "-m", "defusion", "--backend", "torch", "-p", w, ir, vi_c, "-o", tmp_path / "c.png")
     assert r.exit_code == 0, r.output
     assert io.read_image(tmp_path / "c.png").shape == (21, 30, 3)
-    r = run("fuse", "-m", "defusion", "-p", w, ir, vi_g, "-o", tmp_path / "g.png")
+    r = run("fuse", "-m", "defusion", "--backend", "torch", "-p", w, ir, vi_g, "-o", tmp_path / "g.png")
     assert r.exit_code == 0, r.output
     assert io.read_image(tmp_path / "g.png").shape == (21, 30)
 
