@@ -486,44 +486,18 @@ def _colour(seed, h=22, w=29, gain=1.0):
     return np.clip(img + rng.normal(0, 0.03, (h, w, 3)), 0, 1).astype(np.float32)
 
 
+def _fuse(weights, *args):
+    """``ivfuse fuse -m defusion`` with the test weights, on the torch backend."""
+    return run("fuse", "-m", "defusion", "--backend", "torch", "-p", f"weights={weights}", *args)
+
+
 def test_cli_mef_colour_order_free_and_parts(tmp_path, weights):
     under = io.write_image(tmp_path / "under.png", _colour(0, gain=0.3))
     over = io.write_image(tmp_path / "over.png", np.clip(_colour(1) * 0.5 + 0.5, 0, 1))
-    w = f"weights={weights}"
     parts = tmp_path / "parts"
-    r = run(
-        "fuse",
-        "--task",
-        "mef",
-        "-m",
-        "defusion",
-        "--backend",
-        "torch",
-        "-p",
-        w,
-        "-p",
-        f"parts={parts}",
-        under,
-        over,
-        "-o",
-        tmp_path / "f1.png",
-    )
+    r = _fuse(weights, "--task", "mef", "-p", f"parts={parts}", under, over, "-o", tmp_path / "f1.png")
     assert r.exit_code == 0, r.output
-    r = run(
-        "fuse",
-        "--task",
-        "mef",
-        "-m",
-        "defusion",
-        "--backend",
-        "torch",
-        "-p",
-        w,
-        over,
-        under,
-        "-o",
-        tmp_path / "f2.png",
-    )
+    r = _fuse(weights, "--task", "mef", over, under, "-o", tmp_path / "f2.png")
     assert r.exit_code == 0, r.output
     f1, f2 = io.read_image(tmp_path / "f1.png"), io.read_image(tmp_path / "f2.png")
     assert f1.shape == (22, 29, 3) and not io.is_gray_rgb(f1)
@@ -537,22 +511,7 @@ def test_cli_mff_folders_in_colour(tmp_path, weights):
         (tmp_path / "set" / sub).mkdir(parents=True)
         for stem in ("01", "02"):
             io.write_image(tmp_path / "set" / sub / f"{stem}.jpg", _colour(seed + int(stem)))
-    w = f"weights={weights}"
-    r = run(
-        "fuse",
-        "--task",
-        "mff",
-        "-m",
-        "defusion",
-        "--backend",
-        "torch",
-        "-p",
-        w,
-        "--pairs",
-        tmp_path / "set",
-        "-o",
-        tmp_path / "out",
-    )
+    r = _fuse(weights, "--task", "mff", "--pairs", tmp_path / "set", "-o", tmp_path / "out")
     assert r.exit_code == 0, r.output
     assert "2 fused" in r.output
     out = io.read_image(tmp_path / "out" / "01.png")
@@ -564,11 +523,10 @@ def test_cli_ivif_colour_and_gray(tmp_path, weights):
     ir = io.write_image(tmp_path / "ir.png", rng.random((21, 30)).astype(np.float32))
     vi_c = io.write_image(tmp_path / "vi.png", _colour(5, 21, 30))
     vi_g = io.write_image(tmp_path / "vig.png", rng.random((21, 30)).astype(np.float32))
-    w = f"weights={weights}"
-    r = run("fuse", "-m", "defusion", "--backend", "torch", "-p", w, ir, vi_c, "-o", tmp_path / "c.png")
+    r = _fuse(weights, ir, vi_c, "-o", tmp_path / "c.png")
     assert r.exit_code == 0, r.output
     assert io.read_image(tmp_path / "c.png").shape == (21, 30, 3)
-    r = run("fuse", "-m", "defusion", "--backend", "torch", "-p", w, ir, vi_g, "-o", tmp_path / "g.png")
+    r = _fuse(weights, ir, vi_g, "-o", tmp_path / "g.png")
     assert r.exit_code == 0, r.output
     assert io.read_image(tmp_path / "g.png").shape == (21, 30)
 
