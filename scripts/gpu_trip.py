@@ -134,33 +134,26 @@ def join(src: str | Path, run: str | Path) -> Path:
     import torch
     from compact import unpack
 
-    from ivfuse.train.checkpoint import atomic_write_bytes, export_safetensors
+    from ivfuse.train.checkpoint import CHECKPOINT_NAME, atomic_write_bytes
+    from ivfuse.train.ship import export_checkpoint_weights
+    from ivfuse.train.trainer import CARD_NAME, WEIGHTS_NAME
 
     src, run = Path(src), Path(run)
     manifest = json.loads((src / "compact.json").read_text())
     blob = b"".join((src / f"compact.pt.part{i:02d}").read_bytes() for i in range(manifest["parts"]))
     if len(blob) != manifest["bytes"] or hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
         raise ValueError(f"{src}: the compact checkpoint's parts do not match compact.json")
-    if (run / "checkpoint.pt").exists():
-        raise FileExistsError(f"{run}/checkpoint.pt exists: join into a new folder")
+    if (run / CHECKPOINT_NAME).exists():
+        raise FileExistsError(f"{run / CHECKPOINT_NAME} exists: join into a new folder")
     run.mkdir(parents=True, exist_ok=True)
     packed = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     ck = unpack(packed)
-    atomic_write_bytes(run / "checkpoint.pt", lambda f: torch.save(ck, f))
+    atomic_write_bytes(run / CHECKPOINT_NAME, lambda f: torch.save(ck, f))
     for name in RUN_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, run / name)
-    card = json.loads((src / "card.json").read_text()) if (src / "card.json").is_file() else {}
-    export_safetensors(
-        run / "weights.safetensors",
-        ck["model"],
-        {
-            "method": ck["method"],
-            "config": card.get("config", ck["config"]),
-            "format": "ivfuse-1",
-            "epochs": str(int(ck["epoch"])),
-        },
-    )
+    card = json.loads((src / CARD_NAME).read_text()) if (src / CARD_NAME).is_file() else {}
+    export_checkpoint_weights(ck, run / WEIGHTS_NAME, card.get("config"))
     return run
 
 

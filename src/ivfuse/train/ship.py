@@ -99,18 +99,24 @@ def export_run(
     if metrics is not None:
         card["metrics"] = metrics
     card["source_run"] = str(run)
-    export_safetensors(
-        Path(weights_out),
-        ck["model"],
-        {
-            "method": method,
-            "config": card.get("config", ck["config"]),
-            "format": "ivfuse-1",
-            "epochs": str(done),
-        },
-    )
+    export_checkpoint_weights(ck, weights_out, card.get("config", ck["config"]))
     atomic_write_text(Path(card_out), json.dumps(card, indent=2) + "\n")
     return card
+
+
+def export_checkpoint_weights(ck: dict[str, Any], path: str | Path, config: Any = None) -> None:
+    """The model of checkpoint ``ck`` as a weights file (what the loaders read), with its method,
+    configuration (``config``, default the checkpoint's) and epochs in the metadata."""
+    export_safetensors(
+        Path(path),
+        ck["model"],
+        {
+            "method": ck["method"],
+            "config": ck["config"] if config is None else config,
+            "format": "ivfuse-1",
+            "epochs": str(int(ck["epoch"])),
+        },
+    )
 
 
 def _as_seen(deviations: dict[str, Any] | None, epochs: int, iterations: int | None) -> dict[str, Any]:
