@@ -186,6 +186,17 @@ def test_console_script_and_python_m():
     assert r.returncode == 0 and "fuse" in r.stdout
 
 
+def test_help_paragraphs_reflow_to_the_terminal():
+    # every paragraph of a command's help is one line of text for the terminal to wrap: a
+    # sentence the source wraps mid-paragraph comes out on one line of a wide terminal
+    from ivfuse.cli import reflow
+
+    assert reflow("A b\n  c.\n\nD\n e\n\n\bkeep\nthese") == "A b c.\n\nD e\n\n\bkeep\nthese"
+    r = runner.invoke(app, ["fuse", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert r.exit_code == 0
+    assert "--ir and --vi naming one folder, and an output folder inside an input folder" in r.output
+
+
 def test_fuse_didfuse_colour_odd_size_rules_and_weights(tmp_path, pair):
     from ivfuse.methods import registry
 

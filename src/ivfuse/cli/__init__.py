@@ -7,6 +7,7 @@ cause end as one line on stderr and the error's exit code (2 for bad input), nev
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import warnings
 from collections.abc import Callable
@@ -59,7 +60,19 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                     if issubclass(w.category, shown):
                         err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
 
+    wrapper.__doc__ = reflow(fn.__doc__)
     return wrapper
+
+
+def reflow(doc: str | None) -> str | None:
+    """A command's docstring as ``--help`` shows it: each paragraph on one line, so the terminal
+    wraps it (typer's rich help keeps the source's line breaks after the first paragraph, which
+    leaves ragged lines on any terminal narrower than the source). A paragraph that starts with
+    ``\\b`` keeps its lines, as click's convention for literal blocks."""
+    if doc is None:
+        return None
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
 
 
 def command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
