@@ -82,7 +82,7 @@ def test_fuse_bad_input_one_line_exit_2_no_output(tmp_path, pair, case, message)
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0] and bad.name in lines[0], r.output
     if case == "size":
-        assert "65x40" in lines[0] and "65x48" in lines[0]
+        assert "65x40" in lines[0] and "65x48" in lines[0] and "ivfuse fuse --register" in lines[0]
     assert "Traceback" not in r.output
     assert not (tmp_path / "f.png").exists()
 

@@ -178,7 +178,15 @@ class Pipeline:
         vi_arr, vi_name = _load(vi, "visible")
         if self.align is not None:  # registration (RegistrationError below its confidence threshold)
             ir_arr, self.last_registration = self.align.apply(ir_arr, vi_arr)
-        check_pair(ir_arr, vi_arr, (ir_name, vi_name), plane=False, dtype=None)
+        try:
+            check_pair(ir_arr, vi_arr, (ir_name, vi_name), plane=False, dtype=None)
+        except InputError as exc:
+            if self.align is None and ir_arr.shape[:2] != vi_arr.shape[:2]:
+                raise InputError(
+                    f"{exc}; two cameras' images: register the infrared image onto the visible grid"
+                    " first (`ivfuse fuse --register`, `ivfuse register`, or ivfuse.register.align_pair)"
+                ) from None
+            raise
         if ir_arr.ndim == 3 and ir_arr.shape[-1] == 1:
             ir_arr = ir_arr[..., 0]
         if vi_arr.ndim == 3 and vi_arr.shape[-1] == 1:
