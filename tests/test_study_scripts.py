@@ -123,3 +123,42 @@ def test_colour_cast_script_known_answers(tmp_path, capsys):
     assert res["cast_mean"] == pytest.approx(2.0, abs=0.03) and "| 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mod.main([str(dirs["fused"]), str(dirs["a"])])  # not a triple
+
+
+def test_focus_pairs_folder_writes_complementary_gray_pairs(tmp_path):
+    """scripts/focus_pairs_folder.py (JCAE's IFCNN-style training pairs): per image and pair, two
+    gray images of the asked size that are each sharp where the other is blurred, landscape from a
+    portrait source, the same folder from the same seed, and no write into a used folder."""
+    from PIL import Image
+
+    mod = _load("focus_pairs_folder")
+    src = tmp_path / "images"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    texture = (rng.random((96, 64, 3)) * 255).astype(np.uint8)  # portrait, sharp noise everywhere
+    Image.fromarray(texture).save(src / "p.png")
+    n = mod.write_pairs(tmp_path / "out", src, per_image=2, size=(48, 36), seed=3)
+    assert n == 2
+    names = sorted(p.name for p in (tmp_path / "out" / "ir").iterdir())
+    assert names == ["p_0.png", "p_1.png"] == sorted(p.name for p in (tmp_path / "out" / "vi").iterdir())
+    for k in range(2):
+        a = np.asarray(Image.open(tmp_path / "out" / "ir" / f"p_{k}.png"), np.float64)
+        b = np.asarray(Image.open(tmp_path / "out" / "vi" / f"p_{k}.png"), np.float64)
+        assert a.shape == b.shape == (36, 48)  # H x W of --size 48x36, turned to landscape
+
+        # local detail of each image is larger where the other's is smaller: complementary
+        # focus, so the two detail maps are anti-correlated
+        def detail(x):  # squared Laplacian, summed over 4 x 4 blocks
+            lap = (4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]) ** 2
+            return lap[:32, :44].reshape(8, 4, 11, 4).sum(axis=(1, 3)).ravel()
+
+        assert np.corrcoef(detail(a), detail(b))[0, 1] < -0.5
+    again = mod.write_pairs(tmp_path / "again", src, per_image=2, size=(48, 36), seed=3)
+    assert again == 2
+    for side in ("ir", "vi"):
+        for k in range(2):
+            x = np.asarray(Image.open(tmp_path / "out" / side / f"p_{k}.png"))
+            y = np.asarray(Image.open(tmp_path / "again" / side / f"p_{k}.png"))
+            assert np.array_equal(x, y)
+    with pytest.raises(SystemExit, match="already holds"):
+        mod.write_pairs(tmp_path / "out", src, per_image=1, size=(48, 36))
