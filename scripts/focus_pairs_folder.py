@@ -17,7 +17,9 @@ builds the closest set we can from any natural photographs:
   (:func:`ivfuse.data.synthetic_pairs.focus_pair`, the pairs ivfuse's IFCNN trains on);
 * both images then resized to ``--size`` (bicubic, aspect not kept, as the JCAE paper resizes)
   and written as 8-bit PNG: ``ir/<stem>_<k>.png`` is the first image of the pair, ``vi/`` the
-  second (``ivfuse train jcae --data OUT`` reads the folder like any pairs folder).
+  second (``ivfuse train jcae --data OUT`` reads the folder like any pairs folder);
+* ``OUT/dataset.json`` records these settings, and the trainer copies it into the weights card
+  (``data.about``).
 
 Every random draw comes from torch's generator seeded by ``--seed``, so the folder is the same on
 every run. With BSDS500's 500 images (train, val and test: JCAE is scored on TNO, so none of them
@@ -27,6 +29,7 @@ leaks) and 3 pairs each, the folder holds 1,500 pairs, the paper's "more than 14
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,7 @@ from PIL import Image
 from ivfuse import io
 from ivfuse.data.natural import natural_images
 from ivfuse.data.synthetic_pairs import focus_pair
+from ivfuse.train.trainer import DATASET_ABOUT
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -73,6 +77,20 @@ def write_pairs(
             io.write_image(out / "ir" / f"{path.stem}_{k}.png", ab[0, 0])
             io.write_image(out / "vi" / f"{path.stem}_{k}.png", ab[1, 0])
             n += 1
+    about = {
+        "kind": "synthetic multi-focus pairs (ir/ = first image, vi/ = second)",
+        "made_by": "scripts/focus_pairs_folder.py",
+        "images": Path(images).name,
+        "image_count": len(files),
+        "per_image": per_image,
+        "size": [w, h],
+        "sigma": list(sigma),
+        "seed": seed,
+        "splits": list(splits) if splits else None,
+        "pairs": n,
+        "stands_in_for": "the IFCNN data set (NYU-D2 photographs blurred by depth), JCAE Sec. 1",
+    }
+    io.atomic_write_text(out / DATASET_ABOUT, json.dumps(about, indent=1) + "\n")
     return n
 
 

@@ -382,6 +382,25 @@ def test_card_names_data_under_the_data_root_portably(tmp_path, monkeypatch):
     assert card["data"]["path"] == str(train_dir)
 
 
+def test_card_copies_the_data_folders_own_description(tmp_path):
+    """A training folder's ``dataset.json`` (how a generated set was made) goes into the card's
+    ``data.about``; a folder without one gives no ``about``; a broken one is refused before training."""
+    train_dir = _write_pairs(tmp_path / "made", 4)
+    about = {"made_by": "scripts/focus_pairs_folder.py", "per_image": 3, "seed": 0}
+    (train_dir / "dataset.json").write_text(json.dumps(about))
+    card = train(_spec(1), RunOptions(train_dir, tmp_path / "run", progress=False))
+    assert card["data"]["about"] == about and card["data"]["pairs"] == 4
+    assert json.loads((tmp_path / "run" / "card.json").read_text())["data"]["about"] == about
+    plain = train(
+        _spec(1), RunOptions(_write_pairs(tmp_path / "plain", 4), tmp_path / "run2", progress=False)
+    )
+    assert "about" not in plain["data"]
+    (train_dir / "dataset.json").write_text("[1, 2]")
+    with pytest.raises(TrainingError, match="expected a JSON object"):
+        train(_spec(1), RunOptions(train_dir, tmp_path / "run3", progress=False))
+    assert not (tmp_path / "run3" / CHECKPOINT_NAME).exists()
+
+
 def test_tensorboard_scalars_when_installed(data, tmp_path, monkeypatch):
     """With tensorboard importable, every epoch's terms go to a SummaryWriter (rank 0)."""
     import types

@@ -379,6 +379,7 @@ def _train(
         raise TrainingError("--init starts a new run; a resumed run continues its checkpoint (drop --init)")
     dataset = spec.dataset(Path(opts.data))
     n_data = len(dataset)
+    _data_card(opts.data, n_data)  # a broken dataset.json is refused now, not after the run
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = not opts.fast
         torch.backends.cudnn.benchmark = bool(opts.fast)
@@ -718,6 +719,25 @@ def _deviations(spec: TrainSpec) -> dict[str, Any]:
     return deviations
 
 
+#: a training folder's own description, copied into the card's ``data.about`` when present (a
+#: JSON object; e.g. the recipe of a generated data set: ``scripts/focus_pairs_folder.py``)
+DATASET_ABOUT = "dataset.json"
+
+
+def _data_card(data: str | Path, n_data: int) -> dict[str, Any]:
+    card: dict[str, Any] = {"path": portable_path(data), "name": Path(data).name, "pairs": n_data}
+    about = Path(data) / DATASET_ABOUT
+    if about.is_file():
+        try:
+            doc = json.loads(about.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise TrainingError(f"{about}: not readable as JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise TrainingError(f"{about}: expected a JSON object, got {type(doc).__name__}")
+        card["about"] = doc
+    return card
+
+
 def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]:
     cfg = _config_dict(spec.config)
     deviations = _deviations(spec)
@@ -727,7 +747,7 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
         "method": spec.method,
         "paper": spec.paper,
         "config": cfg,
-        "data": {"path": portable_path(opts.data), "name": Path(opts.data).name, "pairs": n_data},
+        "data": _data_card(opts.data, n_data),
         "epochs": done,
         "epochs_planned": total,
         "reduced_scale": bool(deviations) or done < total,
