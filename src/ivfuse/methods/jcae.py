@@ -122,9 +122,13 @@ class Config(MethodConfig):
       ``"union"`` counts the positions where either source is non-zero (the set notation of
       the text). T = ``activity_ratio`` x h x w, h x w the size of the feature map. Where
       ``C_A + C_B = 0`` the weights are 1/2.
-    * Training data: the paper resizes ~1400 IFCNN pairs to 360 x 280, which we do not have.
-      By default we train on random ``crop`` x ``crop`` crops (aligned in both modalities) with
-      random horizontal flips of the training folder. The shipped weights train on all 221
+    * Training data: the paper resizes "more than 1400 pairs of grayscale images of the IFCNN
+      dataset" to 360 x 280. IFCNN's data set (Zhang et al., Information Fusion 2020, Sec. 3.3) is
+      multi-focus, NYU-D2's 1,449 indoor photographs blurred by depth, not infrared-visible pairs.
+      We have neither; ``scripts/focus_pairs_folder.py`` builds the closest set from natural
+      photographs (random region masks for the depth), and a run on it is in the docs (JCAE
+      page, Training). By default we train on random ``crop`` x ``crop`` crops (aligned in both
+      modalities) with random horizontal flips of the training folder. The shipped weights train on all 221
       RoadScene pairs (JCAE is scored on TNO only, so every RoadScene pair is leak-free for it;
       180 of them are the FLIR training pairs the first weights used); ``resize=[360,
       280]`` trains on whole pairs resized to the paper's 360 x 280 (width x height, bicubic, the
