@@ -14,10 +14,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from ..data.root import portable_path
 from ..errors import TrainingError
 from .checkpoint import CHECKPOINT_NAME, atomic_write_text, export_safetensors, load_checkpoint
-from .trainer import CARD_NAME, WEIGHTS_NAME, card_provenance, loss_history
+from .trainer import CARD_NAME, WEIGHTS_NAME, card_provenance, data_card, loss_history
 
 
 def export_run(
@@ -71,11 +70,7 @@ def export_run(
             "method": method,
             "paper": paper,
             "config": ck["config"],
-            "data": {
-                "path": portable_path(ck["data"]) if ck.get("data") else None,
-                "name": Path(str(ck.get("data"))).name,
-                "pairs": pairs,
-            },
+            "data": data_card(ck.get("data") or None, pairs),
             "epochs": done,
             "epochs_planned": planned,
             "reduced_scale": True,

@@ -379,7 +379,7 @@ def _train(
         raise TrainingError("--init starts a new run; a resumed run continues its checkpoint (drop --init)")
     dataset = spec.dataset(Path(opts.data))
     n_data = len(dataset)
-    _data_card(opts.data, n_data)  # a broken dataset.json is refused now, not after the run
+    data = data_card(opts.data, n_data)  # read now: a broken dataset.json is refused before the run
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = not opts.fast
         torch.backends.cudnn.benchmark = bool(opts.fast)
@@ -541,7 +541,7 @@ def _train(
         tb.close()
 
     wall = wall_before + time.perf_counter() - t_session
-    card = _card(spec, opts, n_data, total, history, wall, device, d)
+    card = _card(spec, opts, data, total, history, wall, device, d)
     card["iterations"] = step_total
     card.setdefault("iterations_planned", steps * total)
     card["precision"] = opts.precision
@@ -724,7 +724,12 @@ def _deviations(spec: TrainSpec) -> dict[str, Any]:
 DATASET_ABOUT = "dataset.json"
 
 
-def _data_card(data: str | Path, n_data: int) -> dict[str, Any]:
+def data_card(data: str | Path | None, n_data: int | None) -> dict[str, Any]:
+    """The card's ``data`` entry: the training folder (portable path, name), its sample count and,
+    when the folder has one, its ``dataset.json`` as ``about``. Raises :class:`TrainingError` for a
+    ``dataset.json`` that is not a JSON object."""
+    if data is None:
+        return {"path": None, "name": None, "pairs": n_data}
     card: dict[str, Any] = {"path": portable_path(data), "name": Path(data).name, "pairs": n_data}
     about = Path(data) / DATASET_ABOUT
     if about.is_file():
@@ -738,7 +743,7 @@ def _data_card(data: str | Path, n_data: int) -> dict[str, Any]:
     return card
 
 
-def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]:
+def _card(spec, opts, data, total, history, wall, device, d) -> dict[str, Any]:
     cfg = _config_dict(spec.config)
     deviations = _deviations(spec)
     extra = {k: v for k, v in spec.extra_card.items() if k != "deviations_from_recipe"}
@@ -747,7 +752,7 @@ def _card(spec, opts, n_data, total, history, wall, device, d) -> dict[str, Any]
         "method": spec.method,
         "paper": spec.paper,
         "config": cfg,
-        "data": _data_card(opts.data, n_data),
+        "data": data,
         "epochs": done,
         "epochs_planned": total,
         "reduced_scale": bool(deviations) or done < total,
