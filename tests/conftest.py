@@ -14,8 +14,13 @@ REPO = Path(__file__).resolve().parents[1]
 #: not to the user's ~/.cache.
 os.environ.setdefault("IVFUSE_CACHE", tempfile.mkdtemp(prefix="ivfuse-test-cache-"))
 
-#: The shared data folder (override with IVFUSE_SHARED_DATA).
-SHARED_DATA = Path(os.environ.get("IVFUSE_SHARED_DATA", REPO.parent / "shared" / "data"))
+#: The folder of the public image sets: $IVFUSE_SHARED_DATA, else the library's data root
+#: $IVFUSE_DATA (the folder `ivfuse bench` reads named sets from), else ../shared/data.
+SHARED_DATA = Path(
+    os.environ.get("IVFUSE_SHARED_DATA")
+    or os.environ.get("IVFUSE_DATA")
+    or REPO.parent / "shared" / "data"
+)
 
 
 def shared_dataset(name: str) -> Path:
