@@ -126,15 +126,16 @@ class Config(MethodConfig):
       dataset" to 360 x 280. IFCNN's data set (Zhang et al., Information Fusion 2020, Sec. 3.3) is
       multi-focus, NYU-D2's 1,449 indoor photographs blurred by depth, not infrared-visible pairs.
       We have neither; ``scripts/focus_pairs_folder.py`` builds the closest set from natural
-      photographs (random region masks for the depth), and a run on it is in the docs (JCAE
-      page, Training). By default we train on random ``crop`` x ``crop`` crops (aligned in both
-      modalities) with random horizontal flips of the training folder. The shipped weights train on all 221
-      RoadScene pairs (JCAE is scored on TNO only, so every RoadScene pair is leak-free for it;
-      180 of them are the FLIR training pairs the first weights used); ``resize=[360,
-      280]`` trains on whole pairs resized to the paper's 360 x 280 (width x height, bicubic, the
-      aspect ratio not kept, as the paper's resize) instead, 6.2 times the pixels per sample of a
-      128 x 128 crop. The card's recipe is the paper's 360 x 280, so a crop run lists ``resize``
-      among its ``deviations_from_recipe``. ``batch_size`` is not given by the paper.
+      photographs (random region masks for the depth), and the shipped weights train on it:
+      1,500 pairs from the 500 BSDS500 photographs (leak-free: JCAE is scored on TNO only). The
+      weights before them trained on the 221 RoadScene infrared-visible pairs; the JCAE page of
+      the docs compares the two (Training). By default we train on random ``crop`` x ``crop``
+      crops (aligned in both modalities) with random horizontal flips of the training folder;
+      ``resize=[360, 280]`` trains on whole pairs resized to the paper's 360 x 280 (width x
+      height, bicubic, the aspect ratio not kept, as the paper's resize) instead, 6.2 times the
+      pixels per sample of a 128 x 128 crop. The card's recipe is the paper's 360 x 280, so a
+      crop run lists ``resize`` among its ``deviations_from_recipe``. ``batch_size`` is not given
+      by the paper.
     """
 
     lam: float = 100.0  # lambda of Eq. (5), Sec. 3.2
