@@ -197,6 +197,18 @@ def test_help_paragraphs_reflow_to_the_terminal():
     assert "--ir and --vi naming one folder, and an output folder inside an input folder" in r.output
 
 
+def test_version_names_ivfuse_python_and_torch():
+    import platform
+
+    import ivfuse
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0, r.output
+    first, second = r.output.strip().split("\n", 1)
+    assert first == f"ivfuse {ivfuse.__version__}"
+    assert f"python {platform.python_version()}" in second and "torch " in second and "numpy " in second
+
+
 def test_fuse_didfuse_colour_odd_size_rules_and_weights(tmp_path, pair):
     from ivfuse.methods import registry
 

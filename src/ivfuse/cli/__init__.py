@@ -35,6 +35,48 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+#: the installed packages that decide what ivfuse computes and how fast, in ``--version``
+VERSIONED = ("torch", "numpy", "onnxruntime", "openvino", "opencv-python-headless", "ray")
+
+
+def version_text() -> str:
+    """``ivfuse --version``: ivfuse's version, then Python's and those of the packages that decide
+    what it computes and how fast (what a bug report needs); read from the installed packages'
+    metadata, so nothing heavy is imported."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .._version import __version__
+
+    parts = [f"python {platform.python_version()}"]
+    for name in VERSIONED:
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return f"ivfuse {__version__}\n" + ", ".join(parts)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(version_text(), highlight=False, soft_wrap=True)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the versions of ivfuse, Python and the main dependencies, then exit.",
+        ),
+    ] = False,
+) -> None:
+    """Infrared-visible image fusion: fuse, evaluate, train and compare methods."""
+
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn :class:`IvfuseError` into one red line and its exit code; warnings into yellow lines."""
