@@ -17,9 +17,7 @@ os.environ.setdefault("IVFUSE_CACHE", tempfile.mkdtemp(prefix="ivfuse-test-cache
 #: The folder of the public image sets: $IVFUSE_SHARED_DATA, else the library's data root
 #: $IVFUSE_DATA (the folder `ivfuse bench` reads named sets from), else ../shared/data.
 SHARED_DATA = Path(
-    os.environ.get("IVFUSE_SHARED_DATA")
-    or os.environ.get("IVFUSE_DATA")
-    or REPO.parent / "shared" / "data"
+    os.environ.get("IVFUSE_SHARED_DATA") or os.environ.get("IVFUSE_DATA") or REPO.parent / "shared" / "data"
 )
 
 

@@ -62,6 +62,20 @@ def test_unknown_method_lists_available():
         ivfuse.load("nope")
 
 
+def test_unknown_option_names_the_closest_and_all_options(rng):
+    # a typo in a method option is one line naming the method's options, for classical methods
+    # (a class) and deep ones (a factory function) alike, before any weights are read
+    ir, vi = rng.random((2, 16, 16), dtype=np.float32)
+    typo = r"no option 'levls' \(did you mean 'levels'\?\); its options: levels"
+    with pytest.raises(MethodError, match=typo):
+        ivfuse.fuse(ir, vi, method="lp", levls=3)
+    with pytest.raises(MethodError, match=r"'rulez' \(did you mean 'rule'\?\).*activity_ratio"):
+        ivfuse.load("jcae", rulez="sum")
+    with pytest.raises(MethodError, match="its options: none"):
+        ivfuse.load("average", x=1)
+    assert ivfuse.fuse(ir, vi, method="lp", levels=2).shape == (16, 16)
+
+
 def test_load_returns_reusable_fuser_and_files_work(tmp_path):
     s = night_scene(64, 80)
     io.write_image(tmp_path / "ir.png", s.ir)

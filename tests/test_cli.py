@@ -87,6 +87,14 @@ def test_fuse_bad_input_one_line_exit_2_no_output(tmp_path, pair, case, message)
     assert not (tmp_path / "f.png").exists()
 
 
+def test_fuse_unknown_method_option_one_line_exit_2(tmp_path, pair):
+    r = run("fuse", *pair, "-o", tmp_path / "f.png", "-m", "gff", "-p", "radius=3")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no option 'radius' (did you mean 'base_radius'?)" in lines[0], r.output
+    assert not (tmp_path / "f.png").exists()
+
+
 def test_colour_infrared_is_converted_with_a_warning(tmp_path, pair):
     _, vi = pair
     rgb = np.zeros((48, 65, 3), np.uint8)

@@ -273,9 +273,33 @@ def info(name: str) -> MethodInfo:
 
 
 def create(name: str, **kwargs: Any) -> Fuser:
-    """Build the fuser registered under ``name``; ``kwargs`` go to its factory."""
+    """Build the fuser registered under ``name``; ``kwargs`` go to its factory. An option the
+    factory does not take is a :class:`MethodError` naming the method's options (and the closest
+    one, for a typo), not a ``TypeError`` from inside the factory."""
     info(name)
-    return _REGISTRY[name.lower()][1](**kwargs)
+    factory = _REGISTRY[name.lower()][1]
+    _check_options(name, factory, kwargs)
+    return factory(**kwargs)
+
+
+def _check_options(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    import difflib
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise MethodError(
+            f"method {name!r} has no option {unknown[0]!r}{hint}; its options: {', '.join(known) or 'none'}"
+        )
 
 
 def is_registered(name: str) -> bool:
