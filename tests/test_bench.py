@@ -417,6 +417,8 @@ def test_cli_bench_end_to_end(tmp_path):
         ),
         (["--methods", "lp", "--datasets", "tn0", "--data-root", "."], "unknown data set 'tn0'"),
         (["--methods", "nope", "--datasets", "DIR"], "unknown method 'nope'"),
+        (["--methods", "lp@levls=3", "--datasets", "DIR"], "no option 'levls' (did you mean 'levels'?)"),
+        (["--paper", "jcae", "--methods", "gff@radius=3", "--data-root", "."], "did you mean 'base_radius'"),
         (["--methods", "lp", "--datasets", "DIR", "--metrics", "XYZ"], "unknown metric 'XYZ'"),
         (["--methods", "lp", "--datasets", "DIR", "--test", "anova"], "--test must be wilcoxon or t"),
         (["--methods", "lp"], "--out RESULTS folder is required"),

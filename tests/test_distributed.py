@@ -147,6 +147,9 @@ def test_engine_options_are_checked_before_anything_runs(tmp_path):
     assert r.exit_code == 2 and "--engine must be local or ray" in r.output
     r = run("fuse", d / "ir" / "p00.png", d / "vi" / "p00.png", "-o", tmp_path / "f.png", "--resume")
     assert r.exit_code == 2 and "fuse folders" in r.output
+    r = run("fuse", "--pairs", d, "-o", tmp_path / "o", "--engine", "ray", "-m", "lp", "-p", "levls=3")
+    assert r.exit_code == 2 and "no option 'levls' (did you mean 'levels'?)" in r.output, r.output
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------------------------------------

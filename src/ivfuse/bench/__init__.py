@@ -114,8 +114,8 @@ def make_tasks(
     specs = [parse_method(m) for m in _names(methods)]
     if not specs:
         raise InputError("no methods given (--methods lp,gff,...)")
-    for s in specs:
-        registry.info(s.name)  # an unknown name is one line before anything runs
+    for s in specs:  # an unknown name or option is one line before anything runs
+        registry.check_options(s.name, dict(s.options))
     names = _names(datasets)
     if not names:
         raise InputError("no data sets given (--datasets tno,... or --dataset PATH)")

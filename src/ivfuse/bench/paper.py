@@ -223,6 +223,9 @@ def plan(
     support the table's task). A table whose data set is missing is left out with a message.
     """
     messages = messages if messages is not None else []
+    for m in extra_methods or []:  # the user's: an unknown name or option is one line, before anything runs
+        spec = _spec(m)
+        registry.check_options(spec.name, dict(spec.options))
     by_ds: dict[str, Task] = {}
     for t in paper["tables"]:
         try:

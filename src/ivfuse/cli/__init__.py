@@ -380,10 +380,11 @@ def fuse_command(
             method, task=task, stretch16=stretch, backend=backend, precision=precision, device=device,
             options=tuple(sorted(options.items())), align=align,
         )  # fmt: skip
-        if ray_engine is not None:  # the workers build the method; here only the name is checked
+        if ray_engine is not None:  # the workers build the method; here its name and options are checked
             from ..methods import registry
 
             registry.check_task(method, task)
+            registry.check_options(method, options)
             _fuse_folders(
                 spec, None, target, scan, overwrite, bit_depth, ext, resume=resume, engine=ray_engine
             )

@@ -276,16 +276,18 @@ def create(name: str, **kwargs: Any) -> Fuser:
     """Build the fuser registered under ``name``; ``kwargs`` go to its factory. An option the
     factory does not take is a :class:`MethodError` naming the method's options (and the closest
     one, for a typo), not a ``TypeError`` from inside the factory."""
-    info(name)
-    factory = _REGISTRY[name.lower()][1]
-    _check_options(name, factory, kwargs)
-    return factory(**kwargs)
+    check_options(name, kwargs)
+    return _REGISTRY[name.lower()][1](**kwargs)
 
 
-def _check_options(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """:class:`MethodError` unless method ``name`` takes every key of ``options`` (the values are
+    the factory's to check): one line with the method's options and the closest one to a typo."""
     import difflib
     import inspect
 
+    info(name)
+    factory = _REGISTRY[name.lower()][1]
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
@@ -293,7 +295,7 @@ def _check_options(name: str, factory: Callable[..., Any], kwargs: dict[str, Any
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return
     known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = [k for k in kwargs if k not in known]
+    unknown = [k for k in options if k not in known]
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
