@@ -57,6 +57,14 @@ def test_size_mismatch_names_both_sizes(rng):
         ivfuse.fuse(np.zeros((4, 5), np.uint8), np.zeros((4, 6), np.uint8), method="average")
 
 
+def test_malformed_image_is_its_own_error_not_a_registration_hint():
+    with pytest.raises(InputError, match=r"visible array: expected an HxW or HxWx3 image") as exc:
+        ivfuse.fuse(np.zeros((4, 5), np.uint8), np.zeros((1, 4, 5), np.uint8), method="average")
+    assert "register" not in str(exc.value)
+    with pytest.raises(InputError, match=r"sizes differ; two cameras' images: register"):
+        ivfuse.fuse(np.zeros((4, 5), np.uint8), np.zeros((4, 6), np.uint8), method="average")
+
+
 def test_unknown_method_lists_available():
     with pytest.raises(MethodError, match="unknown method 'nope'; available: .*average"):
         ivfuse.load("nope")

@@ -25,7 +25,7 @@ from . import io
 from .data.pairs import Pair
 from .errors import InputError, IvfuseError, MethodError
 from .methods import registry
-from .methods.base import check_pair
+from .methods.base import check_image, check_pair
 
 #: Method used when none is named (see README, "Choosing a method").
 DEFAULT_METHOD = "lp"
@@ -178,6 +178,8 @@ class Pipeline:
         vi_arr, vi_name = _load(vi, "visible")
         if self.align is not None:  # registration (RegistrationError below its confidence threshold)
             ir_arr, self.last_registration = self.align.apply(ir_arr, vi_arr)
+        check_image(ir_arr, ir_name)  # a malformed image is its own error, not a size mismatch
+        check_image(vi_arr, vi_name)
         try:
             check_pair(ir_arr, vi_arr, (ir_name, vi_name), plane=False, dtype=None)
         except InputError as exc:
