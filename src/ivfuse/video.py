@@ -476,8 +476,8 @@ def fuse_video(
         )
     if out_p.exists() and not overwrite and not (out_p.is_dir() and not any(out_p.iterdir())):
         raise InputError(f"{out_p} exists; pass --overwrite to replace it")
+    probe(ir_p)  # an unreadable input fails here, the infrared one (given first) named first
     info = probe(vi_p)
-    probe(ir_p)  # fails early on an unreadable infrared input
     total = info.frames if max_frames is None else min(info.frames or max_frames, max_frames)
     rate = Fraction(fps).limit_denominator(1001 * 1000) if fps else (info.fps or DEFAULT_FPS)
     if rate <= 0:
