@@ -112,7 +112,7 @@ def test_train_refuses_unknown_ablations_and_fields(tmp_path):
     r = run("train", "jcae", "--data", data, "--out", tmp_path / "a", "--ablation", "nope")
     assert r.exit_code == 2 and "no ablation 'nope'" in r.output and "mse-only" in r.output
     r = run("train", "jcae", "--data", data, "--out", tmp_path / "b", "--set", "nope=1")
-    assert r.exit_code == 2 and "not an option" in r.output
+    assert r.exit_code == 2 and "no training option 'nope'; its options (--set KEY=VALUE): lam," in r.output
     r = run("train", "jcae", "--data", data, "--out", tmp_path / "c", "--set", "lam")
     assert r.exit_code == 2 and "KEY=VALUE" in r.output
     assert not any((tmp_path / d).exists() for d in "abc")

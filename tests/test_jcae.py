@@ -355,6 +355,10 @@ def test_cli_train_with_vgg19_records_it_in_the_card(data, tmp_path, fmt):
     args = ["train", "didfuse", "--data", str(data), "--out", str(tmp_path / "d"), "--vgg19", str(path)]
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "--vgg19 is not an option of method 'didfuse'" in r.output
+    args = ["train", "jcae", "--data", str(data), "--out", str(tmp_path / "j"), "--set", "lamb=10"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "no training option 'lamb' (did you mean 'lam'?)" in r.output, r.output
+    assert not (tmp_path / "j").exists()
 
 
 def test_cli_train_with_missing_vgg19_file_fails_with_one_line(data, tmp_path):

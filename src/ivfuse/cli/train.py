@@ -24,10 +24,19 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool, 
 
     info = registry.info(method)
     config_cls, training_spec = registry.training(info.name)
-    known = {f.name for f in dataclasses.fields(config_cls)}
+    known = [f.name for f in dataclasses.fields(config_cls)]
     for k in overrides:
-        if k not in known:
+        if k in (*_OVERRIDES, "vgg19") and k not in known:  # a flag of `ivfuse train`
             raise TrainingError(f"--{k.replace('_', '-')} is not an option of method {info.name!r}")
+        if k not in known:  # a --set KEY
+            import difflib
+
+            close = difflib.get_close_matches(k, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TrainingError(
+                f"method {info.name!r} has no training option {k!r}{hint}; its options (--set KEY=VALUE): "
+                + ", ".join(known)
+            )
     ck_path = out / CHECKPOINT_NAME
     seed = None
     if resume and ck_path.is_file():
