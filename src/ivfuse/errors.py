@@ -7,6 +7,14 @@ Every error a user can cause (a bad file, a missing weight file, a bad option) i
 from __future__ import annotations
 
 
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``word``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class IvfuseError(Exception):
     """Base class of all errors ivfuse raises on purpose."""
 

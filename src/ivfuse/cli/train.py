@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import TrainingError
+from ..errors import TrainingError, did_you_mean
 from ..methods.registry import module_methods
 
 #: options that map onto the method's Config fields of the same name
@@ -29,13 +29,9 @@ def build_spec(method: str, overrides: dict[str, Any], out: Path, resume: bool, 
         if k in (*_OVERRIDES, "vgg19") and k not in known:  # a flag of `ivfuse train`
             raise TrainingError(f"--{k.replace('_', '-')} is not an option of method {info.name!r}")
         if k not in known:  # a --set KEY
-            import difflib
-
-            close = difflib.get_close_matches(k, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TrainingError(
-                f"method {info.name!r} has no training option {k!r}{hint}; its options (--set KEY=VALUE): "
-                + ", ".join(known)
+                f"method {info.name!r} has no training option {k!r}{did_you_mean(k, known)}; its options"
+                " (--set KEY=VALUE): " + ", ".join(known)
             )
     ck_path = out / CHECKPOINT_NAME
     seed = None

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..errors import MethodError
+from ..errors import MethodError, did_you_mean
 from .base import Fuser
 
 #: modules of ``ivfuse.methods`` that hold no method (public names; ``_private`` ones are skipped too)
@@ -283,7 +283,6 @@ def create(name: str, **kwargs: Any) -> Fuser:
 def check_options(name: str, options: dict[str, Any]) -> None:
     """:class:`MethodError` unless method ``name`` takes every key of ``options`` (the values are
     the factory's to check): one line with the method's options and the closest one to a typo."""
-    import difflib
     import inspect
 
     info(name)
@@ -297,8 +296,7 @@ def check_options(name: str, options: dict[str, Any]) -> None:
     known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = [k for k in options if k not in known]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(unknown[0], known)
         raise MethodError(
             f"method {name!r} has no option {unknown[0]!r}{hint}; its options: {', '.join(known) or 'none'}"
         )
