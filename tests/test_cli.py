@@ -205,6 +205,27 @@ def test_help_paragraphs_reflow_to_the_terminal():
     assert "--ir and --vi naming one folder, and an output folder inside an input folder" in r.output
 
 
+def test_methods_name_shows_options_tasks_and_training():
+    from ivfuse.methods import registry
+
+    r = runner.invoke(app, ["methods", "lp"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "lp (classical)" in r.output and "levels=4" in r.output and "ivif, mef, mff" in r.output
+    r = runner.invoke(app, ["methods", "jcae", "--json"])
+    d = json.loads(r.output)
+    assert d["options"]["rule"] == "paper" and d["options"]["activity_ratio"] == 0.6
+    assert [a["name"] for a in d["ablations"]][:1] == ["mse-only"]
+    if registry.info("jcae").weights_shipped:  # the card's training, as the card says it
+        card = registry.info("jcae").weights_card
+        assert d["weights_training"]["epochs"] == card["epochs"]
+        assert d["weights_training"]["pairs"] == card["data"]["pairs"]
+        r = runner.invoke(app, ["methods", "jcae"], env={"COLUMNS": "200"})
+        assert f"{card['data']['name']}, {card['data']['pairs']} samples" in r.output
+        assert "--ablation NAME" in r.output and "ivfuse bench --paper jcae" in r.output
+    r = runner.invoke(app, ["methods", "jace"])
+    assert r.exit_code == 2 and "unknown method 'jace'" in r.output
+
+
 def test_version_names_ivfuse_python_and_torch():
     import platform
 

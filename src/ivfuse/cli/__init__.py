@@ -451,9 +451,22 @@ def _fuse_folders(
 
 @command("methods")
 def methods_command(
+    name: Annotated[
+        str | None, typer.Argument(help="One method: its options, tasks, and how its weights were trained.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List every fusion method: family, paper, and whether trained weights are shipped."""
+    """List every fusion method: family, paper, and whether trained weights are shipped; with a
+    NAME, that method in full (its options for -p KEY=VALUE, tasks, weights' training, ablations)."""
+    if name is not None:
+        from ..methods import registry
+
+        info = registry.info(name)
+        if as_json:
+            typer.echo(json.dumps(info.as_dict(), indent=2))
+        else:
+            out.print(_method_table(info.as_dict()))
+        return
     infos = api.list_methods()
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
@@ -465,6 +478,42 @@ def methods_command(
         name = i.name + (" (default)" if i.name == api.DEFAULT_METHOD else "")
         table.add_row(name, i.family, i.paper, i.weights_status)
     out.print(table)
+
+
+def _method_table(d: dict[str, Any]) -> Table:
+    """``ivfuse methods NAME``: one method's metadata as a two-column table."""
+    table = Table(title=f"{d['name']} ({d['family']})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("paper", d["paper"])
+    table.add_row("tasks", ", ".join(d["tasks"]))
+    options = ", ".join(f"{k}={v}" for k, v in d["options"].items()) or "none"
+    table.add_row("options (-p KEY=VALUE)", options)
+    table.add_row("weights", d["weights_status"])
+    t = d.get("weights_training")
+    if t:
+        done = f"{t['epochs']} epochs"
+        if "recipe_epochs" in t:
+            done += f" of the recipe's {t['recipe_epochs']}"
+        if "iterations_all_stages" in t:
+            done += f", {t['iterations_all_stages']:,} iterations in all"
+        parts = [f"{t['data']}, {t['pairs']} samples", done]
+        parts += [f"{k} {t[k]}" for k in ("precision", "seed") if k in t]
+        table.add_row("weights' training", "; ".join(parts))
+        devs = t.get("deviations_from_recipe") or {}
+        if devs:
+            table.add_row(
+                "deviations from the recipe",
+                ", ".join(f"{k} {v.get('used')} (recipe {v.get('recipe')})" for k, v in devs.items()),
+            )
+    if d["trainable"]:
+        table.add_row("train", f"ivfuse train {d['name']} --data DIR --out RUN")
+    if d["ablations"]:
+        rows = ", ".join(f"{a['name']} ({a['table']}: {a['row']})" for a in d["ablations"])
+        table.add_row("ablations (--ablation NAME)", rows)
+    if d["paper_tables"]:
+        table.add_row("paper's tables", f"ivfuse bench --paper {d['name']} --out DIR")
+    return table
 
 
 @command("demo")

@@ -118,6 +118,27 @@ class MethodInfo:
             return f"shipped, reduced scale ({done}/{planned} epochs)"
         return "shipped"
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The method's options (its factory's keyword parameters) and their defaults."""
+        return defaults(self.name)
+
+    @property
+    def weights_training(self) -> dict[str, Any] | None:
+        """How the shipped weights were trained, from their card: data set and size, epochs of the
+        recipe's, precision, seed, reduced scale and each deviation from the recipe (``None``
+        without a card)."""
+        card = self.weights_card
+        if card is None:
+            return None
+        data = card.get("data") or {}
+        keys = ("epochs", "recipe_epochs", "iterations", "iterations_all_stages", "precision", "seed",
+                "reduced_scale", "stored_dtype")  # fmt: skip
+        out = {"data": data.get("name"), "pairs": data.get("pairs")}
+        out.update({k: card.get(k) for k in keys if card.get(k) is not None})
+        out["deviations_from_recipe"] = card.get("deviations_from_recipe") or {}
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         """The JSON-able metadata (``ivfuse methods --json``)."""
         d: dict[str, Any] = {
@@ -125,8 +146,11 @@ class MethodInfo:
             for k in ("name", "family", "paper", "summary", "trainable", "weights", "tasks", "paper_tables")
         }
         d["tasks"] = list(self.tasks)
+        d["options"] = {k: v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+                        for k, v in self.options.items()}  # fmt: skip
         d["weights_shipped"] = self.weights_shipped
         d["weights_status"] = self.weights_status
+        d["weights_training"] = self.weights_training
         d["ablations"] = [
             {"name": a.name, "row": a.row, "table": a.table, "overrides": dict(a.overrides)}
             for a in self.ablations
