@@ -492,12 +492,12 @@ def _method_table(d: dict[str, Any]) -> Table:
     table.add_row("weights", d["weights_status"])
     t = d.get("weights_training")
     if t:
-        done = f"{t['epochs']} epochs"
-        if "recipe_epochs" in t:
-            done += f" of the recipe's {t['recipe_epochs']}"
+        parts = [f"{t['data']}" + (f", {t['pairs']} samples" if t.get("pairs") else "")]
+        if "epochs" in t:  # a card written by ivfuse's trainer has them; another may not
+            recipe = f" of the recipe's {t['recipe_epochs']}" if "recipe_epochs" in t else ""
+            parts.append(f"{t['epochs']} epochs{recipe}")
         if "iterations_all_stages" in t:
-            done += f", {t['iterations_all_stages']:,} iterations in all"
-        parts = [f"{t['data']}, {t['pairs']} samples", done]
+            parts.append(f"{t['iterations_all_stages']:,} iterations in all")
         parts += [f"{k} {t[k]}" for k in ("precision", "seed") if k in t]
         table.add_row("weights' training", "; ".join(parts))
         devs = t.get("deviations_from_recipe") or {}
