@@ -25,10 +25,15 @@ from . import io
 from .data.pairs import Pair
 from .errors import InputError, IvfuseError, MethodError
 from .methods import registry
-from .methods.base import check_image, check_pair
+from .methods.base import check_pair
 
 #: Method used when none is named (see README, "Choosing a method").
 DEFAULT_METHOD = "lp"
+#: what an infrared-visible pair of two sizes (two cameras, not registered) is told to do
+REGISTER_HINT = (
+    "; two cameras' images: register the infrared image onto the visible grid first"
+    " (`ivfuse fuse --register`, `ivfuse register`, or ivfuse.register.align_pair)"
+)
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -178,17 +183,8 @@ class Pipeline:
         vi_arr, vi_name = _load(vi, "visible")
         if self.align is not None:  # registration (RegistrationError below its confidence threshold)
             ir_arr, self.last_registration = self.align.apply(ir_arr, vi_arr)
-        check_image(ir_arr, ir_name)  # a malformed image is its own error, not a size mismatch
-        check_image(vi_arr, vi_name)
-        try:
-            check_pair(ir_arr, vi_arr, (ir_name, vi_name), plane=False, dtype=None)
-        except InputError as exc:
-            if self.align is None and ir_arr.shape[:2] != vi_arr.shape[:2]:
-                raise InputError(
-                    f"{exc}; two cameras' images: register the infrared image onto the visible grid"
-                    " first (`ivfuse fuse --register`, `ivfuse register`, or ivfuse.register.align_pair)"
-                ) from None
-            raise
+        hint = "" if self.align is not None else REGISTER_HINT
+        check_pair(ir_arr, vi_arr, (ir_name, vi_name), plane=False, dtype=None, size_hint=hint)
         if ir_arr.ndim == 3 and ir_arr.shape[-1] == 1:
             ir_arr = ir_arr[..., 0]
         if vi_arr.ndim == 3 and vi_arr.shape[-1] == 1:

@@ -63,15 +63,17 @@ def check_pair(
     label: str = "fusion",
     min_size: int = 1,
     dtype: Any = np.float32,
+    size_hint: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The one input check of ivfuse: two images (:func:`check_image` each) of one height and width,
     at least ``min_size`` pixels on each side; returned as ``dtype`` (None: unchanged, no copy when
-    possible). Raises :class:`InputError` with one line naming the images by ``names``."""
+    possible). Raises :class:`InputError` with one line naming the images by ``names``;
+    ``size_hint`` is appended to the message of two sizes that differ (what to do about it)."""
     a = check_image(a, names[0], plane=plane, label=label)
     b = check_image(b, names[1], plane=plane, label=label)
     if a.shape[:2] != b.shape[:2]:
         (ha, wa), (hb, wb) = a.shape[:2], b.shape[:2]
-        raise InputError(f"{names[0]} is {wa}x{ha} but {names[1]} is {wb}x{hb}: sizes differ")
+        raise InputError(f"{names[0]} is {wa}x{ha} but {names[1]} is {wb}x{hb}: sizes differ{size_hint}")
     if min(a.shape[:2]) < min_size:
         raise InputError(f"image too small for {label}: {a.shape[:2]} (at least {min_size} px a side)")
     if dtype is not None:

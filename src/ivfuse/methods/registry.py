@@ -304,18 +304,24 @@ def create(name: str, **kwargs: Any) -> Fuser:
     return _REGISTRY[name.lower()][1](**kwargs)
 
 
-def check_options(name: str, options: dict[str, Any]) -> None:
-    """:class:`MethodError` unless method ``name`` takes every key of ``options`` (the values are
-    the factory's to check): one line with the method's options and the closest one to a typo."""
+def _parameters(name: str) -> list[Any] | None:
+    """The parameters of method ``name``'s factory (``inspect.Parameter``), or ``None`` where its
+    signature cannot be read."""
     import inspect
 
     info(name)
-    factory = _REGISTRY[name.lower()][1]
     try:
-        params = inspect.signature(factory).parameters.values()
+        return list(inspect.signature(_REGISTRY[name.lower()][1]).parameters.values())
     except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """:class:`MethodError` unless method ``name`` takes every key of ``options`` (the values are
+    the factory's to check): one line with the method's options and the closest one to a typo.
+    A factory with ``**options`` (or no readable signature) checks its own."""
+    params = _parameters(name)
+    if params is None or any(p.kind is p.VAR_KEYWORD for p in params):
         return
     known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = [k for k in options if k not in known]
@@ -333,15 +339,7 @@ def is_registered(name: str) -> bool:
 
 def defaults(name: str) -> dict[str, Any]:
     """The default option values of a method's factory (its keyword parameters with defaults)."""
-    import inspect
-
-    info(name)
-    factory = _REGISTRY[name.lower()][1]
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return {}
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return {p.name: p.default for p in _parameters(name) or () if p.default is not p.empty}
 
 
 def check_task(name: str, task: str) -> MethodInfo:
