@@ -492,7 +492,7 @@ def _method_table(d: dict[str, Any]) -> Table:
     table.add_row("weights", d["weights_status"])
     t = d.get("weights_training")
     if t:
-        parts = [f"{t['data']}" + (f", {t['pairs']} samples" if t.get("pairs") else "")]
+        parts = [str(t["data"]) + (f", {t['pairs']} samples" if t.get("pairs") else "")]
         if "epochs" in t:  # a card written by ivfuse's trainer has them; another may not
             recipe = f" of the recipe's {t['recipe_epochs']}" if "recipe_epochs" in t else ""
             parts.append(f"{t['epochs']} epochs{recipe}")
